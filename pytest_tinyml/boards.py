@@ -1,0 +1,134 @@
+"""Boards: the data file ``boards.yaml`` plus any boards plugins add through ``pytest_tinyml_boards``."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from pytest_tinyml.errors import SpecError
+from pytest_tinyml.spec.units import UnitError, parse_frequency, parse_size
+
+#: The board audits use when neither the spec nor --tinyml-board names one: the Arduino Nano 33 BLE Sense
+#: (nRF52840: 256 KiB RAM, 1 MiB flash), TFLM's reference board for its examples.
+DEFAULT_BOARD = "arduino_nano_33_ble_sense"
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    mcu: str
+    core: str
+    clock_hz: int
+    flash_bytes: int
+    ram_bytes: int
+    arena_ram_bytes: int
+    source: str
+    qemu: str | None = None
+    aliases: tuple[str, ...] = ()
+    reserve_bytes: int | None = None
+    flash_reserve_bytes: int | None = None
+
+    @property
+    def ram_reserve(self) -> int:
+        """RAM kept back for stack, heap, runtime state and the application."""
+        if self.reserve_bytes is not None:
+            return self.reserve_bytes
+        return max(8 * 1024, self.arena_ram_bytes // 10)
+
+    @property
+    def arena_limit(self) -> int:
+        return max(0, self.arena_ram_bytes - self.ram_reserve)
+
+    @property
+    def flash_reserve(self) -> int:
+        if self.flash_reserve_bytes is not None:
+            return self.flash_reserve_bytes
+        return self.flash_bytes // 10
+
+    @property
+    def flash_limit(self) -> int:
+        return max(0, self.flash_bytes - self.flash_reserve)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "mcu": self.mcu,
+            "core": self.core,
+            "clock_hz": self.clock_hz,
+            "flash_bytes": self.flash_bytes,
+            "ram_bytes": self.ram_bytes,
+            "arena_ram_bytes": self.arena_ram_bytes,
+            "ram_reserve_bytes": self.ram_reserve,
+            "flash_reserve_bytes": self.flash_reserve,
+            "qemu": self.qemu,
+            "source": self.source,
+        }
+
+
+def board_from_mapping(name: str, data: Mapping[str, Any], origin: str = "boards") -> Board:
+    """Build a :class:`Board` from a mapping with the fields of ``boards.yaml``."""
+    try:
+        return Board(
+            name=name,
+            mcu=str(data.get("mcu", name)),
+            core=str(data["core"]),
+            clock_hz=parse_frequency(data["clock"]),
+            flash_bytes=parse_size(data["flash"]).bytes,
+            ram_bytes=parse_size(data["ram"]).bytes,
+            arena_ram_bytes=parse_size(data.get("arena_ram", data["ram"])).bytes,
+            source=str(data.get("source", "")),
+            qemu=data.get("qemu"),
+            aliases=tuple(str(a) for a in data.get("aliases", ()) or ()),
+            reserve_bytes=parse_size(data["reserve"]).bytes if "reserve" in data else None,
+            flash_reserve_bytes=parse_size(data["flash_reserve"]).bytes if "flash_reserve" in data else None,
+        )
+    except KeyError as exc:
+        raise SpecError(f"board {name!r} lacks field {exc.args[0]!r}", where=origin) from None
+    except UnitError as exc:
+        raise SpecError(f"board {name!r}: {exc}", where=origin) from None
+
+
+def builtin_boards() -> list[Board]:
+    text = resources.files("pytest_tinyml").joinpath("boards.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    return [board_from_mapping(name, fields, "boards.yaml") for name, fields in data["boards"].items()]
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+class BoardRegistry:
+    def __init__(self, boards: Iterable[Board]) -> None:
+        self._boards: dict[str, Board] = {}
+        self._index: dict[str, str] = {}
+        for board in boards:
+            self.add(board)
+
+    def add(self, board: Board) -> None:
+        self._boards[board.name] = board
+        for key in (board.name, *board.aliases):
+            self._index[_norm(key)] = board.name
+
+    def names(self) -> list[str]:
+        return sorted(self._boards)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._boards.values())
+
+    def get(self, name: str, *, where: str | None = None) -> Board:
+        key = self._index.get(_norm(name))
+        if key is not None:
+            return self._boards[key]
+        close = difflib.get_close_matches(_norm(name), list(self._index), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(sorted({self._index[c] for c in close}))}?" if close else ""
+        raise SpecError(
+            f"unknown board {name!r}" + (f"; {hint}" if hint else ""),
+            where=where,
+            fix=f"use one of: {', '.join(self.names())}, or add one with the pytest_tinyml_boards hook",
+        )

@@ -1,0 +1,1 @@
+"""One module per constraint family: pure functions from measurements to verdicts."""

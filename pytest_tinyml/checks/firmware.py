@@ -1,0 +1,105 @@
+"""``firmware_bitexact`` and ``latency``: the int8 model on an emulated Cortex-M."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pytest_tinyml.checks.base import Verdict
+from pytest_tinyml.spec.units import format_seconds
+
+if TYPE_CHECKING:
+    from pytest_tinyml.measure import Measurements
+    from pytest_tinyml.spec.model import Constraints
+
+
+def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
+    import numpy as np
+
+    n = min(len(firmware_outputs), len(tflm_outputs))
+    if len(firmware_outputs) != len(tflm_outputs):
+        return Verdict(
+            "firmware_bitexact",
+            False,
+            abs(len(firmware_outputs) - len(tflm_outputs)),
+            0,
+            "samples",
+            f"firmware_bitexact: firmware returned {len(firmware_outputs)} outputs for {len(tflm_outputs)} inputs",
+            fix="check the firmware log (a crash or timeout mid-run)",
+        )
+    mismatched = []
+    worst = 0
+    for i in range(n):
+        a = np.asarray(firmware_outputs[i]).astype(np.int32).ravel()
+        b = np.asarray(tflm_outputs[i]).astype(np.int32).ravel()
+        if a.shape != b.shape or not np.array_equal(a, b):
+            mismatched.append(i)
+            if a.shape == b.shape:
+                worst = max(worst, int(np.max(np.abs(a - b))))
+    if not mismatched:
+        return Verdict(
+            "firmware_bitexact",
+            True,
+            0,
+            0,
+            "mismatching samples",
+            f"firmware_bitexact: {n:,} of {n:,} outputs byte-identical to host TFLM ({machine})",
+            extra={"samples": n},
+        )
+    first = ", ".join(map(str, mismatched[:5]))
+    return Verdict(
+        name="firmware_bitexact",
+        passed=False,
+        measured=len(mismatched),
+        limit=0,
+        unit="mismatching samples",
+        message=f"firmware_bitexact: {len(mismatched):,} of {n:,} samples differ from host TFLM "
+        f"(first: {first}; largest difference {worst} LSB) on {machine}",
+        fix="report the model to pytest-tinyml with the sample index: the firmware kernel for one of its ops "
+        "does not match TFLM's reference arithmetic",
+        extra={"samples": n, "mismatched": mismatched[:100], "max_lsb": worst},
+    )
+
+
+class FirmwareBitexactCheck:
+    name = "firmware_bitexact"
+
+    def applies(self, constraints: Constraints) -> bool:
+        return constraints.firmware is not None and constraints.firmware.enabled
+
+    def evaluate(self, m: Measurements) -> Verdict:
+        fw = m.firmware
+        return judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
+
+
+def judge_latency(seconds: float, limit: float, instructions: float, cpi: float, clock_hz: int, method: str) -> Verdict:
+    passed = seconds <= limit
+    relation = "<=" if passed else ">"
+    return Verdict(
+        name="latency",
+        passed=passed,
+        measured=seconds,
+        limit=limit,
+        unit="s",
+        message=f"latency: {format_seconds(seconds)} {relation} limit {format_seconds(limit)} "
+        f"({instructions:,.0f} instructions x {cpi:g} cycles/instruction at {clock_hz / 1e6:g} MHz)",
+        details=[f"method: {method}"],
+        fix=None if passed else "reduce MACs (fewer filters, depthwise-separable convolutions, smaller input) or a faster board",
+        extra={"instructions": instructions, "cpi": cpi, "clock_hz": clock_hz},
+    )
+
+
+class LatencyCheck:
+    name = "latency"
+
+    def applies(self, constraints: Constraints) -> bool:
+        return constraints.max_latency is not None
+
+    def evaluate(self, m: Measurements) -> Verdict:
+        from pytest_tinyml import emulate
+
+        assert m.constraints.max_latency is not None
+        fw = m.firmware
+        est = emulate.latency_estimate(fw.instructions_per_inference, m.board.core, m.board.clock_hz)
+        return judge_latency(
+            est.seconds, m.constraints.max_latency, fw.instructions_per_inference, est.cpi, m.board.clock_hz, est.method
+        )

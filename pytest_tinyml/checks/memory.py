@@ -1,0 +1,142 @@
+"""``arena``, ``flash`` and ``firmware_ram``: does the model fit the board's memories."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
+
+if TYPE_CHECKING:
+    from pytest_tinyml.boards import Board
+    from pytest_tinyml.measure import Measurements
+    from pytest_tinyml.spec.model import Constraints, Limit
+
+
+def byte_limit(limit: Limit, board: Board, board_limit: int, what: str) -> tuple[int, str]:
+    """The limit in bytes and how it was derived, for messages."""
+    if not limit.board and limit.size is not None:
+        return limit.size.bytes, limit.size.text
+    return board_limit, what
+
+
+def judge_bytes(
+    name: str, measured: int, limit: int, limit_text: str, details: list[str], fix: str, extra: dict | None = None
+) -> Verdict:
+    passed = measured <= limit
+    relation = "<=" if passed else ">"
+    return Verdict(
+        name=name,
+        passed=passed,
+        measured=measured,
+        limit=limit,
+        unit="B",
+        message=f"{name}: {fmt_bytes(measured)} {relation} limit {fmt_limit_bytes(limit, limit_text)}",
+        details=details,
+        fix=None if passed else fix,
+        extra=extra or {},
+    )
+
+
+def _reserve(m: Measurements) -> int:
+    reserve = m.constraints.ram_reserve
+    return reserve.bytes if reserve is not None else m.board.ram_reserve
+
+
+class ArenaCheck:
+    name = "arena"
+
+    def applies(self, constraints: Constraints) -> bool:
+        return constraints.arena is not None
+
+    def evaluate(self, m: Measurements) -> Verdict:
+        arena = m.arena
+        board = m.board
+        reserve = _reserve(m)
+        assert m.constraints.arena is not None
+        limit, text = byte_limit(
+            m.constraints.arena,
+            board,
+            max(0, board.arena_ram_bytes - reserve),
+            f"{board.name}: {fmt_bytes(board.arena_ram_bytes)} RAM block - {fmt_bytes(reserve)} reserve",
+        )
+        details = [
+            f"32-bit Cortex-M arena {fmt_bytes(arena.bytes)} (host 64-bit TFLM reported {fmt_bytes(arena.host_bytes)})",
+            f"method: {arena.method}",
+        ]
+        return judge_bytes(
+            "arena",
+            arena.bytes,
+            limit,
+            text,
+            details,
+            "shrink the largest activations (fewer filters early, stride or pooling sooner), "
+            "or pick a board with more RAM (--tinyml-board)",
+            {"host_bytes": arena.host_bytes, "board": board.name},
+        )
+
+
+class FlashCheck:
+    name = "flash"
+
+    def applies(self, constraints: Constraints) -> bool:
+        return constraints.flash is not None
+
+    def evaluate(self, m: Measurements) -> Verdict:
+        est = m.flash
+        board = m.board
+        assert m.constraints.flash is not None
+        limit, text = byte_limit(
+            m.constraints.flash,
+            board,
+            board.flash_limit,
+            f"{board.name}: {fmt_bytes(board.flash_bytes)} flash - {fmt_bytes(board.flash_reserve)} reserve",
+        )
+        total = est.model_bytes + est.runtime_code_bytes
+        details = [
+            f"model {fmt_bytes(est.model_bytes)} + TFLM runtime code estimate {fmt_bytes(est.runtime_code_bytes)}",
+            f"method: {est.method}",
+        ]
+        fw = m.firmware_if_available()
+        if fw is not None:
+            details.append(
+                f"measured harness ELF ({fw.machine}): text {fmt_bytes(fw.text_bytes)}, rodata {fmt_bytes(fw.rodata_bytes)}, "
+                f"flash image {fmt_bytes(fw.flash_bytes)}"
+            )
+        return judge_bytes(
+            "flash",
+            total,
+            limit,
+            text,
+            details,
+            "quantize to int8 to shrink the weights, or pick a board with more flash (--tinyml-board)",
+            {"model_bytes": est.model_bytes, "runtime_code_bytes": est.runtime_code_bytes, "per_op": dict(est.per_op)},
+        )
+
+
+class FirmwareRamCheck:
+    name = "firmware_ram"
+
+    def applies(self, constraints: Constraints) -> bool:
+        return constraints.firmware is not None and constraints.firmware.enabled
+
+    def evaluate(self, m: Measurements) -> Verdict:
+        fw = m.firmware
+        board = m.board
+        used = fw.static_ram_bytes + fw.arena_bytes + fw.stack_bytes
+        details = [
+            f"static data {fmt_bytes(fw.static_ram_bytes)} + arena {fmt_bytes(fw.arena_bytes)} "
+            f"+ stack high-water {fmt_bytes(fw.stack_bytes)} (painted stack, {fw.machine})",
+        ]
+        return judge_bytes(
+            "firmware_ram",
+            used,
+            board.ram_bytes,
+            f"{board.name} RAM",
+            details,
+            "reduce the arena (smaller activations) or pick a board with more RAM",
+            {
+                "static_bytes": fw.static_ram_bytes,
+                "arena_bytes": fw.arena_bytes,
+                "stack_bytes": fw.stack_bytes,
+            },
+        )

@@ -1,0 +1,57 @@
+"""``tflm_ops``: TFLM itself must accept every op (its kernels' Prepare checks tensor types too)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pytest_tinyml.checks.base import Verdict
+
+if TYPE_CHECKING:
+    from pytest_tinyml.measure import Measurements
+    from pytest_tinyml.spec.model import Constraints
+
+
+def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdict:
+    """``alloc``: TflmAllocation; ``report``: OpSupport rows (op, supported, reason, fix, note)."""
+    failing = [r for r in report if not r.supported]
+    notes = [f"{r.op}: {r.note}" for r in report if getattr(r, "note", None)]
+    extra = {
+        "ops": sorted(set(op_names)),
+        "report": [
+            {"op": r.op, "supported": r.supported, "reason": r.reason, "fix": r.fix, "note": getattr(r, "note", None)}
+            for r in report
+        ],
+    }
+    if alloc.ok and not failing:
+        message = f"tflm_ops: TFLM allocates the model; {len(set(op_names))} op types: {', '.join(sorted(set(op_names)))}"
+        return Verdict("tflm_ops", True, 0, 0, "unsupported ops", message, details=notes, extra=extra)
+    if alloc.signal:
+        why = f"TFLM crashed ({alloc.signal}) while allocating the model"
+    elif alloc.timed_out:
+        why = "TFLM did not finish allocating the model (timed out)"
+    else:
+        why = "TFLM refused the model: " + " ".join((alloc.reason or "no reason printed").split())
+    details = [f"{r.op}: {r.reason or 'rejected'}" + (f" (fix: {r.fix})" if r.fix else "") for r in failing]
+    fixes = sorted({r.fix for r in failing if r.fix})
+    return Verdict(
+        name="tflm_ops",
+        passed=False,
+        measured=max(1, len(failing)),
+        limit=0,
+        unit="unsupported ops",
+        message=f"tflm_ops: {why}",
+        details=details + notes,
+        fix="; ".join(fixes) if fixes else "convert with int8-only builtin ops that TFLM registers",
+        extra=extra,
+    )
+
+
+class TflmOpsCheck:
+    name = "tflm_ops"
+
+    def applies(self, constraints: Constraints) -> bool:
+        return constraints.ops == "tflm"
+
+    def evaluate(self, m: Measurements) -> Verdict:
+        info = m.model_info
+        return judge_tflm_ops(m.tflm_allocation, m.tflm_ops, [op.name for op in info.ops])

@@ -1,0 +1,53 @@
+"""Hooks for plugins that extend pytest-tinyml (prefix ``pytest_tinyml_``).
+
+Implement them in a ``conftest.py`` or an installed pytest plugin. The built-in checks, boards, datasets
+and model loaders are registered through these same hooks (``pytest_tinyml.builtin``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
+    from pytest_tinyml.boards import Board
+    from pytest_tinyml.checks.base import Check
+    from pytest_tinyml.spec.model import DatasetSpec, ModelRef, Spec
+
+hookspec = pluggy.HookspecMarker("pytest")
+
+
+@hookspec
+def pytest_tinyml_checks() -> list[Check]:
+    """Return constraint checks to run on every spec and audited model.
+
+    Each check has a ``name`` (its pytest item name, unique), ``applies(constraints) -> bool`` and
+    ``evaluate(measurements) -> Verdict``; it raises ``NotEvaluable`` to skip with a reason.
+    """
+
+
+@hookspec
+def pytest_tinyml_boards() -> list[Board | tuple[str, Mapping[str, Any]]]:
+    """Return boards to add: :class:`~pytest_tinyml.boards.Board` objects or ``(name, fields)`` pairs
+    with the fields of ``boards.yaml`` (core, clock, flash, ram, arena_ram, source, ...)."""
+
+
+@hookspec
+def pytest_tinyml_datasets() -> Mapping[str, Callable[[DatasetSpec, Path], Any]]:
+    """Return dataset loaders by name: ``loader(dataset_spec, cache_dir) -> pytest_tinyml.build.datasets.RawDataset``.
+
+    A spec selects one with ``dataset: {name: <name>}``.
+    """
+
+
+@hookspec(firstresult=True)
+def pytest_tinyml_load_model(ref: ModelRef, spec: Spec) -> Any:
+    """Build or load the Keras model a spec names; return None to let the next implementation try.
+
+    The built-in implementation imports ``module:function`` builders and loads ``.keras``/``.h5`` files
+    and SavedModel directories in Keras safe mode.
+    """

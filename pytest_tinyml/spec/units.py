@@ -1,0 +1,141 @@
+"""Units used in specs, parsed strictly.
+
+Sizes: a whole number of bytes (``51200``) or a number with a unit: ``B``, ``KB`` (1,000 B), ``KiB``
+(1,024 B), ``MB`` (1,000,000 B), ``MiB`` (1,048,576 B). ``Kb``/``kb`` are refused: they read as kilobits.
+Times: a number with ``s``, ``ms``, ``us`` (or ``µs``), ``ns``; a bare number is refused.
+Accuracy differences: percentage points, a number or ``"1pt"``; ``"1%"`` is refused because it could be
+relative. Accuracies: ``"95%"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+_SIZE_UNITS = {"B": 1, "KB": 1000, "KIB": 1024, "MB": 1000**2, "MIB": 1024**2, "GB": 1000**3, "GIB": 1024**3}
+_TIME_UNITS = {"S": 1.0, "MS": 1e-3, "US": 1e-6, "µS": 1e-6, "NS": 1e-9}
+_NUM_UNIT = re.compile(r"^\s*((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([A-Za-zµ%]*)\s*$")
+
+
+class UnitError(ValueError):
+    """The value is not of the form the field wants; the message says the form."""
+
+
+@dataclass(frozen=True)
+class Size:
+    bytes: int
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _split(value: str) -> tuple[float, str]:
+    m = _NUM_UNIT.match(value)
+    if not m:
+        raise UnitError(f"{value!r} is not a number with a unit")
+    number = float(m.group(1))
+    if not math.isfinite(number):
+        raise UnitError(f"{value!r} is not a finite number")
+    return number, m.group(2)
+
+
+def parse_size(value: object) -> Size:
+    """``51200`` / ``"50KiB"`` / ``"50 KB"`` -> :class:`Size`."""
+    if isinstance(value, bool):
+        raise UnitError("expected a size such as 50KiB or 51200 (bytes), got a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise UnitError(f"size {value} is negative")
+        return Size(value, f"{value:,} B")
+    if isinstance(value, float):
+        raise UnitError(f"size {value} has no unit: write bytes as a whole number or add KiB/KB/MiB/MB")
+    if not isinstance(value, str):
+        raise UnitError(f"expected a size such as 50KiB, got {type(value).__name__}")
+    number, unit = _split(value)
+    if unit in ("Kb", "kb", "Mb", "mb"):
+        raise UnitError(
+            f"{value!r}: '{unit}' reads as kilobits/megabits; write {number:g}KiB "
+            f"({int(number * 1024):,} bytes) or {number:g}KB ({int(number * 1000):,} bytes)"
+        )
+    if unit == "":
+        if number != int(number):
+            raise UnitError(f"{value!r} has no unit: add KiB/KB/MiB/MB or write whole bytes")
+        return Size(int(number), f"{int(number):,} B")
+    factor = _SIZE_UNITS.get(unit.upper())
+    if factor is None or unit.upper() == "KB" and unit not in ("KB", "kB"):
+        raise UnitError(f"{value!r}: unknown size unit '{unit}' (use B, KB = 1000 B, KiB = 1024 B, MB, MiB)")
+    total = number * factor
+    if total != int(total):
+        raise UnitError(f"{value!r} is not a whole number of bytes")
+    if total > 2**40:
+        raise UnitError(f"{value!r} is larger than any microcontroller memory (over 1 TiB)")
+    return Size(int(total), f"{number:g} {unit}")
+
+
+def parse_time(value: object) -> float:
+    """``"1ms"`` -> ``0.001`` seconds. A bare number is refused."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UnitError(f"expected a time such as 1ms, got {type(value).__name__}")
+    if not isinstance(value, str):
+        raise UnitError(f"time {value!r} has no unit: write e.g. {value}ms or {value}s")
+    number, unit = _split(value)
+    factor = _TIME_UNITS.get(unit.upper()) if unit != "µs" else 1e-6
+    if factor is None:
+        raise UnitError(f"{value!r}: unknown time unit '{unit}' (use s, ms, us, ns)")
+    return number * factor
+
+
+def parse_points(value: object) -> float:
+    """Percentage points: ``1``, ``0.5``, ``"1pt"``. ``"1%"`` is refused (relative or absolute?)."""
+    if isinstance(value, bool):
+        raise UnitError("expected percentage points such as 1.0 or '1pt', got a boolean")
+    if isinstance(value, (int, float)):
+        number, unit = float(value), ""
+    elif isinstance(value, str):
+        number, unit = _split(value)
+    else:
+        raise UnitError(f"expected percentage points such as 1.0 or '1pt', got {type(value).__name__}")
+    if unit == "%":
+        raise UnitError(
+            f"{value!r}: '%' is ambiguous for a difference; write {number:g}pt (percentage points)"
+        )
+    if unit not in ("", "pt", "pts", "pp"):
+        raise UnitError(f"{value!r}: unknown unit '{unit}' (use percentage points: 1pt)")
+    if not math.isfinite(number) or number < 0 or number > 100:
+        raise UnitError(f"{value!r} is not between 0 and 100 percentage points")
+    return number
+
+
+def parse_percent(value: object) -> float:
+    """``"95%"`` -> ``95.0``. Bare numbers are refused (fraction or percent?)."""
+    if not isinstance(value, str):
+        raise UnitError(f"write an accuracy as a percentage such as '95%', got {value!r}")
+    number, unit = _split(value)
+    if unit != "%":
+        raise UnitError(f"{value!r}: write an accuracy as a percentage such as '95%'")
+    if number > 100:
+        raise UnitError(f"{value!r} is over 100%")
+    return number
+
+
+def parse_frequency(value: object) -> int:
+    """``"168MHz"`` / ``168000000`` -> Hz."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str):
+        raise UnitError(f"expected a clock such as 168MHz, got {value!r}")
+    number, unit = _split(value)
+    factor = {"HZ": 1, "KHZ": 1e3, "MHZ": 1e6, "GHZ": 1e9}.get(unit.upper())
+    if factor is None:
+        raise UnitError(f"{value!r}: unknown frequency unit '{unit}' (use Hz, kHz, MHz)")
+    return int(number * factor)
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} µs"
