@@ -120,7 +120,7 @@ class Measurements:
             raise TinyMLError("no model to measure", where=self.label)
         build = self.artifacts.build
         try:
-            return Path(build.tflite[self.mode])
+            return Path(build.tflite_path(self.mode))
         except KeyError:
             raise TinyMLError(f"the build produced no {self.mode} model", where=self.label) from None
 
@@ -199,13 +199,40 @@ class Measurements:
 
     @property
     def firmware_machine(self) -> str:
+        from pytest_tinyml.emulate.toolchain import MACHINES
+
         machine = self.firmware_spec.machine or self.board.qemu
         if machine is None:
             raise NotEvaluable(
                 f"no emulator models board {self.board.name} ({self.board.core})",
-                "set constraints.firmware.machine to a QEMU machine with a similar core (e.g. mps2-an386)",
+                "set constraints.firmware.machine to a QEMU machine with a similar core, e.g. mps2-an386, "
+                "to run the int8 model on an emulated Cortex-M as a proxy",
+            )
+        if machine not in MACHINES:
+            raise NotEvaluable(
+                f"the firmware harness has no board files for QEMU machine {machine!r}",
+                f"set constraints.firmware.machine to one of {', '.join(sorted(MACHINES))}",
             )
         return machine
+
+    @property
+    def board_core_emulated(self) -> bool:
+        """True when the board's own core is one the harness compiles for (its counts mean something)."""
+        from pytest_tinyml.emulate.toolchain import CORES
+
+        return any(c in CORES for c in (self.board.core, self.board.core.removesuffix("f")))
+
+    @property
+    def firmware_core(self) -> str:
+        """The compiler's core for the board (``cortex-m4f`` -> ``cortex-m4``); the machine's core for
+        boards that are not Cortex-M (their firmware items run on the emulated machine as a proxy)."""
+        from pytest_tinyml.emulate.toolchain import CORES, MACHINES
+
+        core = self.board.core
+        for candidate in (core, core.removesuffix("f")):
+            if candidate in CORES:
+                return candidate
+        return MACHINES[self.firmware_machine].cpu
 
     @cached_measurement
     def firmware_inputs(self) -> list[Any]:
@@ -252,7 +279,7 @@ class Measurements:
             self.tflite_bytes,
             self.firmware_inputs,
             machine=self.firmware_machine,
-            core=self.board.core,
+            core=self.firmware_core,
             clock_hz=self.board.clock_hz,
             cache_dir=self.options.cache_dir / "firmware",
             emulator=self.options.emulator or self.firmware_spec.emulator,

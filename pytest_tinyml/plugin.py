@@ -140,9 +140,14 @@ class TinyMLSession:
     artifacts: dict[Path, SpecArtifacts] = field(default_factory=dict)
     loaded: dict[Path, Spec | SpecError] = field(default_factory=dict)
     results: list[ItemResult] = field(default_factory=list)
+    report_outcome: Any = None
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Registered as a plugin: collects item results (from reports, so pytest-xdist works too)."""
+        progress = self.options.progress
+        if progress is not None and hasattr(progress, "close"):
+            progress.close()
         result = _result_from_report(report)
         if result is not None:
             self.results.append(result)
@@ -260,6 +265,13 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "tinyml-session")
+    baseline = config.getoption("tinyml_baseline")
+    if baseline and not hasattr(config, "workerinput"):
+        from pytest_tinyml import reports
+
+        problem = reports.check_baseline(Path(baseline))
+        if problem:
+            raise pytest.UsageError(problem)
     wanted = models if models else specs
     if not wanted:
         return
@@ -279,12 +291,13 @@ def _dataset_loaders(config: pytest.Config) -> dict[str, Any]:
 
 
 def _progress_writer(config: pytest.Config) -> Any:
-    def write(line: str) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and config.getoption("verbose") >= 0:
-            reporter.write_line(f"[tinyml] {line}")
+    """Progress lines for long steps (training, evaluation, firmware), shown even while an item runs."""
+    from pytest_tinyml.reports.progress import ProgressWriter
 
-    return write
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or config.getoption("verbose") < 0:
+        return None
+    return ProgressWriter.for_terminal_reporter(reporter, config.pluginmanager.get_plugin("capturemanager"))
 
 
 # --- collection -----------------------------------------------------------------------------------
@@ -464,25 +477,28 @@ class TinyMLModelFile(pytest.File):
             yield SpecErrorItem.from_parent(self, name="spec", error=exc)
             return
         label = _display(self.path)
-        m = Measurements(label=label, constraints=constraints, board=board, options=session.options, spec=None, model_path=self.path)
+        m = Measurements(
+            label=label, constraints=constraints, board=board, options=session.options, spec=None, model_path=Path(label)
+        )
         session.targets[label] = m
         yield from _items_for(self, session.checks, m, "", lines)
 
 
 # --- results, reports, export ---------------------------------------------------------------------
 def _result_from_report(report: pytest.TestReport) -> ItemResult | None:
-    props = dict(report.user_properties)
+    props = {str(k): v for k, v in report.user_properties}
     if "tinyml_target" not in props:
         return None
     if report.when != "call" and not (report.when == "setup" and (report.failed or report.skipped)):
         return None
-    verdict = json.loads(props["tinyml_verdict"]) if "tinyml_verdict" in props else None
+    verdict = json.loads(str(props["tinyml_verdict"])) if "tinyml_verdict" in props else None
     if report.skipped:
         status = "skipped"
         message = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
     else:
         status = report.outcome if report.when == "call" else "error"
-        text = report.longreprtext or ""
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else (report.longreprtext or "")
         message = verdict["message"] if verdict else (text.splitlines()[0] if text else "")
     return ItemResult(
         nodeid=report.nodeid,
@@ -491,10 +507,14 @@ def _result_from_report(report: pytest.TestReport) -> ItemResult | None:
         status=status,
         verdict=verdict,
         message=message,
-        model_path=props.get("tinyml_model_path"),
-        board=props.get("tinyml_board"),
-        mode=props.get("tinyml_mode"),
+        model_path=_opt_str(props.get("tinyml_model_path")),
+        board=_opt_str(props.get("tinyml_board")),
+        mode=_opt_str(props.get("tinyml_mode")),
     )
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -509,8 +529,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if report_dir or baseline:
         from pytest_tinyml import reports
 
-        outcome = reports.finish(tiny, report_dir=Path(report_dir) if report_dir else None, baseline=Path(baseline) if baseline else None)
-        if outcome.regressions and session.exitstatus == 0:
+        outcome = reports.finish(
+            tiny, report_dir=Path(report_dir) if report_dir else None, baseline=Path(baseline) if baseline else None
+        )
+        tiny.report_outcome = outcome
+        if (outcome.regressions or outcome.errors) and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -534,7 +557,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     from pytest_tinyml.reports.terminal import summary_lines
 
     terminalreporter.section("tinyml summary")
-    for line in summary_lines(tiny.results):
+    for line in summary_lines(tiny.results, outcome=tiny.report_outcome):
         terminalreporter.write_line(line)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml.checks.base import Verdict
+from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.spec.units import format_seconds
 
 if TYPE_CHECKING:
@@ -98,8 +99,14 @@ class LatencyCheck:
         from pytest_tinyml import emulate
 
         assert m.constraints.max_latency is not None
+        if not m.board_core_emulated:
+            raise NotEvaluable(
+                f"latency is estimated from instructions counted on an emulated Cortex-M; board {m.board.name} "
+                f"has a {m.board.core} core",
+                "measure latency on the board itself, or judge a Cortex-M board (--tinyml-board)",
+            )
         fw = m.firmware
-        est = emulate.latency_estimate(fw.instructions_per_inference, m.board.core, m.board.clock_hz)
+        est = emulate.latency_estimate(fw.instructions_per_inference, m.firmware_core, m.board.clock_hz)
         return judge_latency(
             est.seconds, m.constraints.max_latency, fw.instructions_per_inference, est.cpi, m.board.clock_hz, est.method
         )

@@ -12,16 +12,19 @@ if TYPE_CHECKING:
 
 
 def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdict:
-    """``alloc``: TflmAllocation; ``report``: OpSupport rows (op, supported, reason, fix, note)."""
-    failing = [r for r in report if not r.supported]
-    notes = [f"{r.op}: {r.note}" for r in report if getattr(r, "note", None)]
-    extra = {
-        "ops": sorted(set(op_names)),
-        "report": [
-            {"op": r.op, "supported": r.supported, "reason": r.reason, "fix": r.fix, "note": getattr(r, "note", None)}
-            for r in report
-        ],
-    }
+    """``alloc``: TflmAllocation; ``report``: OpSupport rows (op, count, status, reason, fix).
+
+    ``status`` is ok, register (TFLM ships the op but the firmware must register it: a note, not a
+    failure), unsupported (TFLM has no kernel) or rejected (TFLM's kernel refused the tensor types).
+    """
+    failing = [r for r in report if r.status in ("unsupported", "rejected")]
+    notes = [
+        f"note: {r.op} is a custom op TFLM ships (signal library): register it in the firmware's op resolver"
+        + (f" ({r.reason})" if r.reason else "")
+        for r in report
+        if r.status == "register"
+    ]
+    extra = {"ops": sorted(set(op_names)), "report": [r.to_dict() for r in report]}
     if alloc.ok and not failing:
         message = f"tflm_ops: TFLM allocates the model; {len(set(op_names))} op types: {', '.join(sorted(set(op_names)))}"
         return Verdict("tflm_ops", True, 0, 0, "unsupported ops", message, details=notes, extra=extra)
@@ -30,8 +33,11 @@ def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdic
     elif alloc.timed_out:
         why = "TFLM did not finish allocating the model (timed out)"
     else:
-        why = "TFLM refused the model: " + " ".join((alloc.reason or "no reason printed").split())
-    details = [f"{r.op}: {r.reason or 'rejected'}" + (f" (fix: {r.fix})" if r.fix else "") for r in failing]
+        names = ", ".join(r.op for r in failing)
+        why = f"TFLM refused the model{f' ({names})' if names else ''}: " + " ".join(
+            (alloc.reason or "no reason printed").split()
+        )
+    details = [f"{r.op} x{r.count}: {r.status}: {r.reason or 'no reason given'}" for r in failing]
     fixes = sorted({r.fix for r in failing if r.fix})
     return Verdict(
         name="tflm_ops",

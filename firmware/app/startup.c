@@ -1,0 +1,69 @@
+/* Minimal Cortex-M startup: vector table, reset handler, fault reporting
+ * through semihosting.  Works on ARMv6-M, ARMv7-M and ARMv8-M mainline. */
+#include <stdint.h>
+#include <stdlib.h>
+
+extern uint32_t __data_load[], __data_start[], __data_end[];
+extern uint32_t __bss_start[], __bss_end[];
+extern uint32_t __stack_top[];
+extern int main(void);
+extern void initialise_monitor_handles(void);
+extern void __libc_init_array(void);
+void SysTick_Handler(void);
+
+#define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
+
+static void semihost(int op, const void *arg)
+{
+    register int r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+}
+
+static void die(const char *msg)
+{
+    semihost(0x04, msg);                     /* SYS_WRITE0 */
+    semihost(0x18, (const void *)0x20023);   /* SYS_EXIT, ADP_Stopped_RunTimeError */
+    for (;;) {
+    }
+}
+
+void HardFault_Handler(void) { die("TM:FAULT hardfault\n"); }
+void MemManage_Handler(void) { die("TM:FAULT memmanage\n"); }
+void BusFault_Handler(void) { die("TM:FAULT busfault\n"); }
+void UsageFault_Handler(void) { die("TM:FAULT usagefault\n"); }
+void Default_Handler(void) { die("TM:FAULT unexpected interrupt\n"); }
+
+void Reset_Handler(void)
+{
+    uint32_t *src = __data_load, *dst = __data_start;
+    while (dst < __data_end) *dst++ = *src++;
+    for (dst = __bss_start; dst < __bss_end;) *dst++ = 0;
+#if defined(__ARM_FP)
+    SCB_CPACR |= (0xFu << 20); /* full access to CP10/CP11 (FPU) */
+    __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
+    initialise_monitor_handles();
+    __libc_init_array();
+    exit(main());
+}
+
+/* newlib's __libc_init_array calls these; no crti/crtn are linked. */
+void _init(void) {}
+void _fini(void) {}
+
+__attribute__((section(".vectors"), used)) static void (*const vectors[])(void) = {
+    (void (*)(void))(uintptr_t)__stack_top,
+    Reset_Handler,
+    Default_Handler,   /* NMI */
+    HardFault_Handler,
+    MemManage_Handler,
+    BusFault_Handler,
+    UsageFault_Handler,
+    0, 0, 0, 0,
+    Default_Handler,   /* SVCall */
+    Default_Handler,   /* DebugMonitor */
+    0,
+    Default_Handler,   /* PendSV */
+    SysTick_Handler,
+};

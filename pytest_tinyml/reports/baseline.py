@@ -1,0 +1,259 @@
+"""Compare a run with an earlier ``report.json``: deltas per target, and regressions beyond thresholds.
+
+Targets are matched by label (the spec or model path as given on the command line, plus ``[mode]``);
+a target whose label changed is matched by file name and mode when that is unambiguous.
+
+A metric regresses when it gets worse by *more than* the spec's ``constraints.regression`` threshold:
+``size``, ``arena`` and ``latency`` when they grow, ``accuracy`` (the deployed accuracy, percentage points)
+when it falls. A metric with no threshold only shows its delta. Missing values on either side are not
+compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_tinyml.errors import TinyMLError
+from pytest_tinyml.reports._format import fmt_delta, fmt_value, metric_unit
+from pytest_tinyml.reports.collect import METRICS, SCHEMA_ID, SCHEMA_VERSION
+
+#: Baseline files above this size are refused (a report of a few hundred targets is a few MB).
+MAX_BASELINE_BYTES = 64 * 1024 * 1024
+
+_FIX = "pass a report.json written by --tinyml-report, or drop --tinyml-baseline"
+
+#: How each metric is named in messages, and the spec key that sets its threshold.
+_WORDS = {
+    "size_bytes": ("size", "constraints.regression.size"),
+    "flash_bytes": ("flash", None),
+    "arena_bytes": ("arena", "constraints.regression.arena"),
+    "accuracy_pct": ("accuracy", "constraints.regression.accuracy"),
+    "accuracy_drop_pt": ("accuracy drop", None),
+    "latency_seconds": ("latency", "constraints.regression.latency"),
+}
+
+
+#: Metric -> the word people use for it.
+METRIC_WORDS = {metric: words[0] for metric, words in _WORDS.items()}
+
+
+class BaselineError(TinyMLError):
+    """The baseline file is missing, unreadable, or not a pytest-tinyml report this version reads."""
+
+
+def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check a baseline ``report.json``. Raises :class:`BaselineError` (one line, with the fix)."""
+    where = os.fspath(path)
+    p = Path(where)
+    try:
+        size = p.stat().st_size
+    except FileNotFoundError:
+        raise BaselineError("baseline report not found", where=where, fix=_FIX) from None
+    except OSError as exc:
+        raise BaselineError(
+            f"cannot read the baseline report: {exc.strerror}", where=where, fix=_FIX
+        ) from None
+    if p.is_dir():
+        raise BaselineError(
+            "is a directory; the baseline is the report.json inside it",
+            where=where,
+            fix=f"pass {p / 'report.json'}",
+        )
+    if size > MAX_BASELINE_BYTES:
+        raise BaselineError(
+            f"baseline report is {size:,} bytes, too large to be a report", where=where, fix=_FIX
+        )
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise BaselineError("baseline report is not UTF-8 text", where=where, fix=_FIX) from None
+    except json.JSONDecodeError as exc:
+        raise BaselineError(
+            f"baseline report is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+            where=where,
+            fix=_FIX,
+        ) from None
+    except OSError as exc:
+        raise BaselineError(
+            f"cannot read the baseline report: {exc.strerror}", where=where, fix=_FIX
+        ) from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
+        raise BaselineError(f'not a pytest-tinyml report (no "schema": "{SCHEMA_ID}")', where=where, fix=_FIX)
+    version = doc.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BaselineError('the report has no integer "version"', where=where, fix=_FIX)
+    if version > SCHEMA_VERSION:
+        raise BaselineError(
+            f"report version {version} was written by a newer pytest-tinyml (this one reads up to {SCHEMA_VERSION})",
+            where=where,
+            fix="upgrade pytest-tinyml, or regenerate the baseline with this version",
+        )
+    targets = doc.get("targets")
+    if not isinstance(targets, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("label"), str) for t in targets
+    ):
+        raise BaselineError(
+            'the report\'s "targets" is not a list of targets with labels', where=where, fix=_FIX
+        )
+    return doc
+
+
+@dataclass
+class Delta:
+    metric: str
+    baseline: float
+    current: float
+    threshold: float | None
+    regression: bool
+
+    @property
+    def delta(self) -> float:
+        return self.current - self.baseline
+
+    @property
+    def name(self) -> str:
+        return _WORDS.get(self.metric, (self.metric, None))[0]
+
+    def text(self) -> str:
+        """``size +3.2 KiB``."""
+        return f"{self.name} {fmt_delta(self.metric, self.delta)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "baseline": self.baseline,
+            "current": self.current,
+            "delta": self.delta,
+            "threshold": self.threshold,
+            "regression": self.regression,
+        }
+
+
+@dataclass
+class Comparison:
+    """The outcome of comparing a report with its baseline."""
+
+    path: str
+    generated: str | None = None
+    deltas: dict[str, list[Delta]] = field(default_factory=dict)  # current label -> deltas
+    matched: dict[str, str] = field(default_factory=dict)  # current label -> baseline label
+    regressions: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # baseline targets with no current counterpart
+    new: list[str] = field(default_factory=list)  # current targets the baseline lacks
+
+    def delta(self, label: str, metric: str) -> Delta | None:
+        for d in self.deltas.get(label, []):
+            if d.metric == metric:
+                return d
+        return None
+
+
+def _key(label: str, mode: Any) -> tuple[str, str]:
+    file_part = label.split("[", 1)[0]
+    return os.path.basename(file_part), str(mode or "")
+
+
+def _match(current: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    by_label = {t["label"]: t for t in base}
+    out: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
+    for t in current:
+        b = by_label.get(t["label"])
+        if b is not None:
+            out[t["label"]] = b
+            used.add(b["label"])
+    loose: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for b in base:
+        if b["label"] not in used:
+            loose.setdefault(_key(b["label"], b.get("mode")), []).append(b)
+    cur_loose: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for t in current:
+        if t["label"] not in out:
+            cur_loose.setdefault(_key(t["label"], t.get("mode")), []).append(t)
+    for key, ts in cur_loose.items():
+        bs = loose.get(key, [])
+        if len(ts) == 1 and len(bs) == 1:
+            out[ts[0]["label"]] = bs[0]
+    return out
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
+
+
+def _regression_text(label: str, d: Delta) -> str:
+    unit = metric_unit(d.metric)
+    word, key = _WORDS.get(d.metric, (d.metric, None))
+    direction, _ = METRICS[d.metric]
+    change = "grew" if d.delta > 0 else "fell"
+    amount = fmt_delta(d.metric, d.delta).lstrip("+-±")
+    allowed = fmt_delta(d.metric, d.threshold).lstrip("+-±") if d.threshold is not None else "?"
+    if unit in ("%", "pt"):
+        allowed = f"{d.threshold:g} pt"
+    return (
+        f"{label}: {word} {change} by {amount} ({fmt_value(d.baseline, unit)} → {fmt_value(d.current, unit)}), "
+        f"more than the {allowed} allowed by {key}"
+    )
+
+
+def compare(report: dict[str, Any], baseline: dict[str, Any], path: str) -> Comparison:
+    """Deltas and regressions of ``report`` (current run) against ``baseline`` (both report dicts).
+
+    Thresholds come from each current target's ``regression_thresholds``.
+    """
+    comp = Comparison(
+        path=path, generated=baseline.get("generated") if isinstance(baseline.get("generated"), str) else None
+    )
+    current = [t for t in report.get("targets", []) if isinstance(t, dict)]
+    base = [t for t in baseline.get("targets", []) if isinstance(t, dict) and isinstance(t.get("label"), str)]
+    matched = _match(current, base)
+    for t in current:
+        b = matched.get(t["label"])
+        if b is None:
+            comp.new.append(t["label"])
+            continue
+        comp.matched[t["label"]] = b["label"]
+        now = t.get("metrics") or {}
+        raw = b.get("metrics")
+        before: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        thresholds = t.get("regression_thresholds") or {}
+        deltas = []
+        for metric, (direction, _) in METRICS.items():
+            cur, old = _as_number(now.get(metric)), _as_number(before.get(metric))
+            if cur is None or old is None:
+                continue
+            threshold = _as_number(thresholds.get(metric))
+            worse_by = (cur - old) * direction
+            regression = threshold is not None and worse_by > threshold + 1e-9 * max(abs(threshold), 1.0)
+            d = Delta(metric=metric, baseline=old, current=cur, threshold=threshold, regression=regression)
+            deltas.append(d)
+            if regression:
+                comp.regressions.append(_regression_text(t["label"], d))
+        comp.deltas[t["label"]] = deltas
+    seen = set(comp.matched.values())
+    comp.missing = [b["label"] for b in base if b["label"] not in seen]
+    return comp
+
+
+def annotate(report: dict[str, Any], comp: Comparison) -> None:
+    """Write the comparison into the report document (``baseline`` sections)."""
+    for t in report.get("targets", []):
+        label = t["label"]
+        if label in comp.matched:
+            t["baseline"] = {
+                "label": comp.matched[label],
+                "deltas": [d.to_dict() for d in comp.deltas.get(label, [])],
+            }
+    report["baseline"] = {
+        "path": comp.path,
+        "generated": comp.generated,
+        "regressions": list(comp.regressions),
+        "missing_targets": list(comp.missing),
+        "new_targets": list(comp.new),
+    }

@@ -1,0 +1,108 @@
+"""Terminal summary: one compact table per spec or model, plus baseline deltas and regressions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, item_order, one_line
+
+#: Item (check) name -> the report metric it measures, for the baseline delta column.
+CHECK_METRIC = {
+    "size": "size_bytes",
+    "flash": "flash_bytes",
+    "arena": "arena_bytes",
+    "accuracy": "accuracy_pct",
+    "accuracy_drop": "accuracy_drop_pt",
+    "latency": "latency_seconds",
+}
+
+
+def check_name(result: Any) -> str:
+    v = result.verdict if isinstance(result.verdict, dict) else {}
+    return str(v.get("name") or result.name.split("[", 1)[0])
+
+
+def skip_reason(message: str, limit: int = 60) -> str:
+    """``'Skipped: latency: no firmware; to enable: ...'`` -> ``'no firmware'``."""
+    text = one_line(message)
+    for prefix in ("Skipped: ",):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    text = text.split("; to enable:", 1)[0]
+    head, sep, tail = text.partition(": ")
+    if sep and head.isidentifier():
+        text = tail
+    return one_line(text, limit)
+
+
+def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+
+
+def summary_lines(results: Iterable[Any], *, outcome: Any = None) -> list[str]:
+    """Lines for pytest's terminal summary.
+
+    ``results``: :class:`~pytest_tinyml.plugin.ItemResult` objects. ``outcome``: the
+    :class:`~pytest_tinyml.reports.Outcome` of :func:`pytest_tinyml.reports.finish` (optional): adds a
+    delta column and the regressions when a baseline was compared, the report errors, and where the
+    reports were written.
+    """
+    comparison = getattr(outcome, "comparison", None)
+    by_target: dict[str, list[Any]] = {}
+    for r in results:
+        by_target.setdefault(r.target, []).append(r)
+    lines: list[str] = []
+    for target, rows in by_target.items():
+        board = next((r.board for r in rows if r.board), None)
+        head = target + (f"  (board {board})" if board else "")
+        if comparison is not None and target in comparison.new:
+            head += "  (not in baseline)"
+        lines.append(head)
+        header: tuple[str, ...] = ("constraint", "limit", "measured")
+        if comparison is not None:
+            header += ("vs baseline",)
+        header += ("verdict",)
+        table: list[tuple[str, ...]] = [header]
+        shown: set[str] = set()
+        for r in sorted(rows, key=lambda r: item_order(check_name(r), r.name)):
+            v = r.verdict if isinstance(r.verdict, dict) else {}
+            unit = v.get("unit") or ""
+            name = check_name(r)
+            row: tuple[str, ...] = (name, fmt_value(v.get("limit"), unit), fmt_value(v.get("measured"), unit))
+            if comparison is not None:
+                metric = CHECK_METRIC.get(name)
+                d = comparison.delta(target, metric) if metric else None
+                if d is not None:
+                    shown.add(d.metric)
+                row += (
+                    (fmt_delta(d.metric, d.delta) + (" REGRESSION" if d.regression else "")) if d else "",
+                )
+            verdict = STATUS_MARK.get(r.status, r.status.upper())
+            if r.status == "skipped" and r.message:
+                verdict += f"  {skip_reason(r.message)}"
+            row += (verdict,)
+            table.append(row)
+        lines.extend(_table(table))
+        if comparison is not None:
+            rest = [d for d in comparison.deltas.get(target, []) if d.metric not in shown]
+            if rest:
+                lines.append(
+                    "  vs baseline: "
+                    + ", ".join(d.text() + (" (REGRESSION)" if d.regression else "") for d in rest)
+                )
+    if comparison is not None:
+        if comparison.missing:
+            lines.append(f"in the baseline but not in this run: {', '.join(comparison.missing)}")
+        if comparison.regressions:
+            lines.append(f"regressions against baseline {comparison.path}:")
+            lines.extend(f"  {text}" for text in comparison.regressions)
+        else:
+            lines.append(f"no regressions against baseline {comparison.path}")
+    for error in getattr(outcome, "errors", None) or []:
+        lines.append(f"report error: {error}")
+    written = getattr(outcome, "written", None) or []
+    if written:
+        lines.append("reports: " + ", ".join(str(p) for p in written))
+    return lines

@@ -1,0 +1,253 @@
+"""Firmware API: toolchain detection, unsupported ops, errors, caching, export, backends.
+
+Models are written directly as flatbuffers (tests/tflite_factory.py), so no TensorFlow is needed here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tflite_factory as tf_  # noqa: E402
+
+from pytest_tinyml.emulate import (  # noqa: E402
+    CORES,
+    FirmwareError,
+    export,
+    firmware_dir,
+    latency_estimate,
+    run_firmware,
+    toolchain_status,
+    unsupported_ops,
+)
+from pytest_tinyml.emulate.build import elf_section_sizes, model_c_source  # noqa: E402
+from pytest_tinyml.emulate.export import tflm_method  # noqa: E402
+from pytest_tinyml.errors import NotEvaluable, TinyMLError  # noqa: E402
+
+needs_toolchain = pytest.mark.skipif(
+    not toolchain_status().ok,
+    reason=f"firmware toolchain missing ({', '.join(toolchain_status().missing)}); to enable: {toolchain_status().hint}",
+)
+
+
+@pytest.fixture(scope="session")
+def firmware_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "firmware-cache"
+
+
+def _host_tflm(model: bytes, samples: list[np.ndarray]) -> list[np.ndarray]:
+    from pytest_tinyml.analysis.tflm import invoke
+
+    return invoke(model, samples, timeout=300)
+
+
+def _int8_samples(shape: tuple[int, ...], n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(n)]
+
+
+def _requantize_model(seed: int) -> bytes:
+    """int8 -> int8 QUANTIZE with random scales and zero points (a requantization)."""
+    rng = np.random.default_rng(seed)
+    g = tf_.Graph()
+    x = g.add(tf_.Tensor("x", (1, 37), tf_.INT8, scale=(float(rng.uniform(0.001, 0.5)),),
+                         zero_point=(int(rng.integers(-128, 128)),)))
+    y = g.add(tf_.Tensor("y", (1, 37), tf_.INT8, scale=(float(rng.uniform(0.001, 0.5)),),
+                         zero_point=(int(rng.integers(-128, 128)),)))
+    g.ops.append(tf_.Op(tf_.OP["QUANTIZE"], [x], [y]))
+    g.inputs, g.outputs = [x], [y]
+    return g.build()
+
+
+def _softmax_model(seed: int, beta: float) -> bytes:
+    rng = np.random.default_rng(seed)
+    g = tf_.Graph()
+    x = g.add(tf_.Tensor("x", (1, 23), tf_.INT8, scale=(float(rng.uniform(0.01, 0.5)),),
+                         zero_point=(int(rng.integers(-50, 50)),)))
+    y = g.add(tf_.Tensor("y", (1, 23), tf_.INT8, scale=(1 / 256,), zero_point=(-128,)))
+    g.ops.append(tf_.Op(tf_.OP["SOFTMAX"], [x], [y], tf_.OPTION_TYPES["SoftmaxOptions"], [(0, "f", beta)]))
+    g.inputs, g.outputs = [x], [y]
+    return g.build()
+
+
+# ------------------------------------------------------------------------------------ no toolchain needed
+def test_toolchain_status_reports_missing_tools_with_apt_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    status = toolchain_status()
+    assert not status.ok
+    assert set(status.missing) == {"arm-none-eabi-gcc", "qemu-system-arm"}
+    assert "apt-get install" in status.hint and "qemu-system-arm" in status.hint
+    renode = toolchain_status("renode")
+    assert "renode" in renode.missing and "renode" in renode.hint.lower()
+
+
+def test_run_firmware_without_toolchain_is_not_evaluable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(NotEvaluable) as info:
+        run_firmware(tf_.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), cache_dir=tmp_path)
+    assert "arm-none-eabi-gcc" in info.value.reason
+    assert "apt-get" in info.value.enable
+
+
+def test_unsupported_ops_names_float_custom_and_hybrid_ops() -> None:
+    assert unsupported_ops(tf_.int8_cnn()) == []
+    assert unsupported_ops(tf_.float_fc()) == ["FULLY_CONNECTED[float32]"]
+    assert unsupported_ops(tf_.custom_op_model("MyFancyOp")) == ["MyFancyOp"]
+    assert unsupported_ops(tf_.dynamic_range_conv()) == ["CONV_2D[float32]"]
+    from pytest_tinyml.analysis.model import parse_model
+
+    assert unsupported_ops(parse_model(tf_.float_fc(), "x")) == ["FULLY_CONNECTED[float32]"]
+
+
+def test_latency_estimate_uses_core_cpi_table() -> None:
+    est = latency_estimate(1_000_000, "cortex-m4", 100_000_000)
+    assert est.cpi == CORES["cortex-m4"].cpi
+    assert est.seconds == pytest.approx(1_000_000 * est.cpi / 100e6)
+    assert "CPI" in est.method
+    assert latency_estimate(1e6, "cortex-m7", 100_000_000).seconds < est.seconds
+    with pytest.raises(ValueError):
+        latency_estimate(1, "cortex-a53", 1)
+
+
+def test_firmware_dir_finds_the_sources() -> None:
+    fw = firmware_dir()
+    assert (fw / "runtime" / "tm_runtime.c").is_file()
+    assert (fw / "boards" / "mps2-an386.ld").is_file()
+
+
+def test_model_c_source_is_aligned_and_byte_exact() -> None:
+    data = bytes(range(256)) * 3 + b"\x01"
+    src = model_c_source(data, "g_model")
+    assert "_Alignas(16)" in src and "alignas(16)" in src
+    assert f"g_model_len = {len(data)}u" in src
+    body = src[src.index("{") + 1 : src.index("};")]
+    assert bytes(int(v, 16) for v in body.replace("\n", "").split(",") if v.strip()) == data
+
+
+def test_export_writes_array_resolver_and_arena(tmp_path: Path) -> None:
+    model = tf_.int8_cnn()
+    res = export(model, tmp_path / "out", arena_bytes=12345)
+    resolver = res.resolver.read_text()
+    for method in ("AddConv2D", "AddDepthwiseConv2D", "AddMaxPool2D", "AddReshape", "AddFullyConnected", "AddSoftmax"):
+        assert f"resolver.{method}()" in resolver
+    assert "MicroMutableOpResolver<6>" in resolver
+    assert "#define TINYML_ARENA_SIZE 12345u" in res.arena_header.read_text()
+    assert "g_model_len" in res.model_h.read_text()
+    custom = export(tf_.custom_op_model("MyFancyOp"), tmp_path / "c", arena_bytes=1)
+    assert "AddCustom" in custom.resolver.read_text()
+    assert tflm_method("CONV_2D") == "Conv2D" and tflm_method("PADV2") == "PadV2" and tflm_method("NOPE") is None
+
+
+@needs_toolchain
+def test_exported_array_compiles_16_byte_aligned(tmp_path: Path) -> None:
+    model = tf_.int8_cnn()
+    res = export(model, tmp_path, arena_bytes=100)
+    obj = tmp_path / "m.o"
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-c", str(res.model_c), "-o", str(obj)], check=True)
+    out = subprocess.run(["arm-none-eabi-readelf", "-S", "-W", str(obj)], capture_output=True, text=True, check=True).stdout
+    rodata = next(line for line in out.splitlines() if ".rodata" in line and ".rel" not in line)
+    assert int(rodata.split()[-1]) >= 16  # section alignment (last column)
+
+
+# ------------------------------------------------------------------------------------ with the toolchain
+@needs_toolchain
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_requantize_int8_to_int8_matches_tflm(seed: int, firmware_cache: Path) -> None:
+    model = _requantize_model(seed)
+    samples = _int8_samples((1, 37), 8, seed)
+    want = _host_tflm(model, samples)
+    got = run_firmware(model, samples, cache_dir=firmware_cache).outputs
+    assert [g.tobytes() for g in got] == [np.asarray(w).tobytes() for w in want]
+
+
+@needs_toolchain
+@pytest.mark.parametrize("beta", [0.25, 1.0, 3.0])
+def test_softmax_beta_matches_tflm(beta: float, firmware_cache: Path) -> None:
+    model = _softmax_model(int(beta * 4), beta)
+    samples = _int8_samples((1, 23), 8, 7)
+    want = _host_tflm(model, samples)
+    got = run_firmware(model, samples, cache_dir=firmware_cache).outputs
+    assert [g.tobytes() for g in got] == [np.asarray(w).tobytes() for w in want]
+
+
+@needs_toolchain
+def test_factory_cnn_result_fields_cache_and_calibration(firmware_cache: Path) -> None:
+    model = tf_.int8_cnn(seed=5, fc_units=16)
+    samples = _int8_samples((1, 8, 8, 1), 12, 5)
+    want = _host_tflm(model, samples)
+    first = run_firmware(model, samples, cache_dir=firmware_cache)
+    second = run_firmware(model, samples, cache_dir=firmware_cache)
+    assert [g.tobytes() for g in first.outputs] == [np.asarray(w).tobytes() for w in want]
+    assert not first.build_cached and second.build_cached
+    assert second.seconds < 2.0
+    assert second.instructions_per_inference == first.instructions_per_inference  # -icount is deterministic
+    # the 200,000-instruction calibration loop measures within one SysTick tick (40 instructions at 25 MHz)
+    assert abs(first.calibration_instructions - 200_000) <= 80
+    sizes = elf_section_sizes(first.elf_path)
+    assert first.text_bytes >= sizes[".text"]
+    assert first.rodata_bytes >= len(model)
+    assert first.flash_bytes == first.text_bytes + first.rodata_bytes + sizes[".data"]
+    assert first.static_ram_bytes == sizes[".data"] + sizes[".bss"]
+    assert first.arena_bytes == first.activation_bytes + first.persistent_bytes
+    # activations: conv out 6x6x4 and depthwise out 6x6x4 are alive together (>= 2 x 144 bytes)
+    assert first.activation_bytes >= 2 * 144
+    assert first.latency is not None and first.latency.seconds > 0
+
+
+@needs_toolchain
+def test_unsupported_op_is_not_evaluable_before_building(tmp_path: Path) -> None:
+    with pytest.raises(NotEvaluable) as info:
+        run_firmware(tf_.float_fc(), [np.zeros((1, 16), np.float32)], cache_dir=tmp_path)
+    assert "FULLY_CONNECTED[float32]" in info.value.reason
+    assert not list(tmp_path.glob("lib-*"))  # nothing was built
+
+
+@needs_toolchain
+def test_timeout_raises_firmware_error(firmware_cache: Path) -> None:
+    model = tf_.int8_cnn(seed=1, height=32, width=32, filters=16)
+    with pytest.raises(FirmwareError) as info:
+        run_firmware(model, _int8_samples((1, 32, 32, 1), 400, 1), cache_dir=firmware_cache, timeout=0.2)
+    assert info.value.stage == "timeout"
+    assert isinstance(info.value, TinyMLError)
+
+
+@needs_toolchain
+def test_model_too_big_for_board_ram_is_reported(firmware_cache: Path) -> None:
+    model = tf_.int8_cnn(seed=2, height=120, width=120, filters=8)  # 118x118x8 int8 x2 tensors > 128 KB
+    with pytest.raises(FirmwareError) as info:
+        run_firmware(model, _int8_samples((1, 120, 120, 1), 1, 2), machine="netduinoplus2", cache_dir=firmware_cache)
+    assert info.value.stage == "init"
+    assert "arena too small" in str(info.value)
+    ok = run_firmware(model, _int8_samples((1, 120, 120, 1), 1, 2), machine="mps2-an386", cache_dir=firmware_cache)
+    assert ok.arena_bytes > 128 * 1024
+
+
+@needs_toolchain
+def test_m0plus_code_runs_bit_exact_on_the_m4_machine(firmware_cache: Path) -> None:
+    model = tf_.int8_cnn(seed=3)
+    samples = _int8_samples((1, 8, 8, 1), 4, 3)
+    m4 = run_firmware(model, samples, cache_dir=firmware_cache)
+    m0 = run_firmware(model, samples, core="cortex-m0plus", cache_dir=firmware_cache)
+    assert [o.tobytes() for o in m0.outputs] == [o.tobytes() for o in m4.outputs]
+    assert m0.instructions_per_inference != m4.instructions_per_inference  # different instruction set
+
+
+def test_core_machine_mismatch_is_not_evaluable(tmp_path: Path) -> None:
+    with pytest.raises(NotEvaluable):
+        run_firmware(tf_.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), core="cortex-m7", machine="netduinoplus2",
+                     cache_dir=tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("renode") is None, reason="renode not on PATH; to enable: install Renode (renode.io)")
+def test_renode_backend_matches_qemu(firmware_cache: Path) -> None:  # pragma: no cover - needs renode
+    model = tf_.int8_cnn(seed=4)
+    samples = _int8_samples((1, 8, 8, 1), 3, 4)
+    q = run_firmware(model, samples, machine="netduinoplus2", cache_dir=firmware_cache)
+    r = run_firmware(model, samples, machine="netduinoplus2", cache_dir=firmware_cache, emulator="renode")
+    assert [o.tobytes() for o in r.outputs] == [o.tobytes() for o in q.outputs]

@@ -1,0 +1,87 @@
+"""``--tinyml-report`` and ``--tinyml-baseline`` through the real plugin (pytester, real .tflite files)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tflite_factory  # noqa: E402
+
+from pytest_tinyml import reports  # noqa: E402
+
+pytest_plugins = ["pytester"]
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=600)
+
+
+@pytest.fixture
+def spec(pytester: pytest.Pytester) -> Path:
+    (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    path = pytester.path / "s.yaml"
+    path.write_text(
+        "version: 1\nname: s\nmodel: {tflite: m.tflite}\n"
+        "constraints: {max_size: 50KiB, io_dtype: int8, regression: {size: 100}}\n"
+    )
+    return path
+
+
+def test_report_files_from_a_run(pytester: pytest.Pytester, spec: Path) -> None:
+    result = run(pytester, "--tinyml-spec", "s.yaml", "--tinyml-report", "out")
+    assert result.ret == 0, result.stdout.str()
+    out = pytester.path / "out"
+    doc = json.loads((out / "report.json").read_text())
+    jsonschema.Draft202012Validator(reports.schema()).validate(doc)
+    (t,) = doc["targets"]
+    assert t["label"] == "s.yaml" and t["kind"] == "spec"
+    assert {i["check"]: i["status"] for i in t["items"]} == {"size": "passed", "int8_io": "passed"}
+    assert t["model"]["num_ops"] == 6 and t["regression_thresholds"] == {"size_bytes": 100}
+    assert (out / "report.md").read_text().startswith("## ✅ pytest-tinyml: 2 passed")
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    result.stdout.fnmatch_lines(["*tinyml summary*", "s.yaml*", "*size*51,200 B*PASS*"])
+
+
+def test_size_regression_against_baseline_fails_the_run(pytester: pytest.Pytester, spec: Path) -> None:
+    assert run(pytester, "--tinyml-spec", "s.yaml", "--tinyml-report", "before").ret == 0
+    (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0, height=12, width=12))  # ~+1 KB
+    result = run(
+        pytester,
+        "--tinyml-spec",
+        "s.yaml",
+        "--tinyml-report",
+        "after",
+        "--tinyml-baseline",
+        "before/report.json",
+    )
+    assert result.ret == 1, result.stdout.str()
+    doc = json.loads((pytester.path / "after" / "report.json").read_text())
+    (regression,) = doc["baseline"]["regressions"]
+    assert regression.startswith("s.yaml: size grew by ") and "constraints.regression.size" in regression
+
+
+WIRING = "needs the plugin wiring described in the reports helper's report (check_baseline, outcome=)"
+
+
+def test_bad_baseline_is_a_usage_error_before_anything_runs(pytester: pytest.Pytester, spec: Path) -> None:
+    result = run(pytester, "--tinyml-spec", "s.yaml", "--tinyml-baseline", "missing.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*missing.json: baseline report not found (fix: *"])
+
+
+def test_terminal_summary_shows_deltas(pytester: pytest.Pytester, spec: Path) -> None:
+    assert run(pytester, "--tinyml-spec", "s.yaml", "--tinyml-report", "before").ret == 0
+    result = run(pytester, "--tinyml-spec", "s.yaml", "--tinyml-baseline", "before/report.json")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "*constraint*limit*measured*vs baseline*verdict*",
+            "*size*±0 B*PASS*",
+            "no regressions against baseline*",
+        ]
+    )
