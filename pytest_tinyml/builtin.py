@@ -1,15 +1,19 @@
-"""The built-in checks and boards, registered through the plugin's own hooks like any other plugin."""
+"""The built-in checks and boards, registered through the plugin's own hooks like any other plugin.
+
+Datasets and model loaders have built-in fallbacks inside :mod:`pytest_tinyml.build` (the names listed in
+README and ``module:function`` builders); the ``pytest_tinyml_datasets`` and ``pytest_tinyml_load_model``
+hooks are consulted first, so a plugin can add names or override how a model is built.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from pytest_tinyml.boards import Board
     from pytest_tinyml.checks.base import Check
-    from pytest_tinyml.spec.model import ModelRef, Spec
 
 
 @pytest.hookimpl
@@ -40,10 +44,3 @@ def pytest_tinyml_boards() -> list[Board]:
     from pytest_tinyml.boards import builtin_boards
 
     return builtin_boards()
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_tinyml_load_model(ref: ModelRef, spec: Spec) -> Any:
-    from pytest_tinyml.build import load_model
-
-    return load_model(ref, spec)

@@ -182,7 +182,7 @@ class Measurements:
             )
         from pytest_tinyml.build import evaluate_accuracy
 
-        stages = ("litert", "tflm") if self.mode == "int8" else ("litert",)
+        stages = ("litert", "tflm")  # TFLM's own answers; a model TFLM refuses is reported as unavailable
         return evaluate_accuracy(
             self.spec,
             self.artifacts.build,
@@ -257,8 +257,19 @@ class Measurements:
                 "quantize the model to int8 with int8 input and output",
             )
         shape = [d if d > 0 else 1 for d in tensor.shape]
+        if any(d <= 0 for d in tensor.shape) or tensor.num_elements > self.board.ram_bytes:  # hardening: fuzzed shapes
+            raise NotEvaluable(f"the model input shape {tensor.shape} has a dimension <= 0 or more elements than {self.board.name} has RAM", "audit a model whose input tensor has positive dimensions and fits the board")
         rng = np.random.default_rng(int(self.sha256[:8], 16))
         return [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(samples)]
+
+    @property
+    def _inputs_digest(self) -> str:
+        digest = hashlib.sha256()
+        for sample in self.firmware_inputs:
+            for arr in sample if isinstance(sample, (tuple, list)) else (sample,):
+                digest.update(f"{arr.dtype}{arr.shape}".encode())
+                digest.update(arr.tobytes())
+        return digest.hexdigest()
 
     @cached_measurement
     def firmware(self) -> Any:
@@ -275,21 +286,46 @@ class Measurements:
                 f"the firmware runtime does not implement {', '.join(unsupported)}",
                 "audit models that use only the ops listed in README (firmware runtime)",
             )
-        return emulate.run_firmware(
+        emulator = self.options.emulator or self.firmware_spec.emulator
+        key = run_cache_key(
+            "firmware",
+            self.sha256,
+            self._inputs_digest,
+            self.firmware_machine,
+            self.firmware_core,
+            emulator,
+            firmware_sources_digest(),
+        )
+        runs = RunCache(self.options.cache_dir / "runs")
+        if not self.options.rebuild:
+            hit = runs.load_firmware(key)
+            if hit is not None:
+                return hit
+        result = emulate.run_firmware(
             self.tflite_bytes,
             self.firmware_inputs,
             machine=self.firmware_machine,
             core=self.firmware_core,
             clock_hz=self.board.clock_hz,
             cache_dir=self.options.cache_dir / "firmware",
-            emulator=self.options.emulator or self.firmware_spec.emulator,
+            emulator=emulator,
         )
+        runs.save_firmware(key, result)
+        return result
 
     @cached_measurement
     def tflm_outputs(self) -> list[Any]:
         from pytest_tinyml.analysis import tflm
 
-        return list(tflm.invoke(self.tflite_bytes, self.firmware_inputs))
+        key = run_cache_key("tflm", self.sha256, self._inputs_digest, _version("tflite-micro"))
+        runs = RunCache(self.options.cache_dir / "runs")
+        if not self.options.rebuild:
+            hit = runs.load_outputs(key)
+            if hit is not None:
+                return hit
+        outputs = list(tflm.invoke(self.tflite_bytes, self.firmware_inputs, workers=2))
+        runs.save_outputs(key, outputs)
+        return outputs
 
     def firmware_if_available(self) -> Any | None:
         """The firmware run if it happened here, else None (never raises: firmware items report why)."""
@@ -297,3 +333,131 @@ class Measurements:
             return self.firmware
         except (NotEvaluable, TinyMLError):
             return None
+
+
+# --- a content-addressed cache of deterministic runs (firmware under QEMU, host TFLM outputs) ---------
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def run_cache_key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def firmware_sources_digest() -> str:
+    """Hash of the firmware C sources, linker scripts and the compiler: a new runtime invalidates runs."""
+    import shutil
+
+    from pytest_tinyml.emulate.toolchain import firmware_dir
+
+    digest = hashlib.sha256()
+    root = firmware_dir()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    digest.update(str(shutil.which("arm-none-eabi-gcc")).encode())
+    digest.update(str(shutil.which("qemu-system-arm")).encode())
+    return digest.hexdigest()
+
+
+class RunCache:
+    """``<cache>/runs/<key>/``: ``result.json`` (scalars) and ``outputs.npz`` (arrays), written atomically.
+
+    Only deterministic runs are stored (QEMU with ``-icount``; host TFLM), keyed by a hash of everything
+    they depend on. A damaged entry (unreadable JSON or arrays) is ignored and rewritten.
+    """
+
+    _SCALARS = (
+        "arena_bytes",
+        "stack_bytes",
+        "static_ram_bytes",
+        "text_bytes",
+        "rodata_bytes",
+        "flash_bytes",
+        "instructions_per_inference",
+        "machine",
+        "core",
+        "emulator",
+        "samples",
+        "activation_bytes",
+        "persistent_bytes",
+        "model_bytes",
+        "instructions_min",
+        "instructions_max",
+        "calibration_instructions",
+        "clock_hz",
+        "emulate_seconds",
+        "seconds",
+    )
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _write(self, key: str, meta: dict[str, Any], outputs: list[Any]) -> None:
+        import json
+        import os
+        import shutil
+        import tempfile
+
+        import numpy as np
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / key
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=self.root))
+        try:
+            np.savez(tmp / "outputs.npz", *[np.asarray(o) for o in outputs])
+            (tmp / "result.json").write_text(json.dumps(meta, default=str))
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _read(self, key: str) -> tuple[dict[str, Any], list[Any]] | None:
+        import json
+
+        import numpy as np
+
+        entry = self.root / key
+        try:
+            meta = json.loads((entry / "result.json").read_text())
+            with np.load(entry / "outputs.npz", allow_pickle=False) as data:
+                outputs = [data[f"arr_{i}"] for i in range(len(data.files))]
+        except (OSError, ValueError, KeyError):
+            return None
+        if meta.get("count") != len(outputs):
+            return None
+        return meta, outputs
+
+    def save_outputs(self, key: str, outputs: list[Any]) -> None:
+        self._write(key, {"count": len(outputs)}, outputs)
+
+    def load_outputs(self, key: str) -> list[Any] | None:
+        hit = self._read(key)
+        return None if hit is None else hit[1]
+
+    def save_firmware(self, key: str, result: Any) -> None:
+        meta = {name: getattr(result, name) for name in self._SCALARS}
+        meta["elf_path"] = str(result.elf_path)
+        meta["count"] = len(result.outputs)
+        self._write(key, meta, list(result.outputs))
+
+    def load_firmware(self, key: str) -> Any | None:
+        from pytest_tinyml.emulate.run import FirmwareResult
+
+        hit = self._read(key)
+        if hit is None:
+            return None
+        meta, outputs = hit
+        try:
+            fields = {name: meta[name] for name in self._SCALARS}
+        except KeyError:
+            return None
+        log = [f"cached firmware run {meta.get('seconds', 0):.1f} s"]
+        return FirmwareResult(outputs=outputs, elf_path=Path(meta["elf_path"]), build_cached=True, log=log, **fields)

@@ -662,6 +662,7 @@ def tinyml_dataset(tinyml_measurements: Measurements) -> Any:
     spec = tinyml_measurements.spec
     if spec is None or spec.dataset is None:
         pytest.skip("the selected spec has no dataset")
-    from pytest_tinyml.build import load_dataset
+    from pytest_tinyml.build import get_dataset
 
-    return _unwrap(lambda: load_dataset(spec, cache_dir=tinyml_measurements.options.cache_dir, extra_loaders=tinyml_measurements.options.extra_loaders))
+    options = tinyml_measurements.options
+    return _unwrap(lambda: get_dataset(spec, options.cache_dir, options.extra_loaders))

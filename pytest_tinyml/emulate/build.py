@@ -23,7 +23,7 @@ from pathlib import Path
 from pytest_tinyml.emulate.errors import FirmwareError
 from pytest_tinyml.emulate.toolchain import CORES, GCC, MACHINES, compiler_version, firmware_dir
 
-BUILD_FORMAT = "tm-build-1"
+BUILD_FORMAT = "tm-build-2"
 COMMON_CFLAGS = (
     "-O2",
     "-std=c11",
@@ -36,7 +36,7 @@ COMMON_CFLAGS = (
     "-Wno-unused-parameter",
 )
 LIB_SOURCES = ("tm_flatbuf.c", "tm_fixed.c", "tm_runtime.c", "tm_kernels.c")
-APP_SOURCES = ("startup.c", "main.c")
+APP_SOURCES = ("startup.c", "harness.c", "main.c")
 
 _HEX = [f"0x{b:02x}" for b in range(256)]
 
@@ -186,6 +186,7 @@ def build_app(model: bytes, machine: str, core: str, cache_dir: Path) -> BuildOu
                 "-Wl,--gc-sections",
                 f"-Wl,-Map={tmp / 'app.map'}",
                 str(lib_dir / "startup.o"),
+                str(lib_dir / "harness.o"),
                 str(lib_dir / "main.o"),
                 str(tmp / "model_data.o"),
                 str(lib_dir / "libtinyrt.a"),

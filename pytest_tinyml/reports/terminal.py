@@ -50,8 +50,9 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None) -> list[str]:
     reports were written.
     """
     comparison = getattr(outcome, "comparison", None)
+    results_list = list(results)
     by_target: dict[str, list[Any]] = {}
-    for r in results:
+    for r in results_list:
         by_target.setdefault(r.target, []).append(r)
     lines: list[str] = []
     for target, rows in by_target.items():
@@ -92,6 +93,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None) -> list[str]:
                     "  vs baseline: "
                     + ", ".join(d.text() + (" (REGRESSION)" if d.regression else "") for d in rest)
                 )
+    lines.extend(mode_table_lines(results_list))
     if comparison is not None:
         if comparison.missing:
             lines.append(f"in the baseline but not in this run: {', '.join(comparison.missing)}")
@@ -105,4 +107,47 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None) -> list[str]:
     written = getattr(outcome, "written", None) or []
     if written:
         lines.append("reports: " + ", ".join(str(p) for p in written))
+    return lines
+
+
+def _pct(stage: Any) -> str:
+    return f"{stage[0]:.2f} %" if isinstance(stage, (list, tuple)) and stage else "-"
+
+
+def mode_table_lines(results: list[Any]) -> list[str]:
+    """For a spec built in several quantization modes: one row per mode with size, accuracy per stage,
+    the drop and whether TFLM runs it (seed 003's comparison)."""
+    by_spec: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in results:
+        if not r.mode or "[" not in r.target:
+            continue
+        spec = r.target.rsplit("[", 1)[0]
+        by_spec.setdefault(spec, {}).setdefault(r.mode, {})[check_name(r)] = r
+    lines: list[str] = []
+    for spec, modes in by_spec.items():
+        if len(modes) < 2:
+            continue
+        lines.append(f"{spec}: quantization modes compared")
+        table: list[tuple[str, ...]] = [("mode", "size", "float acc", "quantized acc", "TFLM acc", "drop", "TFLM runs it")]
+        for mode, items in modes.items():
+            size = items.get("size")
+            size_v = size.verdict if size is not None and isinstance(size.verdict, dict) else {}
+            acc = items.get("accuracy_drop") or items.get("accuracy")
+            acc_v = acc.verdict if acc is not None and isinstance(acc.verdict, dict) else {}
+            stages = (acc_v.get("extra") or {}).get("stages") or {}
+            ops = items.get("tflm_ops")
+            runs = "-" if ops is None else ("yes" if ops.status == "passed" else "no")
+            drop = acc_v.get("measured") if acc is not None and check_name(acc) == "accuracy_drop" else None
+            table.append(
+                (
+                    mode,
+                    fmt_value(size_v.get("measured"), "B") if size_v else "-",
+                    _pct(stages.get("float")),
+                    _pct(stages.get("litert")),
+                    _pct(stages.get("tflm")),
+                    f"{drop:.2f} pt" if isinstance(drop, (int, float)) else "-",
+                    runs,
+                )
+            )
+        lines.extend(_table(table))
     return lines

@@ -92,6 +92,8 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int]
         raise SpecError(f"YAML syntax error: {exc.problem or exc}", where=where, fix="fix the YAML syntax") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", where=source, fix="fix the YAML syntax") from None
+    except RecursionError:  # e.g. thousands of nested [ [ [ ... (found by bench/bench_fuzz.py)
+        raise SpecError("YAML nesting is too deep", where=source, fix="flatten the spec") from None
     if node is None:
         raise SpecError("the spec is empty", where=source, fix="write at least version, name and model")
     locator = _Locator(source)

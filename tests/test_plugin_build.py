@@ -1,0 +1,62 @@
+"""A spec that builds its model, through the plugin: items, fixtures, cache, bad builders."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_build_pipeline import write_spec  # noqa: E402
+from test_plugin import outcomes, run  # noqa: E402
+
+pytest_plugins = ["pytester"]
+
+CONSTRAINTS = """\
+board: mps2_an386
+constraints:
+  max_size: 50KiB
+  io_dtype: int8
+  ops: tflm
+  min_accuracy: 50%
+  max_accuracy_drop: 20pt
+  arena: board
+  flash: board
+  max_latency: 10s
+  firmware: {samples: 20}
+"""
+
+
+def test_built_spec_items_and_fixtures(pytester: pytest.Pytester) -> None:
+    write_spec(pytester.path, extra=CONSTRAINTS)
+    pytester.makepyfile(
+        test_user="""
+import pytest
+
+@pytest.mark.tinyml(spec="s.yaml")
+def test_artifacts(tinyml_keras_model, tinyml_dataset, tinyml_tflite_files, tinyml_measurements):
+    assert tinyml_keras_model.count_params() > 0
+    assert tinyml_dataset.x_test.shape[1:] == (8, 8, 1)
+    assert set(tinyml_tflite_files) == {"int8"}
+    assert tinyml_measurements.accuracy.n == len(tinyml_dataset.y_test)
+"""
+    )
+    pytester.makeini("[pytest]\ntinyml_cache_dir = cache\n")
+    result = run(pytester, "--tinyml-spec", "s.yaml")
+    seen = outcomes(result)
+    for name in ("size", "int8_io", "tflm_ops", "arena", "flash", "accuracy", "accuracy_drop", "latency",
+                 "firmware_bitexact", "firmware_ram"):
+        assert seen.get(f"s.yaml::{name}") == "PASSED", (name, result.stdout.str()[-3000:])
+    result.stdout.fnmatch_lines(["*firmware_bitexact*0 mismatching samples*PASS*"])
+    fixtures = run(pytester, "test_user.py")
+    assert outcomes(fixtures) == {"test_user.py::test_artifacts": "PASSED"}, fixtures.stdout.str()[-3000:]
+
+
+def test_builder_that_does_not_import(pytester: pytest.Pytester) -> None:
+    write_spec(pytester.path, model="{builder: no_such_module:build}", extra=CONSTRAINTS)
+    result = run(pytester, "--tinyml-spec", "s.yaml")
+    assert result.ret == 1
+    text = result.stdout.str()
+    assert "Traceback" not in text
+    result.stdout.fnmatch_lines(["size: s.yaml:3:*no_such_module*"])
