@@ -253,7 +253,7 @@ def mode_comparison(targets: list[dict[str, Any]]) -> bytes | None:
     rows = [t for t in targets if t.get("mode")]
     if len(rows) < 2:
         return None
-    modes = [label(t["mode"], 16) for t in rows]
+    modes = [label(t["mode"], 16).replace("_", "\n") for t in rows]  # dynamic_range: two lines, no overlap
     sizes = [t["metrics"].get("size_bytes") for t in rows]
     accs = [t["metrics"].get("accuracy_pct") for t in rows]
     if not any(isinstance(s, (int, float)) for s in sizes) and not any(
