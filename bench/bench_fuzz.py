@@ -1,6 +1,6 @@
 """Fuzz the audit path with mutated .tflite files and specs; every BUG counter must be 0.
 
-    python bench/bench_fuzz.py                      # full: 20,000 model cases, 3,000 TFLM children, ...
+    python bench/bench_fuzz.py                      # full: 20,000 model cases, 2,500 TFLM children, ...
     python bench/bench_fuzz.py --cases 500 --tflm 40 --firmware 5 --pytest 6 --specs 300   # quick
 
 Stages (cases are ``(seed, index)`` -> bytes, reproducible with tests/fuzz_mutate.py):
@@ -26,12 +26,12 @@ import argparse
 import collections
 import os
 import random
+import re
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -88,7 +88,7 @@ def _chunks(n: int, size: int) -> list[list[int]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=20000, help="model cases (parse stage)")
-    ap.add_argument("--tflm", type=int, default=3000, help="cases that parse sent to a TFLM child")
+    ap.add_argument("--tflm", type=int, default=2500, help="cases that parse sent to a TFLM child")
     ap.add_argument("--firmware", type=int, default=40, help="allocated cases run through the firmware checks")
     ap.add_argument("--pytest", type=int, default=30, help="model cases run through a pytest subprocess")
     ap.add_argument("--pytest-specs", type=int, default=10, help="spec cases run through a pytest subprocess")
@@ -138,8 +138,8 @@ def main() -> int:
         spec_kinds = collections.Counter[str]()
         spec_ok: list[int] = []
         spec_err: list[int] = []
-        for f in spec_futures:
-            for i, ops, kind, detail in f.result():
+        for sf in spec_futures:
+            for i, ops, kind, detail in sf.result():
                 spec[kind] += 1
                 spec_kinds[ops.split("+")[0]] += 1
                 (spec_ok if kind == "spec_ok" else spec_err).append(i)
@@ -193,8 +193,8 @@ def main() -> int:
         _, _, data = fm.model_case(bases, args.seed, i)
         outcome = fh.audit_firmware(data, work / "fw.tflite", cache)
         firmware[outcome.kind] += 1
-        for part in outcome.detail.split():
-            firmware["  " + part.split("(")[0]] += 1
+        for check, verdict in re.findall(r"(\w+):(pass|fail|skip|error)", outcome.detail):
+            firmware[f"  {check}:{verdict}"] += 1
         if outcome.bug:
             record_bug("firmware", f"{args.seed}-{i}", data, outcome.detail)
     t_fw = time.perf_counter() - t
@@ -271,8 +271,10 @@ def main() -> int:
     print(f"pytest subprocesses: {sum(pytest_counts.values())} ({len(picks)} models, {len(spec_picks)} specs) in "
           f"{t_pytest:.1f} s: {show(pytest_counts)}")
     print(f"spec cases through load_spec: {args.specs:,}: {show(spec)}; kinds: {show(spec_kinds)}")
-    print(f"cases run: {args.cases + len(tflm_sample) + sum(firmware.values()) + sum(pytest_counts.values()) + args.specs:,} "
-          f"(model {args.cases:,} + TFLM {len(tflm_sample):,} + firmware + pytest {sum(pytest_counts.values())} + "
+    n_fw = sum(v for k, v in firmware.items() if not k.startswith(" "))
+    n_pytest = sum(pytest_counts.values())
+    print(f"cases run: {args.cases + len(tflm_sample) + n_fw + n_pytest + args.specs:,} "
+          f"(model {args.cases:,} + TFLM {len(tflm_sample):,} + firmware {n_fw} + pytest {n_pytest} + "
           f"spec {args.specs:,})")
     print(f"BUG pytest-process crashes: {crashes}")
     print(f"BUG hangs: {hangs}")

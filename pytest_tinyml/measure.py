@@ -37,6 +37,7 @@ class RunOptions:
     progress: Progress | None = None
     extra_loaders: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     load_model: Callable[..., Any] | None = None
+    tflm_timeout: float = 60.0  # seconds for one host-TFLM allocation in its child process
 
 
 class _Failed:
@@ -146,7 +147,7 @@ class Measurements:
         from pytest_tinyml.analysis import tflm
 
         self.model_info  # noqa: B018  (a malformed model fails here with its offset, before TFLM sees it)
-        return tflm.allocate(self.tflite_bytes)
+        return tflm.allocate(self.tflite_bytes, timeout=self.options.tflm_timeout)
 
     @cached_measurement
     def tflm_ops(self) -> Any:
@@ -328,7 +329,11 @@ class Measurements:
         return outputs
 
     def firmware_if_available(self) -> Any | None:
-        """The firmware run if it happened here, else None (never raises: firmware items report why)."""
+        """The firmware run when the constraints ask for firmware items and it can happen here, else None
+        (never raises: the firmware items report why)."""
+        fw = self.constraints.firmware
+        if fw is None or not fw.enabled:
+            return None
         try:
             return self.firmware
         except (NotEvaluable, TinyMLError):

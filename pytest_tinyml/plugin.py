@@ -69,6 +69,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("tinyml_model", ".tflite files to audit (like --tinyml-model)", type="linelist", default=[])
     parser.addini("tinyml_board", "board to judge against (like --tinyml-board)", default="")
     parser.addini("tinyml_cache_dir", "build cache directory (default: pytest's cache dir/d/tinyml)", default="")
+    parser.addini("tinyml_tflm_timeout", "seconds one host-TFLM allocation may take in its child (default 60)", default="60")
 
 
 def _positive_int(text: str) -> int:
@@ -242,6 +243,14 @@ def pytest_configure(config: pytest.Config) -> None:
         cache_dir = Path(str(cache_provider.mkdir("tinyml")))
     else:
         cache_dir = rootdir / ".pytest_cache" / "d" / "tinyml"
+    try:
+        tflm_timeout = float(config.getini("tinyml_tflm_timeout"))
+        if tflm_timeout <= 0:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(
+            f"tinyml_tflm_timeout = {config.getini('tinyml_tflm_timeout')!r}: expected a positive number of seconds"
+        ) from None
     export = config.getoption("tinyml_export")
     samples = config.getoption("tinyml_firmware_samples")
     options = RunOptions(
@@ -253,6 +262,7 @@ def pytest_configure(config: pytest.Config) -> None:
         progress=_progress_writer(config),
         extra_loaders=_dataset_loaders(config),
         load_model=lambda ref, spec: config.hook.pytest_tinyml_load_model(ref=ref, spec=spec),
+        tflm_timeout=tflm_timeout,
     )
     session = TinyMLSession(
         config=config,
@@ -341,7 +351,10 @@ class TinyMLItem(pytest.Item):
             verdict = self.check.evaluate(self.measurements)
         except NotEvaluable as exc:
             self.user_properties.append(("tinyml_skip", str(exc)))
-            pytest.skip(f"{self.check.name}: {exc.reason}; to enable: {exc.enable}")
+            # reported at the item's location (the spec or model), not at pytest's internals
+            raise pytest.skip.Exception(
+                f"{self.check.name}: {exc.reason}; to enable: {exc.enable}", _use_item_location=True
+            ) from None
         self.verdict = verdict
         self.user_properties.append(("measured", verdict.measured))
         self.user_properties.append(("limit", verdict.limit))

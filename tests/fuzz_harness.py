@@ -215,7 +215,9 @@ def load_spec_case(data: bytes, path: Path, *, timeout: float = 10.0) -> Outcome
         return Outcome("BUG:traceback", "".join(traceback.format_exception(exc))[-2000:])
 
 
-_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|INTERNALERROR|^\S+\.py:\d+: \w+", re.M)
+# a Python traceback, pytest's internal error, or the "file.py:123: SomeError" line ending a long repr
+# (warnings such as "core.py:172: DeprecationWarning" are not errors)
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\)|INTERNALERROR|^\S+\.py:\d+: \w*(Error|Exception)\b", re.M)
 
 
 def run_pytest(args: list[str], cwd: Path, *, timeout: float = 300.0) -> tuple[Outcome, str]:

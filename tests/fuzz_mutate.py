@@ -22,20 +22,21 @@ from dataclasses import dataclass, field
 # -------------------------------------------------------------------------------------------------
 
 # (slot -> kind) per table type, from the TFLite schema.
-_MODEL = {1: ("tables", "opcode"), 2: ("tables", "subgraph"), 3: ("string", None), 4: ("tables", "buffer"),
+Layout = dict[int, tuple[str, str | None]]
+_MODEL: Layout = {1: ("tables", "opcode"), 2: ("tables", "subgraph"), 3: ("string", None), 4: ("tables", "buffer"),
           5: ("ints", "metadata_buffer"), 6: ("tables", "metadata"), 7: ("tables", "signature")}
-_OPCODE = {1: ("string", None)}
-_SUBGRAPH = {0: ("tables", "tensor"), 1: ("ints", "tensor_index"), 2: ("ints", "tensor_index"),
+_OPCODE: Layout = {1: ("string", None)}
+_SUBGRAPH: Layout = {0: ("tables", "tensor"), 1: ("ints", "tensor_index"), 2: ("ints", "tensor_index"),
              3: ("tables", "operator"), 4: ("string", None)}
-_TENSOR = {0: ("ints", "shape"), 3: ("string", None), 4: ("table", "quantization"), 6: ("table", "sparsity"),
+_TENSOR: Layout = {0: ("ints", "shape"), 3: ("string", None), 4: ("table", "quantization"), 6: ("table", "sparsity"),
            7: ("ints", "shape")}
-_QUANT = {0: ("floats", "minmax"), 1: ("floats", "minmax"), 2: ("floats", "scale"), 3: ("longs", "zero_point")}
-_OPERATOR = {1: ("ints", "tensor_index"), 2: ("ints", "tensor_index"), 4: ("table", "options"),
+_QUANT: Layout = {0: ("floats", "minmax"), 1: ("floats", "minmax"), 2: ("floats", "scale"), 3: ("longs", "zero_point")}
+_OPERATOR: Layout = {1: ("ints", "tensor_index"), 2: ("ints", "tensor_index"), 4: ("table", "options"),
              5: ("bytes", "custom_options"), 8: ("ints", "tensor_index")}
-_BUFFER = {0: ("bytes", "buffer_data")}
-_METADATA = {}  # type: dict[int, tuple[str, str | None]]
-_OPTIONS = {}  # type: dict[int, tuple[str, str | None]]
-_LAYOUTS = {"model": _MODEL, "opcode": _OPCODE, "subgraph": _SUBGRAPH, "tensor": _TENSOR,
+_BUFFER: Layout = {0: ("bytes", "buffer_data")}
+_METADATA: Layout = {}
+_OPTIONS: Layout = {}
+_LAYOUTS: dict[str, Layout] = {"model": _MODEL, "opcode": _OPCODE, "subgraph": _SUBGRAPH, "tensor": _TENSOR,
             "quantization": _QUANT, "operator": _OPERATOR, "buffer": _BUFFER, "metadata": _METADATA,
             "options": _OPTIONS, "signature": {}, "sparsity": {}}
 # scalar fields worth aiming at: (table kind, slot) -> (struct format, name)

@@ -181,3 +181,22 @@ def test_ops(tinyml_measurements, tinyml_tflite, tinyml_spec):
     )
     result = run(pytester, "test_mine.py")
     assert outcomes(result) == {"test_mine.py::test_ops": "PASSED"}
+
+
+def test_hung_tflm_fails_after_the_ini_timeout(pytester: pytest.Pytester, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # FAKE: the child's documented fault injection makes host TFLM hang; a real hang cannot be caused on demand.
+    monkeypatch.setenv("PYTEST_TINYML_FAKE_CHILD_FAULT", "hang")
+    pytester.makeini("[pytest]\ntinyml_tflm_timeout = 2\n")
+    result = run(pytester, "--tinyml-model", "int8.tflite", "-k", "tflm_ops or arena")
+    seen = outcomes(result)
+    assert seen["int8.tflite::tflm_ops"] == "FAILED"
+    result.stdout.fnmatch_lines(
+        ["tflm_ops: TFLM did not finish allocating the model (timed out)", "*arena*SKIP*TFLM cannot allocate this model*"]
+    )
+    assert any(
+        line.startswith("SKIPPED [1] int8.tflite:") and "arena: TFLM cannot allocate this model" in line and "to enable: " in line
+        for line in result.outlines
+    )
+    pytester.makeini("[pytest]\ntinyml_tflm_timeout = soon\n")
+    bad = run(pytester, "--tinyml-model", "int8.tflite")
+    bad.stderr.fnmatch_lines(["*tinyml_tflm_timeout = 'soon': expected a positive number of seconds*"])

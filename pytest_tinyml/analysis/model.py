@@ -38,6 +38,11 @@ MAX_MODEL_BYTES = 1 << 30
 
 TFLITE_IDENTIFIER = b"TFL3"
 
+#: Tensors of higher rank are refused as corrupted (TFLite and TFLM kernels stop at 5-8 dimensions).
+#: Without a bound, a damaged shape vector of thousands of dimensions gives element counts with
+#: thousands of digits, which ``int`` -> ``str`` (reports, ``f"{n:,}"``) refuses to convert.
+MAX_TENSOR_RANK = 16
+
 _FIX_CORRUPT = "the file is incomplete or damaged: copy, download or re-export it again"
 _FIX_CONVERT = "convert the model to TFLite with tf.lite.TFLiteConverter and pass the .tflite file"
 
@@ -633,6 +638,8 @@ class _Walker:
     def tensor(self, sg: int, index: int, t: Table, buffers: list[int]) -> TensorInfo:
         what = f"subgraph {sg} tensor {index}"
         shape = t.ints(0, "i", f"{what} shape") or ()
+        if len(shape) > MAX_TENSOR_RANK:
+            raise self.error(f"{what} has {len(shape)} dimensions; TFLite kernels take at most {MAX_TENSOR_RANK}")
         type_code = t.integer(1, "b", 0, f"{what} type")
         dtype = self.schema.tensor_types.get(type_code, f"type_{type_code}")
         buffer = t.integer(2, "I", 0, f"{what} buffer")

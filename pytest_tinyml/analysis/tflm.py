@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml.errors import TinyMLError
+
 if TYPE_CHECKING:
     import numpy
 
@@ -48,8 +50,12 @@ _CHILD_MODULE = "pytest_tinyml.analysis._tflm_child"
 _MAX_REASON_LINES = 12
 
 
-class TflmError(Exception):
-    """TFLM could not run the model: ``reason`` is TFLM's own words (or the signal / timeout)."""
+class TflmError(TinyMLError):
+    """TFLM could not run the model: ``reason`` is TFLM's own words (or the signal / timeout).
+
+    A :class:`~pytest_tinyml.errors.TinyMLError`, so an item that needs TFLM's outputs (firmware
+    bit-exactness) fails with this one line instead of a traceback when the model crashes TFLM.
+    """
 
     def __init__(self, reason: str, *, stage: str) -> None:
         self.reason = reason

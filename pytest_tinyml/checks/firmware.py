@@ -68,6 +68,11 @@ class FirmwareBitexactCheck:
         return constraints.firmware is not None and constraints.firmware.enabled
 
     def evaluate(self, m: Measurements) -> Verdict:
+        if not m.tflm_allocation.ok:
+            raise NotEvaluable(
+                "TFLM cannot run this model (see the tflm_ops item), so there is no reference output to compare",
+                "make the model TFLM-compatible",
+            )
         fw = m.firmware
         return judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
 

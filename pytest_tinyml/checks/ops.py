@@ -39,6 +39,11 @@ def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdic
         )
     details = [f"{r.op} x{r.count}: {r.status}: {r.reason or 'no reason given'}" for r in failing]
     fixes = sorted({r.fix for r in failing if r.fix})
+    if alloc.timed_out:
+        fixes = ["if the model is only slow to allocate, raise the ini option tinyml_tflm_timeout; a model that "
+                 "hangs TFLM is corrupt or hostile: do not deploy it"]
+    elif alloc.signal:
+        fixes = [f"TFLM itself crashed ({alloc.signal}) on this model: it is corrupt or hits a TFLM bug; do not deploy it"]
     return Verdict(
         name="tflm_ops",
         passed=False,

@@ -90,8 +90,10 @@ def _run(cmd: list[str], stage: str, cwd: Path | None = None) -> None:
         raise FirmwareError(f"{stage} failed: {exc}", stage=stage, output=[]) from exc
     if proc.returncode != 0:
         lines = (proc.stdout + proc.stderr).splitlines()
+        errors = [line for line in lines if "error" in line.lower()]
+        first = errors[0] if errors else (lines[-1] if lines else "")
         raise FirmwareError(
-            f"{stage} failed with exit code {proc.returncode}: {lines[-1] if lines else ''}",
+            f"{stage} failed with exit code {proc.returncode}: {first}",
             stage=stage,
             output=lines[-20:],
         )

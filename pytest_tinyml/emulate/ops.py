@@ -28,6 +28,7 @@ SUPPORTED: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "LOGISTIC": (_INT8, _INT8),
     "QUANTIZE": (frozenset({"float32", "int8"}), _INT8),
     "DEQUANTIZE": (_INT8, frozenset({"float32"})),
+    "TRANSPOSE": (frozenset({"int8", "int16", "int32", "float32"}), frozenset({"int8", "int16", "int32", "float32"})),
 }
 
 # Weight inputs that must be int8 (int4 / float weights are not implemented).

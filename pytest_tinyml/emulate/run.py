@@ -66,6 +66,7 @@ class FirmwareResult:
     all_outputs: list[tuple[np.ndarray, ...]] = field(default_factory=list)  # every output per sample
     emulate_seconds: float = 0.0
     log: list[str] = field(default_factory=list)
+    runtime: str = "tinyml"  # "tinyml" (this project's runtime) or "tflm" (real TFLM from TFLM_ROOT)
 
 
 def _io_specs(info: Any) -> tuple[list[Any], list[Any]]:
@@ -107,6 +108,20 @@ def _parse(lines: list[str]) -> dict[str, dict[str, str]]:
             values["msg"] = rest
         found[tag] = values
     return found
+
+
+RUNTIME_ENV = "TINYML_FIRMWARE_RUNTIME"
+RUNTIMES = ("tinyml", "tflm")
+
+
+def resolve_runtime(runtime: str | None = None) -> str:
+    """``runtime`` if given, else ``$TINYML_FIRMWARE_RUNTIME``, else ``"tinyml"``."""
+    import os
+
+    value = runtime or os.environ.get(RUNTIME_ENV, "") or "tinyml"
+    if value not in RUNTIMES:
+        raise ValueError(f"unknown firmware runtime {value!r}; known: {', '.join(RUNTIMES)}")
+    return value
 
 
 def _check_args(machine: str, core: str, emulator: str) -> None:
@@ -168,10 +183,19 @@ def run_firmware(
     cache_dir: Path,
     timeout: float = 300.0,
     emulator: str = "qemu",
+    runtime: str | None = None,
+    arena_bytes: int = 0,
 ) -> FirmwareResult:
-    """Build (cached) and run the int8 model on an emulated Cortex-M for every input sample in one run."""
+    """Build (cached) and run the model on an emulated Cortex-M for every input sample in one run.
+
+    ``runtime`` picks the inference code linked into the firmware: ``"tinyml"`` (this project's int8
+    runtime, the default) or ``"tflm"`` (real TensorFlow Lite Micro compiled from ``$TFLM_ROOT``, see
+    :mod:`pytest_tinyml.emulate.tflm_build`); None reads ``$TINYML_FIRMWARE_RUNTIME``. ``arena_bytes``
+    (TFLM only) is the tensor arena given to TFLM; 0 gives it all free RAM of the board.
+    """
     start = time.perf_counter()
     _check_args(machine, core, emulator)
+    runtime = resolve_runtime(runtime)
     status = toolchain_status(emulator)
     if not status.ok:
         raise NotEvaluable(f"firmware toolchain missing: {', '.join(status.missing)}", status.hint)
@@ -179,19 +203,29 @@ def run_firmware(
 
     data = bytes(model)
     info = parse_model(data, "<model>")
-    bad = unsupported_ops(info)
+    tree = None
+    if runtime == "tflm":
+        from pytest_tinyml.emulate.tflm_build import tflm_tree
+
+        tree = tflm_tree()  # NotEvaluable with the reason when TFLM_ROOT is unset or incomplete
+    bad = unsupported_ops(info) if runtime == "tinyml" else []
     if bad:
         raise NotEvaluable(
             f"the firmware runtime does not implement {', '.join(bad)}",
             "use int8 builtin ops only (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, pools, SOFTMAX, ADD, MUL, "
-            "MEAN, PAD, CONCATENATION, LOGISTIC, RESHAPE, QUANTIZE, DEQUANTIZE), or build against real TFLM "
-            "with TFLM_ROOT",
+            "MEAN, PAD, CONCATENATION, LOGISTIC, RESHAPE, TRANSPOSE, QUANTIZE, DEQUANTIZE), or run real TFLM: "
+            "runtime=\"tflm\" with TFLM_ROOT set",
         )
     in_specs, out_specs = _io_specs(info)
     payload = _pack_inputs(list(inputs), in_specs)
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    built = build_app(data, machine, core, cache_dir)
+    if tree is not None:
+        from pytest_tinyml.emulate.tflm_build import build_tflm_app
+
+        built = build_tflm_app(data, machine, core, cache_dir, arena_bytes=arena_bytes, tree=tree)
+    else:
+        built = build_app(data, machine, core, cache_dir)
     m = MACHINES[machine]
     with tempfile.TemporaryDirectory(prefix="run-", dir=cache_dir) as tmp:
         run_dir = Path(tmp)
@@ -252,6 +286,7 @@ def run_firmware(
         all_outputs=outputs_all,
         emulate_seconds=emulate_seconds,
         log=lines,
+        runtime=runtime,
     )
 
 

@@ -172,52 +172,109 @@ def _compile_cmd(tree: TflmTree, src: Path, obj: Path, core: str, opt: str) -> l
     return [GXX, *_cpu_flags(core), opt, *CXXFLAGS, *incs, "-c", str(src), "-o", str(obj)]
 
 
-def build_tflm_library(tree: TflmTree, core: str, cache_dir: Path, jobs: int | None = None) -> tuple[Path, bool]:
-    """Compile TFLM (core + reference kernels) for ``core`` into ``libtflm.a`` (cached per tree and core)."""
+_OPTIONAL_CORE = ("test_helper", "fake_", "mock_", "recording_", "hexdump")
+_GENERIC_HELPERS = ("kernel_util.cc", "micro_tensor_utils.cc")
+_DEF_RE = re.compile(r"\bRegister_(\w+)\s*\(\s*\)\s*\{")
+
+
+def _method_registrations(tree: TflmTree, methods: list[str]) -> set[str] | None:
+    """``Register_*`` functions the resolver's ``Add<method>()`` calls use (None if the header is unreadable)."""
+    header = tree.root / "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+    try:
+        text = header.read_text(errors="replace")
+    except OSError:
+        return None
+    found: set[str] = set()
+    for method in methods:
+        m = re.search(rf"TfLiteStatus\s+Add{method}\s*\(", text)
+        if m is None:
+            return None
+        end = text.find("\n  }", m.end())
+        found.update(re.findall(r"Register_(\w+)\s*\(", text[m.start() : end if end > 0 else len(text)]))
+    return found
+
+
+def _kernel_index(tree: TflmTree) -> dict[str, Path]:
+    """``Register_X`` name -> kernel source defining it."""
+    index: dict[str, Path] = {}
+    for src in tree.kernel_sources:
+        for name in _DEF_RE.findall(src.read_text(errors="replace")):
+            index.setdefault(name, src)
+    return index
+
+
+def select_sources(tree: TflmTree, methods: list[str]) -> list[Path] | None:
+    """The TFLM sources an app registering ``methods`` (``Conv2D``, ``Softmax``...) needs, or None when
+    the selection cannot be derived (then every library source is compiled)."""
+    regs = _method_registrations(tree, methods)
+    if regs is None:
+        return None
+    index = _kernel_index(tree)
+    if any(r not in index for r in regs):
+        return None
+    op_files = {index[r] for r in regs}
+    defining = set(index.values())
+    chosen: list[Path] = [p for p in tree.core_sources if not p.name.startswith(_OPTIONAL_CORE)]
+    stems = {p.stem for p in op_files}
+    for src in tree.kernel_sources:
+        if src in op_files or src.name in _GENERIC_HELPERS:
+            chosen.append(src)
+        elif src not in defining and any(src.stem.startswith(s + "_") for s in stems):
+            chosen.append(src)  # conv_common.cc for conv.cc, pooling_common.cc for pooling.cc, ...
+    return chosen
+
+
+def tflm_objects(
+    tree: TflmTree, core: str, cache_dir: Path, sources: list[Path] | tuple[Path, ...] | None = None,
+    jobs: int | None = None,
+) -> tuple[list[Path], bool]:
+    """Object files of ``sources`` (default: the whole library) for ``core``, compiled on demand and cached
+    one by one under ``cache_dir`` (keyed by the TFLM tree, flags and compiler). Returns (objects, all_cached)."""
     key = _digest(
         TFLM_BUILD_FORMAT.encode(),
         _tree_key(tree),
         " ".join([*_cpu_flags(core), *CXXFLAGS, *CFLAGS, CORE_OPT, KERNEL_OPT]).encode(),
         compiler_version().encode(),
     )
-    final = cache_dir / f"tflm-lib-{core}-{key}"
-    if (final / "libtflm.a").is_file():
-        return final, True
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tflm-lib-", dir=cache_dir))
-    try:
-        jobs_list: list[tuple[list[str], Path]] = []
-        for n, src in enumerate([*tree.core_sources, *tree.kernel_sources]):
-            opt = KERNEL_OPT if src in tree.kernel_sources else CORE_OPT
-            obj = tmp / f"{n:04d}_{src.stem}.o"
-            jobs_list.append((_compile_cmd(tree, src, obj, core, opt), obj))
+    obj_dir = cache_dir / f"tflm-obj-{core}-{key}"
+    obj_dir.mkdir(parents=True, exist_ok=True)
+    kernels = set(tree.kernel_sources)
+    wanted = list(sources) if sources is not None else [*tree.core_sources, *tree.kernel_sources]
+    objects: list[Path] = []
+    todo: list[tuple[list[str], Path, Path]] = []
+    for src in wanted:
+        rel = src.relative_to(tree.root)
+        obj = obj_dir / (str(rel.with_suffix("")).replace("/", "__") + ".o")
+        objects.append(obj)
+        if not obj.is_file():
+            tmp = obj_dir / f".{obj.name}.{os.getpid()}.tmp.o"
+            todo.append((_compile_cmd(tree, src, tmp, core, KERNEL_OPT if src in kernels else CORE_OPT), tmp, obj))
 
-        def compile_one(item: tuple[list[str], Path]) -> tuple[list[str], subprocess.CompletedProcess[str]]:
-            cmd, _ = item
-            return cmd, subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    def compile_one(item: tuple[list[str], Path, Path]) -> subprocess.CompletedProcess[str]:
+        cmd, tmp, obj = item
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+        if proc.returncode == 0:
+            os.replace(tmp, obj)
+        return proc
 
+    if todo:
         with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
-            results = list(pool.map(compile_one, jobs_list))
-        failures = [(cmd, proc) for cmd, proc in results if proc.returncode != 0]
+            results = list(pool.map(compile_one, todo))
+        failures = [(item, proc) for item, proc in zip(todo, results, strict=True) if proc.returncode != 0]
         if failures:
-            cmd, proc = failures[0]
+            (cmd, tmp, _), proc = failures[0]
             lines = (proc.stdout + proc.stderr).splitlines()
             errors = [ln for ln in lines if "error" in ln] or lines
+            for (_, t, _), _ in failures:
+                t.unlink(missing_ok=True)
             raise FirmwareError(
-                f"compiling TFLM source {Path(cmd[-3]).name} failed ({len(failures)} of {len(results)} files): "
+                f"compiling TFLM source {Path(cmd[-3]).name} failed ({len(failures)} of {len(todo)} files): "
                 f"{errors[0] if errors else ''}",
                 stage="compile",
                 output=lines[-20:],
                 fix="check that TFLM_ROOT and its downloads (flatbuffers version) belong to the same TFLM revision",
             )
-        _run(["arm-none-eabi-ar", "rcs", str(tmp / "libtflm.a"), *[str(o) for _, o in jobs_list]], "archive")
-        for _, obj in jobs_list:
-            obj.unlink()
-        _publish(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final, False
+    return objects, not todo
 
 
 def build_tflm_app(
@@ -232,19 +289,21 @@ def build_tflm_app(
     """Link ``tflm_main.cc`` + the export() files for ``model`` against TFLM (cached by content).
 
     ``arena_bytes`` becomes ``TINYML_ARENA_SIZE``; 0 lets the harness use all free RAM of the board.
+    Only the TFLM kernels the model's ops register are compiled (objects are cached one by one); if the
+    link then misses a symbol, the whole TFLM library is compiled and the link retried.
     """
-    from pytest_tinyml.emulate.export import export
+    from pytest_tinyml.emulate.export import export, tflm_method
 
     tree = tree or tflm_tree()
     fw = firmware_dir()
     harness_dir, harness_cached = build_library(core, cache_dir)
-    lib_dir, lib_cached = build_tflm_library(tree, core, cache_dir)
     boards = fw / "boards"
     script = boards / MACHINES[machine].linker_script
     main_src = fw / "app" / "tflm_main.cc"
     key = _digest(
+        TFLM_BUILD_FORMAT.encode(),
+        _tree_key(tree),
         harness_dir.name.encode(),
-        lib_dir.name.encode(),
         model,
         str(int(arena_bytes)).encode(),
         main_src.read_bytes(),
@@ -252,42 +311,59 @@ def build_tflm_app(
         script.read_bytes(),
         (boards / "sections.ld").read_bytes(),
         machine.encode(),
+        " ".join([*_cpu_flags(core), *CXXFLAGS, CORE_OPT]).encode(),
+        compiler_version().encode(),
     )
     final = cache_dir / f"tflm-app-{machine}-{core}-{key}"
     if (final / "app.elf").is_file():
-        return BuildOutput(final / "app.elf", True, lib_cached and harness_cached, final)
+        return BuildOutput(final / "app.elf", True, harness_cached, final)
     tmp = Path(tempfile.mkdtemp(prefix=".tflm-app-", dir=cache_dir))
     try:
-        export(model, tmp, arena_bytes=int(arena_bytes))
+        exported = export(model, tmp, arena_bytes=int(arena_bytes))
+        methods = sorted({m for m in (tflm_method(op) for op in exported.ops) if m})
         cpu = _cpu_flags(core)
         incs = [f"-I{tmp}", f"-I{fw / 'app'}", *[f"-I{p}" for p in tree.includes]]
         _run([GCC, *core_cflags(core), "-c", str(tmp / "model_data.c"), "-o", str(tmp / "model_data.o")], "compile")
         _run([GXX, *cpu, CORE_OPT, *CXXFLAGS, *incs, "-c", str(main_src), "-o", str(tmp / "tflm_main.o")], "compile")
-        _run(
-            [
-                GXX,
-                *cpu,
-                "-nostartfiles",
-                "--specs=rdimon.specs",
-                "-L",
-                str(boards),
-                "-T",
-                str(script),
-                "-Wl,--gc-sections",
-                f"-Wl,-Map={tmp / 'app.map'}",
-                str(harness_dir / "startup.o"),
-                str(harness_dir / "harness.o"),
-                str(tmp / "tflm_main.o"),
-                str(tmp / "model_data.o"),
-                str(lib_dir / "libtflm.a"),
-                "-lm",
-                "-o",
-                str(tmp / "app.elf"),
-            ],
-            "link",
-        )
+        selection = select_sources(tree, methods)
+        lib_cached = True
+        for attempt in ((selection,) if selection is None else (selection, None)):
+            objects, cached = tflm_objects(tree, core, cache_dir, attempt)
+            lib_cached = lib_cached and cached
+            (tmp / "libtflm.a").unlink(missing_ok=True)
+            _run(["arm-none-eabi-ar", "rcs", str(tmp / "libtflm.a"), *map(str, objects)], "archive")
+            try:
+                _run(
+                    [
+                        GXX,
+                        *cpu,
+                        "-nostartfiles",
+                        "--specs=rdimon.specs",
+                        "-L",
+                        str(boards),
+                        "-T",
+                        str(script),
+                        "-Wl,--gc-sections",
+                        f"-Wl,-Map={tmp / 'app.map'}",
+                        str(harness_dir / "startup.o"),
+                        str(harness_dir / "harness.o"),
+                        str(tmp / "tflm_main.o"),
+                        str(tmp / "model_data.o"),
+                        str(tmp / "libtflm.a"),
+                        "-lm",
+                        "-o",
+                        str(tmp / "app.elf"),
+                    ],
+                    "link",
+                )
+                break
+            except FirmwareError as exc:
+                undefined = any("undefined reference" in line for line in exc.output)
+                if attempt is None or not undefined:
+                    raise
+        (tmp / "libtflm.a").unlink(missing_ok=True)
         _publish(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return BuildOutput(final / "app.elf", False, lib_cached and harness_cached, final)
+    return BuildOutput(final / "app.elf", False, harness_cached and lib_cached, final)
