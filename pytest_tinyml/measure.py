@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class RunOptions:
     extra_loaders: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     load_model: Callable[..., Any] | None = None
     tflm_timeout: float = 60.0  # seconds for one host-TFLM allocation in its child process
+    firmware_runtime: str | None = None  # tinyml (the project's C runtime) or tflm (real TFLM, needs TFLM_ROOT)
 
 
 class _Failed:
@@ -246,22 +248,25 @@ class Measurements:
             return list(test_inputs_int8(self.spec, self.artifacts.build, self.mode or "int8", samples))
         info = self.model_info
         inputs = info.inputs
-        if len(inputs) != 1:
-            raise NotEvaluable(
-                f"the firmware harness feeds one input tensor; this model has {len(inputs)}",
-                "audit a single-input model",
-            )
-        tensor = inputs[0]
-        if tensor.dtype != "int8":
-            raise NotEvaluable(
-                f"the firmware harness runs int8 models; the input is {tensor.dtype}",
-                "quantize the model to int8 with int8 input and output",
-            )
-        shape = [d if d > 0 else 1 for d in tensor.shape]
-        if any(d <= 0 for d in tensor.shape) or tensor.num_elements > self.board.ram_bytes:  # hardening: fuzzed shapes
-            raise NotEvaluable(f"the model input shape {tensor.shape} has a dimension <= 0 or more elements than {self.board.name} has RAM", "audit a model whose input tensor has positive dimensions and fits the board")
+        if not inputs:
+            raise NotEvaluable("the model has no input tensor", "audit a model with an int8 input")
+        for tensor in inputs:
+            if tensor.dtype != "int8":
+                raise NotEvaluable(
+                    f"audits feed seeded random int8 inputs; input {tensor.name} is {tensor.dtype}",
+                    "quantize the model to int8 with int8 input and output, or judge it with a spec and its dataset",
+                )
+        for tensor in inputs:  # hardening: fuzzed shapes must not reach numpy
+            if any(d <= 0 for d in tensor.shape) or tensor.num_elements > self.board.ram_bytes:
+                raise NotEvaluable(
+                    f"input {tensor.name} has shape {tensor.shape}: a dimension <= 0 or more elements than "
+                    f"{self.board.name} has RAM",
+                    "audit a model whose input tensors have positive dimensions and fit the board",
+                )
         rng = np.random.default_rng(int(self.sha256[:8], 16))
-        return [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(samples)]
+        if len(inputs) == 1:
+            return [rng.integers(-128, 128, size=inputs[0].shape, dtype=np.int8) for _ in range(samples)]
+        return [tuple(rng.integers(-128, 128, size=t.shape, dtype=np.int8) for t in inputs) for _ in range(samples)]
 
     @property
     def _inputs_digest(self) -> str:
@@ -281,21 +286,33 @@ class Measurements:
         status = emulate.toolchain_status()
         if not status.ok:
             raise NotEvaluable(f"missing {', '.join(status.missing)}", status.hint)
-        unsupported = emulate.unsupported_ops(self.model_info)
-        if unsupported:
-            raise NotEvaluable(
-                f"the firmware runtime does not implement {', '.join(unsupported)}",
-                "audit models that use only the ops listed in README (firmware runtime)",
-            )
+        from pytest_tinyml.emulate.run import resolve_runtime
+
+        runtime = resolve_runtime(self.options.firmware_runtime)
+        arena_bytes = 0
+        if runtime == "tflm":
+            emulate.tflm_tree()  # NotEvaluable naming what is missing (TFLM_ROOT, flatbuffers, ...)
+            arena_bytes = self.arena.bytes + 1024  # the measured arena plus room for TFLM's temporaries
+        else:
+            unsupported = emulate.unsupported_ops(self.model_info)
+            if unsupported:
+                raise NotEvaluable(
+                    f"the firmware runtime does not implement {', '.join(unsupported)}",
+                    "audit models that use only the ops listed in README (firmware runtime), or build real TFLM: "
+                    "--tinyml-firmware-runtime tflm with TFLM_ROOT set",
+                )
         emulator = self.options.emulator or self.firmware_spec.emulator
         key = run_cache_key(
             "firmware",
+            runtime,
+            str(arena_bytes),
             self.sha256,
             self._inputs_digest,
             self.firmware_machine,
             self.firmware_core,
             emulator,
             firmware_sources_digest(),
+            os.environ.get("TFLM_ROOT", "") if runtime == "tflm" else "",
         )
         runs = RunCache(self.options.cache_dir / "runs")
         if not self.options.rebuild:
@@ -310,6 +327,8 @@ class Measurements:
             clock_hz=self.board.clock_hz,
             cache_dir=self.options.cache_dir / "firmware",
             emulator=emulator,
+            runtime=runtime,
+            arena_bytes=arena_bytes,
         )
         runs.save_firmware(key, result)
         return result

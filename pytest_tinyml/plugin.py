@@ -62,6 +62,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="number of inputs the firmware items run (default: the spec's firmware.samples)",
     )
+    group.addoption(
+        "--tinyml-firmware-runtime",
+        default=None,
+        choices=("tinyml", "tflm"),
+        help="runtime the firmware items build: tinyml (the project's C runtime, default) or tflm "
+        "(real TFLM from the source tree in $TFLM_ROOT)",
+    )
     group.addoption("--tinyml-export", default=None, metavar="DIR", help="write model_data.c/.h, op resolver and arena size here")
     group.addoption("--tinyml-report", default=None, metavar="DIR", help="write report.json, report.md and report.html here")
     group.addoption("--tinyml-baseline", default=None, metavar="JSON", help="compare with an earlier report.json")
@@ -263,6 +270,7 @@ def pytest_configure(config: pytest.Config) -> None:
         extra_loaders=_dataset_loaders(config),
         load_model=lambda ref, spec: config.hook.pytest_tinyml_load_model(ref=ref, spec=spec),
         tflm_timeout=tflm_timeout,
+        firmware_runtime=config.getoption("tinyml_firmware_runtime"),
     )
     session = TinyMLSession(
         config=config,

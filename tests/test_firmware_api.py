@@ -28,6 +28,8 @@ from pytest_tinyml.emulate import (  # noqa: E402
 )
 from pytest_tinyml.emulate.build import elf_section_sizes, model_c_source  # noqa: E402
 from pytest_tinyml.emulate.export import tflm_method  # noqa: E402
+from pytest_tinyml.emulate.run import RUNTIME_ENV, resolve_runtime  # noqa: E402
+from pytest_tinyml.emulate.tflm_build import TFLM_ENV, TflmTree, select_sources, tflm_tree  # noqa: E402
 from pytest_tinyml.errors import NotEvaluable, TinyMLError  # noqa: E402
 
 needs_toolchain = pytest.mark.skipif(
@@ -251,3 +253,76 @@ def test_renode_backend_matches_qemu(firmware_cache: Path) -> None:  # pragma: n
     q = run_firmware(model, samples, machine="netduinoplus2", cache_dir=firmware_cache)
     r = run_firmware(model, samples, machine="netduinoplus2", cache_dir=firmware_cache, emulator="renode")
     assert [o.tobytes() for o in r.outputs] == [o.tobytes() for o in q.outputs]
+
+
+# ------------------------------------------------------------------------------------ real TFLM (opt-in)
+def test_runtime_switch_argument_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(RUNTIME_ENV, raising=False)
+    assert resolve_runtime() == "tinyml"
+    monkeypatch.setenv(RUNTIME_ENV, "tflm")
+    assert resolve_runtime() == "tflm"
+    assert resolve_runtime("tinyml") == "tinyml"  # the argument wins
+    monkeypatch.setenv(RUNTIME_ENV, "cmsis")
+    with pytest.raises(ValueError, match="cmsis"):
+        resolve_runtime()
+
+
+def test_tflm_tree_says_exactly_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(TFLM_ENV, raising=False)
+    with pytest.raises(NotEvaluable) as unset:
+        tflm_tree()
+    assert "TFLM_ROOT is not set" in unset.value.reason and "third_party_downloads" in unset.value.enable
+    monkeypatch.setenv(TFLM_ENV, str(tmp_path))
+    with pytest.raises(NotEvaluable) as not_tflm:
+        tflm_tree()
+    assert "not a tflite-micro checkout" in not_tflm.value.reason
+    micro = tmp_path / "tensorflow" / "lite" / "micro"
+    micro.mkdir(parents=True)
+    (micro / "micro_interpreter.h").write_text("// stub\n")
+    with pytest.raises(NotEvaluable) as no_downloads:
+        tflm_tree()
+    assert "flatbuffers, gemmlowp, ruy" in no_downloads.value.reason
+
+
+@needs_toolchain
+def test_tflm_runtime_without_tflm_root_is_not_evaluable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(TFLM_ENV, raising=False)
+    with pytest.raises(NotEvaluable) as info:
+        run_firmware(tf_.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), cache_dir=tmp_path, runtime="tflm")
+    assert "TFLM_ROOT" in info.value.reason
+    assert not list(tmp_path.iterdir())  # nothing was built
+
+
+def _real_tflm_or_skip() -> TflmTree:
+    try:
+        return tflm_tree()
+    except NotEvaluable as exc:
+        pytest.skip(f"real TFLM build: {exc.reason}; to enable: {exc.enable}")
+
+
+def test_tflm_source_selection_follows_the_resolver() -> None:
+    tree = _real_tflm_or_skip()
+    chosen = {p.name for p in select_sources(tree, ["Conv2D", "MaxPool2D", "Softmax"]) or []}
+    assert {"conv.cc", "conv_common.cc", "pooling.cc", "pooling_common.cc", "softmax.cc", "kernel_util.cc"} <= chosen
+    assert "add.cc" not in chosen and "svdf.cc" not in chosen
+    assert "micro_interpreter.cc" in chosen and "test_helpers.cc" not in chosen
+
+
+@needs_toolchain
+def test_real_tflm_firmware_equals_tinyml_runtime_and_host(firmware_cache: Path) -> None:
+    """The export() files built against real TFLM (TFLM_ROOT) and run under QEMU give the same bytes as the
+    project's runtime and host TFLM; an arena below TFLM's need fails in AllocateTensors."""
+    _real_tflm_or_skip()
+    model = tf_.int8_cnn(seed=6, fc_units=12)
+    samples = _int8_samples((1, 8, 8, 1), 10, 6)
+    want = [np.asarray(w).tobytes() for w in _host_tflm(model, samples)]
+    ours = run_firmware(model, samples, cache_dir=firmware_cache)
+    real = run_firmware(model, samples, cache_dir=firmware_cache, runtime="tflm", timeout=600)
+    assert real.runtime == "tflm" and ours.runtime == "tinyml"
+    assert [o.tobytes() for o in real.outputs] == want
+    assert [o.tobytes() for o in ours.outputs] == want
+    assert real.arena_bytes > ours.activation_bytes  # arena_used_bytes(): activations + TFLM bookkeeping
+    assert real.instructions_per_inference > 0 and real.stack_bytes > 0
+    with pytest.raises(FirmwareError) as small:
+        run_firmware(model, samples[:1], cache_dir=firmware_cache, runtime="tflm", arena_bytes=256)
+    assert small.value.stage == "init" and "AllocateTensors" in str(small.value)

@@ -200,3 +200,10 @@ def test_hung_tflm_fails_after_the_ini_timeout(pytester: pytest.Pytester, models
     pytester.makeini("[pytest]\ntinyml_tflm_timeout = soon\n")
     bad = run(pytester, "--tinyml-model", "int8.tflite")
     bad.stderr.fnmatch_lines(["*tinyml_tflm_timeout = 'soon': expected a positive number of seconds*"])
+
+
+def test_real_tflm_runtime_needs_tflm_root(pytester: pytest.Pytester, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TFLM_ROOT", raising=False)
+    result = run(pytester, "--tinyml-model", "int8.tflite", "--tinyml-firmware-runtime", "tflm", "-k", "firmware_bitexact")
+    result.stdout.fnmatch_lines(["*firmware_bitexact*SKIP*"])
+    assert any("TFLM_ROOT" in line and line.startswith("SKIPPED") for line in result.outlines), result.stdout.str()

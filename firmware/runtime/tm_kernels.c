@@ -911,6 +911,65 @@ static int eval_copy(tm_runtime *rt, tm_op *op)
     return TM_OK;
 }
 
+/* -------------------------------------------------------------- TRANSPOSE */
+static int prepare_transpose(tm_runtime *rt, tm_op *op)
+{
+    tm_tensor *in = tm_in(rt, op, 0), *perm = tm_in(rt, op, 1), *out = tm_out(rt, op, 0);
+    tm_params *p = alloc_params(rt, op);
+    int32_t used = 0;
+    int d;
+    if (!p) return tm_fail(rt, TM_ERR_ARENA, "arena too small");
+    if (!in || !out) return tm_fail(rt, TM_ERR_MODEL, "missing tensor");
+    if (in->type != out->type || in->ndims != out->ndims)
+        return tm_fail(rt, TM_ERR_MODEL, "TRANSPOSE changes the type or rank");
+    if (in->type != TM_INT8 && in->type != TM_INT16 && in->type != TM_INT32 && in->type != TM_FLOAT32)
+        return tm_fail(rt, TM_ERR_UNSUPPORTED, "TRANSPOSE of type %d", in->type);
+    if (!perm || !perm->is_const || perm->type != TM_INT32 || tm_elements(perm) != in->ndims)
+        return tm_fail(rt, TM_ERR_UNSUPPORTED, "TRANSPOSE permutation must be a constant int32 vector of the input rank");
+    for (d = 0; d < in->ndims; ++d) {
+        int32_t a = ((const int32_t *)perm->data)[d];
+        if (a < 0) a += in->ndims;
+        if (a < 0 || a >= in->ndims || (used & (1 << a))) return tm_fail(rt, TM_ERR_MODEL, "invalid permutation");
+        used |= 1 << a;
+        if (out->dims[d] != in->dims[a]) return tm_fail(rt, TM_ERR_MODEL, "TRANSPOSE output shape mismatch");
+        p->transpose.perm[d] = a;
+    }
+    p->transpose.elsize = (int32_t)(in->bytes / (tm_elements(in) ? tm_elements(in) : 1u));
+    return TM_OK;
+}
+
+static int eval_transpose(tm_runtime *rt, tm_op *op)
+{
+    const tm_tensor *in = tm_in(rt, op, 0);
+    tm_tensor *out = tm_out(rt, op, 0);
+    const tm_transpose_params *tp = &op->p->transpose;
+    int32_t in_stride[TM_MAX_DIMS], step[TM_MAX_DIMS], idx[TM_MAX_DIMS];
+    const int nd = out->ndims, es = tp->elsize;
+    uint32_t n = tm_elements(out), i;
+    int32_t s = 1, src = 0;
+    int d;
+    (void)rt;
+    for (d = nd - 1; d >= 0; --d) {
+        in_stride[d] = s;
+        s *= in->dims[d];
+    }
+    for (d = 0; d < nd; ++d) { /* input offset step when output index d advances */
+        step[d] = in_stride[tp->perm[d]];
+        idx[d] = 0;
+    }
+    for (i = 0; i < n; ++i) {
+        if (es == 1) out->data[i] = in->data[src];
+        else memcpy(out->data + (size_t)i * (size_t)es, in->data + (size_t)src * (size_t)es, (size_t)es);
+        for (d = nd - 1; d >= 0; --d) {
+            src += step[d];
+            if (++idx[d] < out->dims[d]) break;
+            src -= step[d] * out->dims[d];
+            idx[d] = 0;
+        }
+    }
+    return TM_OK;
+}
+
 int tm_prepare_op(tm_runtime *rt, tm_op *op)
 {
     switch (op->code) {
@@ -928,6 +987,7 @@ int tm_prepare_op(tm_runtime *rt, tm_op *op)
     case TM_OP_CONCATENATION: return prepare_concat(rt, op);
     case TM_OP_QUANTIZE: return prepare_quantize(rt, op);
     case TM_OP_DEQUANTIZE: return prepare_dequantize(rt, op);
+    case TM_OP_TRANSPOSE: return prepare_transpose(rt, op);
     case TM_OP_RESHAPE:
     case TM_OP_SQUEEZE:
     case TM_OP_EXPAND_DIMS: return prepare_copy(rt, op);
@@ -952,6 +1012,7 @@ int tm_eval_op(tm_runtime *rt, tm_op *op)
     case TM_OP_CONCATENATION: return eval_concat(rt, op);
     case TM_OP_QUANTIZE: return eval_quantize(rt, op);
     case TM_OP_DEQUANTIZE: return eval_dequantize(rt, op);
+    case TM_OP_TRANSPOSE: return eval_transpose(rt, op);
     default: return eval_copy(rt, op);
     }
 }

@@ -31,6 +31,7 @@ const char *tm_op_name(int code)
     case TM_OP_PAD: return "PAD";
     case TM_OP_MEAN: return "MEAN";
     case TM_OP_SQUEEZE: return "SQUEEZE";
+    case TM_OP_TRANSPOSE: return "TRANSPOSE";
     case TM_OP_EXPAND_DIMS: return "EXPAND_DIMS";
     case TM_OP_QUANTIZE: return "QUANTIZE";
     default: return "UNKNOWN";

@@ -43,6 +43,7 @@ enum {
     TM_OP_SOFTMAX = 25,
     TM_OP_PAD = 34,
     TM_OP_MEAN = 40,
+    TM_OP_TRANSPOSE = 39,
     TM_OP_SQUEEZE = 43,
     TM_OP_EXPAND_DIMS = 70,
     TM_OP_QUANTIZE = 114
@@ -109,8 +110,14 @@ typedef struct {
     int32_t act_min, act_max;
 } tm_misc_params;
 
+typedef struct {
+    int32_t perm[TM_MAX_DIMS];
+    int32_t elsize;         /* bytes per element */
+} tm_transpose_params;
+
 typedef union {
     tm_conv_params conv;
+    tm_transpose_params transpose;
     tm_arith_params arith;
     tm_table_params table;
     tm_mean_params mean;

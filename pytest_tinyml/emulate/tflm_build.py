@@ -277,6 +277,34 @@ def tflm_objects(
     return objects, not todo
 
 
+_UNDEFINED_RE = re.compile(r"undefined reference to [`']([^']+)'")
+
+
+def _link(cmd: list[str]) -> list[str] | None:
+    """Run the link; None on success, else every line the linker printed."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise FirmwareError(f"link failed: {exc}", stage="link") from exc
+    return None if proc.returncode == 0 else (proc.stdout + proc.stderr).splitlines()
+
+
+def _undefined_symbols(lines: list[str]) -> set[str]:
+    """Unqualified names of the symbols the linker could not find (``tflite::kConvInputTensor`` ->
+    ``kConvInputTensor``, ``tflite::Foo(int)`` -> ``Foo``)."""
+    names = set()
+    for match in _UNDEFINED_RE.finditer("\n".join(lines)):
+        symbol = match.group(1).split("(")[0].replace("vtable for ", "").strip()
+        names.add(symbol.split("::")[-1])
+    return {n for n in names if re.fullmatch(r"\w+", n)}
+
+
+def _sources_mentioning(names: set[str], candidates: list[Path]) -> list[Path]:
+    """Candidate sources whose text names one of ``names`` (a superset of the files defining them)."""
+    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, names))) + r")\b")
+    return [p for p in candidates if pattern.search(p.read_text(errors="replace"))]
+
+
 def build_tflm_app(
     model: bytes,
     machine: str,
@@ -289,8 +317,9 @@ def build_tflm_app(
     """Link ``tflm_main.cc`` + the export() files for ``model`` against TFLM (cached by content).
 
     ``arena_bytes`` becomes ``TINYML_ARENA_SIZE``; 0 lets the harness use all free RAM of the board.
-    Only the TFLM kernels the model's ops register are compiled (objects are cached one by one); if the
-    link then misses a symbol, the whole TFLM library is compiled and the link retried.
+    Only the TFLM kernels the model's ops register are compiled (objects are cached one by one); when the
+    link misses symbols, the TFLM sources naming them are added and the link retried (as a last resort
+    the whole library).
     """
     from pytest_tinyml.emulate.export import export, tflm_method
 
@@ -325,42 +354,46 @@ def build_tflm_app(
         incs = [f"-I{tmp}", f"-I{fw / 'app'}", *[f"-I{p}" for p in tree.includes]]
         _run([GCC, *core_cflags(core), "-c", str(tmp / "model_data.c"), "-o", str(tmp / "model_data.o")], "compile")
         _run([GXX, *cpu, CORE_OPT, *CXXFLAGS, *incs, "-c", str(main_src), "-o", str(tmp / "tflm_main.o")], "compile")
-        selection = select_sources(tree, methods)
+        link_cmd = [
+            GXX,
+            *cpu,
+            "-nostartfiles",
+            "--specs=rdimon.specs",
+            "-L",
+            str(boards),
+            "-T",
+            str(script),
+            "-Wl,--gc-sections",
+            f"-Wl,-Map={tmp / 'app.map'}",
+            str(harness_dir / "startup.o"),
+            str(harness_dir / "harness.o"),
+            str(tmp / "tflm_main.o"),
+            str(tmp / "model_data.o"),
+            str(tmp / "libtflm.a"),
+            "-lm",
+            "-o",
+            str(tmp / "app.elf"),
+        ]
         lib_cached = True
-        for attempt in ((selection,) if selection is None else (selection, None)):
-            objects, cached = tflm_objects(tree, core, cache_dir, attempt)
+        selection = select_sources(tree, methods)
+        everything = [*tree.core_sources, *tree.kernel_sources]
+        while True:
+            objects, cached = tflm_objects(tree, core, cache_dir, selection)
             lib_cached = lib_cached and cached
             (tmp / "libtflm.a").unlink(missing_ok=True)
             _run(["arm-none-eabi-ar", "rcs", str(tmp / "libtflm.a"), *map(str, objects)], "archive")
-            try:
-                _run(
-                    [
-                        GXX,
-                        *cpu,
-                        "-nostartfiles",
-                        "--specs=rdimon.specs",
-                        "-L",
-                        str(boards),
-                        "-T",
-                        str(script),
-                        "-Wl,--gc-sections",
-                        f"-Wl,-Map={tmp / 'app.map'}",
-                        str(harness_dir / "startup.o"),
-                        str(harness_dir / "harness.o"),
-                        str(tmp / "tflm_main.o"),
-                        str(tmp / "model_data.o"),
-                        str(tmp / "libtflm.a"),
-                        "-lm",
-                        "-o",
-                        str(tmp / "app.elf"),
-                    ],
-                    "link",
-                )
+            lines = _link(link_cmd)
+            if lines is None:
                 break
-            except FirmwareError as exc:
-                undefined = any("undefined reference" in line for line in exc.output)
-                if attempt is None or not undefined:
-                    raise
+            missing = _undefined_symbols(lines)
+            if selection is None or not missing:
+                raise FirmwareError(
+                    f"linking against TFLM failed: {next((ln for ln in lines if 'error' in ln.lower()), lines[-1:])}",
+                    stage="link",
+                    output=lines[-20:],
+                )
+            extra = _sources_mentioning(missing, [p for p in everything if p not in selection])
+            selection = [*selection, *extra] if extra else None  # nothing found: compile the whole library
         (tmp / "libtflm.a").unlink(missing_ok=True)
         _publish(tmp, final)
     finally:

@@ -1,0 +1,90 @@
+// Test harness for real TensorFlow Lite Micro: the same protocol as main.c
+// (tm_input.bin -> tm_output.bin, "TM:" lines), built from the files that
+// pytest_tinyml.emulate.export() generates for a TFLM project:
+//   model_data.h          g_model / g_model_len (16-byte aligned flatbuffer)
+//   tinyml_op_resolver.h  TinyMLOpResolver + RegisterTinyMLOps()
+//   tinyml_arena.h        TINYML_ARENA_SIZE (0: use all free RAM)
+// Only compiled when TFLM_ROOT points at a tflite-micro checkout.
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "harness.h"
+#include "model_data.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/system_setup.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+#include "tinyml_arena.h"
+#include "tinyml_op_resolver.h"
+
+namespace {
+
+// Placement-constructed, never destroyed: no static destructors to register (no __dso_handle needed
+// without crtbegin.o).
+alignas(TinyMLOpResolver) unsigned char g_resolver_storage[sizeof(TinyMLOpResolver)];
+alignas(tflite::MicroInterpreter) unsigned char g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
+
+int fail(const char* stage, int code, const char* msg) {
+  std::printf("TM:ERROR stage=%s code=%d op=-1 opname=- msg=%s\n", stage, code, msg);
+  return code;
+}
+
+}  // namespace
+
+int main(void) {
+  tflite::InitializeTarget();
+  uintptr_t start = (reinterpret_cast<uintptr_t>(__arena_start) + 15u) & ~static_cast<uintptr_t>(15u);
+  uint8_t* arena = reinterpret_cast<uint8_t*>(start);
+  size_t avail = static_cast<size_t>(reinterpret_cast<uintptr_t>(__arena_end) - start);
+  size_t arena_size = avail;
+  if (TINYML_ARENA_SIZE > 0u) {
+    if (TINYML_ARENA_SIZE > avail) return fail("init", 3, "TINYML_ARENA_SIZE exceeds the free RAM of this board");
+    arena_size = TINYML_ARENA_SIZE;
+  }
+
+  const tflite::Model* model = tflite::GetModel(g_model);
+  if (model->version() != TFLITE_SCHEMA_VERSION) return fail("init", 1, "model schema version mismatch");
+  TinyMLOpResolver* resolver = new (g_resolver_storage) TinyMLOpResolver();
+  if (RegisterTinyMLOps(*resolver) != kTfLiteOk) return fail("init", 2, "op resolver registration failed");
+  tflite::MicroInterpreter* interp =
+      new (g_interpreter_storage) tflite::MicroInterpreter(model, *resolver, arena, arena_size);
+  if (interp->AllocateTensors() != kTfLiteOk)
+    return fail("init", 3, "TFLM AllocateTensors() failed (see the TFLM log lines above)");
+
+  size_t in_bytes = 0, out_bytes = 0;
+  for (size_t i = 0; i < interp->inputs_size(); ++i) in_bytes += interp->input(i)->bytes;
+  for (size_t i = 0; i < interp->outputs_size(); ++i) out_bytes += interp->output(i)->bytes;
+  std::printf("TM:INFO runtime=tflm arena=%lu arena_avail=%lu in_bytes=%lu out_bytes=%lu\n",
+              static_cast<unsigned long>(interp->arena_used_bytes()), static_cast<unsigned long>(arena_size),
+              static_cast<unsigned long>(in_bytes), static_cast<unsigned long>(out_bytes));
+
+  FILE* fi = std::fopen("tm_input.bin", "rb");
+  FILE* fo = std::fopen("tm_output.bin", "wb");
+  if (!fi || !fo) return fail("io", 4, "cannot open tm_input.bin/tm_output.bin");
+  tm_stats st;
+  tm_stats_init(&st, tm_calibrate());
+  for (;;) {
+    size_t got = 0;
+    for (size_t i = 0; i < interp->inputs_size(); ++i) {
+      TfLiteTensor* t = interp->input(i);
+      got += std::fread(t->data.raw, 1, t->bytes, fi);
+    }
+    if (got == 0) break;
+    if (got != in_bytes) return fail("io", 4, "truncated input sample");
+    tm_paint_stack();
+    uint64_t t0 = tm_ticks();
+    TfLiteStatus status = interp->Invoke();
+    uint64_t t1 = tm_ticks();
+    if (status != kTfLiteOk) return fail("invoke", 5, "TFLM Invoke() failed (see the TFLM log lines above)");
+    tm_stats_add(&st, t0, t1);
+    for (size_t i = 0; i < interp->outputs_size(); ++i) {
+      TfLiteTensor* t = interp->output(i);
+      std::fwrite(t->data.raw, 1, t->bytes, fo);
+    }
+  }
+  std::fclose(fi);
+  std::fclose(fo);
+  tm_stats_print(&st);
+  return 0;
+}
