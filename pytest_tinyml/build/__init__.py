@@ -203,18 +203,11 @@ def _build_into(staging: Path, spec: Spec, data: Dataset, progress: Progress,
 
     if spec.model.kind == "saved_model":
         assert spec.model.path is not None
-        for mode in modes:
-            t = time.perf_counter()
-            try:
-                blob = quantize.convert_saved_model(spec.model.path, mode, rep=rep, where=where_q)
-            except NotEvaluable as exc:
-                skipped[mode] = (exc.reason, exc.enable)
-                say(f"{mode}: not built ({exc.reason})")
-                continue
-            (staging / f"{mode}.tflite").write_bytes(blob)
-            built.append(mode)
-            timings[f"convert_{mode}"] = round(time.perf_counter() - t, 2)
-            say(f"{mode}: {len(blob):,} bytes")
+        saved_model = spec.model.path
+        _convert_modes(
+            staging, modes, lambda mode: quantize.convert_saved_model(saved_model, mode, rep=rep, where=where_q),
+            say, skipped, built, timings,
+        )
         from pytest_tinyml.build import evaluate
 
         float_blob = (staging / "float32.tflite").read_bytes() if "float32" in built else \
@@ -255,28 +248,46 @@ def _build_into(staging: Path, spec: Spec, data: Dataset, progress: Progress,
         float_accuracy = float(np.mean(float_pred == data.y_test) * 100.0)
         say(f"float accuracy {float_accuracy:.2f}% on {len(data.y_test):,} test images")
         quantize.save_keras(model, staging / KERAS_FILE)
-        for mode in modes:
-            t = time.perf_counter()
-            try:
-                if mode == "qat":
-                    blob, extra = quantize.convert_qat(spec, model, builder, data, say)
-                    info["qat"] = extra
-                else:
-                    blob = quantize.convert_keras(model, mode, input_shape=data.input_shape,
-                                                  rep=rep if mode == "int8" else None, where=where_q)
-            except NotEvaluable as exc:
-                skipped[mode] = (exc.reason, exc.enable)
-                say(f"{mode}: not built ({exc.reason})")
-                continue
-            (staging / f"{mode}.tflite").write_bytes(blob)
-            built.append(mode)
-            timings[f"convert_{mode}"] = round(time.perf_counter() - t, 2)
-            say(f"{mode}: {len(blob):,} bytes ({time.perf_counter() - t:.1f} s)")
+        def convert(mode: str) -> bytes:
+            if mode == "qat":
+                blob, extra = quantize.convert_qat(spec, model, builder, data, say)
+                info["qat"] = extra
+                return blob  # type: ignore[no-any-return]
+            return quantize.convert_keras(  # type: ignore[no-any-return]
+                model, mode, input_shape=data.input_shape, rep=rep if mode == "int8" else None, where=where_q
+            )
+
+        _convert_modes(staging, modes, convert, say, skipped, built, timings)
     from pytest_tinyml.build.cache import library_versions
 
     info["timings"] = timings
     info["versions"] = library_versions()
     return {"modes": built, "skipped": skipped, "float_accuracy": float_accuracy, "log": log, "info": info}
+
+
+def _convert_modes(
+    staging: Path,
+    modes: list[str],
+    convert: Callable[[str], bytes],
+    say: Callable[[str], None],
+    skipped: dict[str, tuple[str, str]],
+    built: list[str],
+    timings: dict[str, Any],
+) -> None:
+    """Convert every mode into ``staging/<mode>.tflite``; a mode this environment cannot build is skipped
+    with its reason (``NotEvaluable``), the others still build."""
+    for mode in modes:
+        t = time.perf_counter()
+        try:
+            blob = convert(mode)
+        except NotEvaluable as exc:
+            skipped[mode] = (exc.reason, exc.enable)
+            say(f"{mode}: not built ({exc.reason})")
+            continue
+        (staging / f"{mode}.tflite").write_bytes(blob)
+        built.append(mode)
+        timings[f"convert_{mode}"] = round(time.perf_counter() - t, 2)
+        say(f"{mode}: {len(blob):,} bytes ({time.perf_counter() - t:.1f} s)")
 
 
 def _check_pred_range(spec: Spec, pred: np.ndarray, data: Dataset) -> None:

@@ -83,6 +83,28 @@ def _source_bytes(fw: Path) -> bytes:
     return b"\0".join(chunks)
 
 
+def link_command(driver: str, flags: list[str] | tuple[str, ...], boards: Path, script: Path, out_dir: Path,
+                 inputs: list[Path]) -> list[str]:
+    """The bare-metal link line shared by the project's runtime and the real-TFLM build: own startup code,
+    semihosting (rdimon), the board's linker script, unused sections dropped, a map file, ``app.elf``."""
+    return [
+        driver,
+        *flags,
+        "-nostartfiles",
+        "--specs=rdimon.specs",
+        "-L",
+        str(boards),
+        "-T",
+        str(script),
+        "-Wl,--gc-sections",
+        f"-Wl,-Map={out_dir / 'app.map'}",
+        *map(str, inputs),
+        "-lm",
+        "-o",
+        str(out_dir / "app.elf"),
+    ]
+
+
 def _run(cmd: list[str], stage: str, cwd: Path | None = None) -> None:
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
@@ -175,29 +197,8 @@ def build_app(model: bytes, machine: str, core: str, cache_dir: Path) -> BuildOu
         (tmp / "model_data.c").write_text(model_c_source(model))
         flags = core_cflags(core)
         _run([GCC, *flags, "-c", str(tmp / "model_data.c"), "-o", str(tmp / "model_data.o")], "compile")
-        _run(
-            [
-                GCC,
-                *flags,
-                "-nostartfiles",
-                "--specs=rdimon.specs",
-                "-L",
-                str(boards),
-                "-T",
-                str(script),
-                "-Wl,--gc-sections",
-                f"-Wl,-Map={tmp / 'app.map'}",
-                str(lib_dir / "startup.o"),
-                str(lib_dir / "harness.o"),
-                str(lib_dir / "main.o"),
-                str(tmp / "model_data.o"),
-                str(lib_dir / "libtinyrt.a"),
-                "-lm",
-                "-o",
-                str(tmp / "app.elf"),
-            ],
-            "link",
-        )
+        objects = [lib_dir / "startup.o", lib_dir / "harness.o", lib_dir / "main.o", tmp / "model_data.o"]
+        _run(link_command(GCC, flags, boards, script, tmp, [*objects, lib_dir / "libtinyrt.a"]), "link")
         _publish(tmp, final)
     finally:
         if tmp.exists():

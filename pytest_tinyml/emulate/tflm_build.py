@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_tinyml.emulate.build import BuildOutput, _publish, _run, build_library, core_cflags
+from pytest_tinyml.emulate.build import BuildOutput, _publish, _run, build_library, core_cflags, link_command
 from pytest_tinyml.emulate.errors import FirmwareError
 from pytest_tinyml.emulate.toolchain import CORES, GCC, MACHINES, compiler_version, firmware_dir
 from pytest_tinyml.errors import NotEvaluable
@@ -354,26 +354,15 @@ def build_tflm_app(
         incs = [f"-I{tmp}", f"-I{fw / 'app'}", *[f"-I{p}" for p in tree.includes]]
         _run([GCC, *core_cflags(core), "-c", str(tmp / "model_data.c"), "-o", str(tmp / "model_data.o")], "compile")
         _run([GXX, *cpu, CORE_OPT, *CXXFLAGS, *incs, "-c", str(main_src), "-o", str(tmp / "tflm_main.o")], "compile")
-        link_cmd = [
+        link_cmd = link_command(
             GXX,
-            *cpu,
-            "-nostartfiles",
-            "--specs=rdimon.specs",
-            "-L",
-            str(boards),
-            "-T",
-            str(script),
-            "-Wl,--gc-sections",
-            f"-Wl,-Map={tmp / 'app.map'}",
-            str(harness_dir / "startup.o"),
-            str(harness_dir / "harness.o"),
-            str(tmp / "tflm_main.o"),
-            str(tmp / "model_data.o"),
-            str(tmp / "libtflm.a"),
-            "-lm",
-            "-o",
-            str(tmp / "app.elf"),
-        ]
+            cpu,
+            boards,
+            script,
+            tmp,
+            [harness_dir / "startup.o", harness_dir / "harness.o", tmp / "tflm_main.o", tmp / "model_data.o",
+             tmp / "libtflm.a"],
+        )
         lib_cached = True
         selection = select_sources(tree, methods)
         everything = [*tree.core_sources, *tree.kernel_sources]
