@@ -23,6 +23,8 @@ def test_size_pass_and_fail() -> None:
     assert bad.message == "size: 53,936 B > limit 51,200 B (50 KiB); largest tensors: dense/w 16,000 B, conv/w 9,216 B"
     assert bad.fix and "int8" in bad.fix
     assert (bad.measured, bad.limit, bad.unit) == (53_936, 51_200, "B")
+    already = judge_size(53_936, 51_200, "50 KiB", [("dense/w", 16_000)], "int8")
+    assert already.fix is not None and already.fix.startswith("the model is already int8")
 
 
 def test_io() -> None:

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
 
 
-def judge_size(size: int, limit: int, limit_text: str, largest: list[tuple[str, int]]) -> Verdict:
+def judge_size(
+    size: int, limit: int, limit_text: str, largest: list[tuple[str, int]], quantization: str = "float32"
+) -> Verdict:
     passed = size <= limit
     relation = "<=" if passed else ">"
     top = ", ".join(f"{name} {fmt_bytes(n)}" for name, n in largest[:3])
@@ -25,11 +27,18 @@ def judge_size(size: int, limit: int, limit_text: str, largest: list[tuple[str, 
         limit=limit,
         unit="B",
         message=message,
-        fix=None
-        if passed
-        else "quantize to int8 (quantization: {mode: int8}), or shrink the largest layers listed above",
+        fix=None if passed else _size_fix(quantization),
         extra={"largest_tensors": [[n, b] for n, b in largest[:10]]},
     )
+
+
+def _size_fix(quantization: str) -> str:
+    if quantization == "int8":
+        return (
+            "the model is already int8: shrink the largest layers listed above (fewer filters or units), "
+            "or raise max_size if the board's flash allows it"
+        )
+    return "quantize to int8 (quantization: {mode: int8}), or shrink the largest layers listed above"
 
 
 class SizeCheck:
@@ -42,4 +51,5 @@ class SizeCheck:
         limit = m.constraints.max_size
         assert limit is not None
         largest = [(t.name, t.nbytes) for t in m.model_info.largest_tensors(10, constant=True)]
-        return judge_size(len(m.tflite_bytes), limit.bytes, limit.text, largest)
+        info = m.model_info
+        return judge_size(len(m.tflite_bytes), limit.bytes, limit.text, largest, info.quantization)
