@@ -28,7 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_tinyml.emulate.build import BuildOutput, _publish, _run, build_library, core_cflags, link_command
+from pytest_tinyml.emulate.build import (
+    BuildOutput,
+    _digest,
+    _publish,
+    _run,
+    build_library,
+    core_cflags,
+    link_command,
+)
 from pytest_tinyml.emulate.errors import FirmwareError
 from pytest_tinyml.emulate.toolchain import CORES, GCC, MACHINES, compiler_version, firmware_dir
 from pytest_tinyml.errors import NotEvaluable
@@ -151,14 +159,6 @@ def _tree_key(tree: TflmTree) -> bytes:
                 st = path.stat()
                 h.update(f"{path.relative_to(tree.root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.digest()
-
-
-def _digest(*parts: bytes) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
-    return h.hexdigest()[:20]
 
 
 def _cpu_flags(core: str) -> list[str]:
