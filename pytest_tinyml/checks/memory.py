@@ -8,8 +8,8 @@ from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
 
 if TYPE_CHECKING:
     from pytest_tinyml.boards import Board
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints, Limit
+    from pytest_tinyml.target import Target
 
 
 def byte_limit(limit: Limit, board: Board, board_limit: int, what: str) -> tuple[int, str]:
@@ -37,18 +37,23 @@ def judge_bytes(
     )
 
 
-def _reserve(m: Measurements) -> int:
+def _reserve(m: Target) -> int:
     reserve = m.constraints.ram_reserve
     return reserve.bytes if reserve is not None else m.board.ram_reserve
 
 
 class ArenaCheck:
     name = "arena"
+    key = "arena"
+    metric = "arena_bytes"
+    unit = "B"
+    direction = "lower"
+    threshold = "arena_bytes"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.arena is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         arena = m.arena
         board = m.board
         reserve = _reserve(m)
@@ -77,11 +82,15 @@ class ArenaCheck:
 
 class FlashCheck:
     name = "flash"
+    key = "flash"
+    metric = "flash_bytes"
+    unit = "B"
+    direction = "lower"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.flash is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         est = m.flash
         board = m.board
         assert m.constraints.flash is not None
@@ -115,11 +124,16 @@ class FlashCheck:
 
 class FirmwareRamCheck:
     name = "firmware_ram"
+    key = "firmware"
+    metric = None
+    unit = "B"
+    direction = "lower"
+    markers = ("firmware",)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         fw = m.firmware
         board = m.board
         used = fw.static_ram_bytes + fw.arena_bytes + fw.stack_bytes
