@@ -7,6 +7,7 @@ session (:meth:`pytest_tinyml.session.TinyMLSession.spec_targets`), never here.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,23 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if session is None:
         return None
     resolved = file_path.resolve()
+    nodeid = file_nodeid(file_path, parent.config.rootpath)
     if session.models and resolved in session.models:
-        return TinyMLModelFile.from_parent(parent, path=file_path)
+        return TinyMLModelFile.from_parent(parent, path=file_path, nodeid=nodeid)
     if not session.models and resolved in session.specs:
-        return TinyMLSpecFile.from_parent(parent, path=file_path)
+        return TinyMLSpecFile.from_parent(parent, path=file_path, nodeid=nodeid)
     return None
+
+
+def file_nodeid(path: Path, rootpath: Path) -> str:
+    """The node id of a spec or model file: its path relative to the rootdir, or its absolute path when it
+    lies outside (pytest would give such a file an empty id: ``::size`` for every model, which loses items
+    under ``--dist loadfile`` and breaks ``--lf``, ``-k`` and JUnit classnames)."""
+    absolute = Path(os.path.normpath(path.absolute()))
+    try:
+        return absolute.relative_to(rootpath).as_posix()
+    except ValueError:
+        return absolute.as_posix()
 
 
 class TinyMLFailure(Exception):
@@ -130,13 +143,25 @@ def items_for(parent: pytest.Collector, checks: list[Check], targets: list[Targe
         suffix = f"[{target.mode}]" if target.label.endswith(f"[{target.mode}]") else ""
         for check in checks:
             if check.applies(target.constraints):
-                yield TinyMLItem.from_parent(
+                item = TinyMLItem.from_parent(
                     parent,
                     name=f"{check.name}{suffix}",
                     check=check,
                     measurements=target,
                     line=lines.get(check.name, 0),
                 )
+                for marker in item_markers(check, target):
+                    item.add_marker(marker)
+                yield item
+
+
+def item_markers(check: Check, target: Target) -> list[str]:
+    """``firmware`` for items that build and run firmware (cross-compiler, emulator); ``slow`` for items of a
+    spec that builds its model (training, conversion); plus what the check declares."""
+    markers = [str(m) for m in getattr(check, "markers", ()) or ()]
+    if target.artifacts is not None and "slow" not in markers:
+        markers.append("slow")
+    return markers
 
 
 class TinyMLSpecFile(pytest.File):

@@ -44,7 +44,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help=".tflite model to audit (repeatable, globs accepted); with --tinyml-spec, the spec's constraints apply",
     )
-    group.addoption("--tinyml-board", default=None, metavar="NAME", help="board to judge against (overrides the spec)")
+    group.addoption(
+        "--tinyml-board",
+        default=None,
+        metavar="NAME",
+        help="board to judge against (overrides the spec); --tinyml-boards lists them, pytest_tinyml/boards.yaml "
+        "has their figures and sources, plugins add more with the pytest_tinyml_boards hook",
+    )
+    group.addoption(
+        "--tinyml-boards",
+        action="store_true",
+        default=False,
+        help="list the boards (name, core, clock, flash, RAM, emulators) and exit",
+    )
     group.addoption("--tinyml-rebuild", action="store_true", default=False, help="ignore the build cache and rebuild")
     group.addoption(
         "--tinyml-emulator",
@@ -74,6 +86,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("tinyml_board", "board to judge against (like --tinyml-board)", default="")
     parser.addini("tinyml_cache_dir", "build cache directory (default: pytest's cache dir/d/tinyml)", default="")
     parser.addini("tinyml_tflm_timeout", "seconds one host-TFLM allocation may take in its child (default 60)", default="60")
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("tinyml_boards"):
+        return None
+    config._do_configure()  # as pytest's own --markers does: plugins' boards are registered in configure
+    try:
+        tiny: TinyMLSession = config.stash[SESSION_KEY]
+        for line in board_lines(tiny.boards):
+            print(line)
+    finally:
+        config._ensure_unconfigure()
+    return 0
+
+
+def board_lines(boards: BoardRegistry) -> list[str]:
+    """The board table of ``--tinyml-boards``."""
+    from pytest_tinyml.fmt import fmt_bytes
+
+    rows = [("board", "core", "clock", "flash", "RAM", "emulators")]
+    for board in sorted(boards, key=lambda b: b.name):
+        emulators = [f"{name} {machine}" for name in ("qemu", "renode")
+                     if isinstance(machine := getattr(board, name, None), str) and machine]
+        rows.append((board.name, board.core, f"{board.clock_hz / 1e6:g} MHz", fmt_bytes(board.flash_bytes),
+                     fmt_bytes(board.ram_bytes), ", ".join(emulators) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines.append("(figures and datasheet sources: pytest_tinyml/boards.yaml; --tinyml-board NAME selects one)")
+    return lines
 
 
 def _positive_int(text: str) -> int:
@@ -163,12 +204,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "tinyml(spec=None, mode=None, model=None): select the spec/mode or .tflite the tinyml_* fixtures use"
     )
+    config.addinivalue_line(
+        "markers", "firmware: builds firmware and runs it on an emulated MCU (deselect with -m 'not firmware')"
+    )
+    config.addinivalue_line("markers", "slow: needs a model build (training, conversion; deselect with -m 'not slow')")
     for name, module in (("tinyml-builtin", builtin), ("tinyml-items", items), ("tinyml-fixtures", fixtures)):
         if not config.pluginmanager.has_plugin(name):
             config.pluginmanager.register(module, name)
     rootdir = Path(str(config.rootpath))
     specs = _expand(list(config.getoption("tinyml_spec")) or config.getini("tinyml_spec"), "--tinyml-spec", rootdir, (".yaml", ".yml"))
     models = _expand(list(config.getoption("tinyml_model")) or config.getini("tinyml_model"), "--tinyml-model", rootdir, (".tflite",))
+    explicit = config.args_source == pytest.Config.ArgsSource.ARGS
+    if explicit:  # node ids and paths on the command line: pytest 'models/a.tflite::size' selects one item
+        named_models, named_specs = _named_targets(config)
+        models += [p for p in named_models if p not in models]
+        specs += [p for p in named_specs if p not in specs]
     if models and len(specs) > 1:
         raise pytest.UsageError("--tinyml-model with several --tinyml-spec: give one spec whose constraints apply to the models")
     try:
@@ -232,12 +282,39 @@ def pytest_configure(config: pytest.Config) -> None:
     wanted = models if models else specs
     if not wanted:
         return
-    explicit = config.args_source == pytest.Config.ArgsSource.ARGS
-    paths = [display(p) for p in wanted]
     if explicit:
-        config.args.extend(p for p in paths if p not in config.args)
+        named = {_arg_file(arg) for arg in config.args}
+        config.args.extend(display(p) for p in wanted if p not in named)
     else:
-        config.args[:] = paths
+        config.args[:] = [display(p) for p in wanted]
+
+
+def _arg_file(arg: str) -> Path | None:
+    """The file a command-line argument names (``models/a.tflite::size`` -> ``models/a.tflite``), resolved."""
+    part = arg.split("::", 1)[0]
+    if not part or part.startswith("-"):
+        return None
+    try:
+        path = Path(part).expanduser().resolve()
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _named_targets(config: pytest.Config) -> tuple[list[Path], list[Path]]:
+    """``.tflite`` files and spec YAML files named as test paths or node ids (``pytest 'a.tflite::size'``)."""
+    models: list[Path] = []
+    specs: list[Path] = []
+    for arg in config.args:
+        path = _arg_file(arg)
+        if path is None:
+            continue
+        suffix = path.suffix.lower()
+        if suffix == ".tflite" and path not in models:
+            models.append(path)
+        elif suffix in (".yaml", ".yml") and path not in specs:
+            specs.append(path)
+    return models, specs
 
 
 def _dataset_loaders(config: pytest.Config) -> dict[str, Any]:

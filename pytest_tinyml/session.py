@@ -96,8 +96,8 @@ class TinyMLSession:
         if path not in self.loaded:
             from pytest_tinyml.spec import load_spec
 
-            try:
-                self.loaded[path] = load_spec(display(path))
+            try:  # with --tinyml-model the spec only gives constraints and board: no model: section needed
+                self.loaded[path] = load_spec(display(path), model_required=not self.models)
             except SpecError as exc:
                 self.loaded[path] = exc
         value = self.loaded[path]
@@ -118,6 +118,9 @@ class TinyMLSession:
     def spec_targets(self, path: Path) -> list[Target]:
         """The targets of the spec at ``path`` (raises TinyMLError for a broken spec or unknown board)."""
         spec = self.spec(path)
+        if spec.model.kind == "none":
+            raise SpecError("the spec has no 'model:' section", where=spec.where(),
+                            fix="name the model (model: {tflite: x.tflite}), or audit .tflite files with --tinyml-model")
         board = self.board(spec.board, where=spec.where("board"))
         artifacts = self.spec_artifacts(spec) if spec.builds else None
         return self._remember(

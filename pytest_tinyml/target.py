@@ -232,17 +232,6 @@ class Target:
 
         return firmware.tflm_outputs(self)
 
-    def firmware_if_available(self) -> Any | None:
-        """The firmware run when the constraints ask for firmware items and it can happen here, else None
-        (never raises: the firmware items report why)."""
-        fw = self.constraints.firmware
-        if fw is None or not fw.enabled:
-            return None
-        try:
-            return self.firmware
-        except (NotEvaluable, TinyMLError):
-            return None
-
     # --- what was computed ------------------------------------------------------------------------
     def computed(self, name: str) -> Any:
         """The measurement ``name`` if it was already computed in this process (never computes it):

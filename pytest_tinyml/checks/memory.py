@@ -105,8 +105,8 @@ class FlashCheck:
             f"model {fmt_bytes(est.model_bytes)} + TFLM runtime code estimate {fmt_bytes(est.runtime_code_bytes)}",
             f"method: {est.method}",
         ]
-        fw = m.firmware_if_available()
-        if fw is not None:
+        fw = m.computed("firmware")  # only when the firmware items already ran: flash never builds firmware
+        if fw is not None and not isinstance(fw, BaseException):
             details.append(
                 f"measured harness ELF ({fw.machine}): text {fmt_bytes(fw.text_bytes)}, rodata {fmt_bytes(fw.rodata_bytes)}, "
                 f"flash image {fmt_bytes(fw.flash_bytes)}"
