@@ -357,16 +357,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _export(tiny: TinyMLSession, out: Path) -> None:
+    """Write each judged target's C export from the items' records (model file and measured arena size)."""
     from pytest_tinyml import emulate
+    from pytest_tinyml.analysis.model import parse_model
+    from pytest_tinyml.reports.collect import merged, read_model
 
-    for label, m in tiny.targets.items():
+    by_label: dict[str, list[Any]] = {}
+    for r in tiny.results:
+        by_label.setdefault(r.target, []).append(r)
+    for label, rows in by_label.items():
+        info = merged(rows)
+        arena = (info.facts.get("arena") or {}).get("bytes")
+        path = Path(info.model_path) if info.model_path else None
+        if arena is None or path is None:
+            missing = "no arena size (the arena item did not run or measure)" if arena is None else "no model file"
+            tiny.notes.append(f"--tinyml-export: {label} not exported: {missing}")
+            continue
         try:
-            data = m.tflite_bytes
-            arena = m.arena.bytes
-        except (TinyMLError, NotEvaluable):
+            data = read_model(path)
+            if data is None:
+                raise NotEvaluable(f"{path} is gone", "keep the model file until the run ends")
+            model_info = parse_model(data, str(path))
+        except (TinyMLError, NotEvaluable, OSError) as exc:
+            tiny.notes.append(f"--tinyml-export: {label} not exported: {exc}")
             continue
         safe = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
-        emulate.export(data, out / safe, arena_bytes=arena, model_info=m.model_info)
+        emulate.export(data, out / safe, arena_bytes=int(arena), model_info=model_info)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -375,6 +391,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     from pytest_tinyml.reports.terminal import summary_lines
 
+    report = getattr(tiny.report_outcome, "report", None)
+    if report is None and len({r.target for r in tiny.results}) > 1:
+        from pytest_tinyml.reports.collect import build_report
+
+        try:
+            report = build_report(tiny, model_files=False)  # for the comparison table across targets
+        except Exception:  # noqa: BLE001 - the summary must not fail the run; the per-target tables stand
+            report = None
     terminalreporter.section("tinyml summary")
-    for line in summary_lines(tiny.results, outcome=tiny.report_outcome):
+    for line in summary_lines(tiny.results, outcome=tiny.report_outcome, report=report):
+        terminalreporter.write_line(line)
+    for line in tiny.notes:
         terminalreporter.write_line(line)
