@@ -219,6 +219,19 @@ class Measurements:
         return machine
 
     @property
+    def firmware_emulator(self) -> str:
+        """--tinyml-emulator, else the spec's firmware.emulator, else QEMU where the board has a QEMU machine
+        and Renode where only Renode models the board and ``renode`` is on PATH."""
+        import shutil
+
+        chosen = self.options.emulator or self.firmware_spec.emulator
+        if chosen:
+            return chosen
+        if self.board.qemu is None and self.board.renode is not None and shutil.which("renode"):
+            return "renode"
+        return "qemu"
+
+    @property
     def board_core_emulated(self) -> bool:
         """True when the board's own core is one the harness compiles for (its counts mean something)."""
         from pytest_tinyml.emulate.toolchain import CORES
@@ -283,7 +296,7 @@ class Measurements:
 
         if not self.firmware_spec.enabled:
             raise NotEvaluable("firmware items are disabled in the spec", "set constraints.firmware.enabled: true")
-        status = emulate.toolchain_status()
+        status = emulate.toolchain_status(self.firmware_emulator)
         if not status.ok:
             raise NotEvaluable(f"missing {', '.join(status.missing)}", status.hint)
         from pytest_tinyml.emulate.run import resolve_runtime
@@ -301,7 +314,7 @@ class Measurements:
                     "audit models that use only the ops listed in README (firmware runtime), or build real TFLM: "
                     "--tinyml-firmware-runtime tflm with TFLM_ROOT set",
                 )
-        emulator = self.options.emulator or self.firmware_spec.emulator
+        emulator = self.firmware_emulator
         key = run_cache_key(
             "firmware",
             runtime,
@@ -311,6 +324,8 @@ class Measurements:
             self.firmware_machine,
             self.firmware_core,
             emulator,
+            self.board.memory.key() if self.board.memory else "",
+            self.board.renode or "",
             firmware_sources_digest(),
             os.environ.get("TFLM_ROOT", "") if runtime == "tflm" else "",
         )
@@ -329,6 +344,8 @@ class Measurements:
             emulator=emulator,
             runtime=runtime,
             arena_bytes=arena_bytes,
+            memory=self.board.memory,
+            platform=self.board.renode,
         )
         runs.save_firmware(key, result)
         return result
@@ -418,6 +435,10 @@ class RunCache:
         "clock_hz",
         "emulate_seconds",
         "seconds",
+        "emulator_command",
+        "memory_map",
+        "runs",
+        "executed_instructions",
     )
 
     def __init__(self, root: Path) -> None:

@@ -13,7 +13,26 @@ if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
 
 
-def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
+def firmware_provenance(fw: Any) -> dict[str, Any]:
+    """How a firmware run happened, for every firmware item's ``extra`` (and so report.json): the emulator,
+    its exact command line (to reproduce the run by hand), instructions per inference, the memory map."""
+    return {
+        "emulator": fw.emulator,
+        "emulator_command": fw.emulator_command,
+        "instructions": fw.instructions_per_inference,
+        "memory_map": fw.memory_map,
+        "emulator_runs": fw.runs,
+    }
+
+
+def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str,
+                   provenance: dict[str, Any] | None = None) -> Verdict:
+    verdict = _judge_bitexact(firmware_outputs, tflm_outputs, machine)
+    verdict.extra.update(provenance or {})
+    return verdict
+
+
+def _judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
     import numpy as np
 
     n = min(len(firmware_outputs), len(tflm_outputs))
@@ -74,7 +93,7 @@ class FirmwareBitexactCheck:
                 "make the model TFLM-compatible",
             )
         fw = m.firmware
-        return judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
+        return judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine, firmware_provenance(fw))
 
 
 def judge_latency(seconds: float, limit: float, instructions: float, cpi: float, clock_hz: int, method: str) -> Verdict:
@@ -112,6 +131,8 @@ class LatencyCheck:
             )
         fw = m.firmware
         est = emulate.latency_estimate(fw.instructions_per_inference, m.firmware_core, m.board.clock_hz)
-        return judge_latency(
+        verdict = judge_latency(
             est.seconds, m.constraints.max_latency, fw.instructions_per_inference, est.cpi, m.board.clock_hz, est.method
         )
+        verdict.extra.update(firmware_provenance(fw))
+        return verdict

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
+from pytest_tinyml.checks.firmware import firmware_provenance
 
 if TYPE_CHECKING:
     from pytest_tinyml.boards import Board
@@ -138,5 +139,6 @@ class FirmwareRamCheck:
                 "static_bytes": fw.static_ram_bytes,
                 "arena_bytes": fw.arena_bytes,
                 "stack_bytes": fw.stack_bytes,
+                **firmware_provenance(fw),
             },
         )

@@ -456,8 +456,8 @@ def run_firmware(
             cwd = Path(tmp) / f"cwd-{lo}"  # empty working directory of the emulator
             io_dir.mkdir()
             cwd.mkdir()
-            block = io_dir / "input.bin"
-            block.write_bytes(input_block(data, payload[lo * sample_bytes : hi * sample_bytes], hi - lo, sample_bytes))
+            block = _keep_block(cache_dir, input_block(data, payload[lo * sample_bytes : hi * sample_bytes], hi - lo,
+                                                       sample_bytes))
             serial = io_dir / "uart.txt"
             max_data = (hi - lo) * out_per_sample
             max_uart = 64 * 1024 + max_data * 3 + (hi - lo) * 64
@@ -526,6 +526,22 @@ def run_firmware(
         runs=len(chunks),
         executed_instructions=executed,
     )
+
+
+def _keep_block(cache_dir: Path, block: bytes) -> Path:
+    """Store the input block by content under ``cache_dir/inputs`` (written atomically), so the recorded
+    emulator command can be rerun by hand."""
+    import hashlib
+
+    folder = cache_dir / "inputs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(block).hexdigest()[:24]}.bin"
+    if not path.is_file() or path.stat().st_size != len(block):
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".block-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(block)
+        os.replace(tmp, path)
+    return path
 
 
 def _raise_reported(proto: Protocol, run: EmulatorRun, log: list[str]) -> None:

@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_tinyml.boards import MemoryMap, Region
+
 APT_HINT = (
     "apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
 )
@@ -128,37 +130,6 @@ _RUNS: dict[str, set[str]] = {
     "v8mmain": {"v6m", "v7m", "v8mmain"},
     "v81mmain": {"v6m", "v7m", "v8mmain", "v81mmain"},
 }
-
-
-@dataclass(frozen=True)
-class Region:
-    """A block of guest memory: ``origin`` and ``length`` in bytes."""
-
-    origin: int
-    length: int
-
-    @property
-    def end(self) -> int:
-        return self.origin + self.length
-
-    def within(self, others: tuple[Region, ...]) -> bool:
-        return any(o.origin <= self.origin and self.end <= o.end for o in others)
-
-
-@dataclass(frozen=True)
-class MemoryMap:
-    """Where the firmware lives: code, constants and the input block in ``flash``; data, heap, arena and
-    stack in ``ram`` (one contiguous block each)."""
-
-    flash: Region
-    ram: Region
-    source: str = ""
-    stack_bytes: int = 0x4000
-    heap_bytes: int = 0x2000
-
-    def key(self) -> str:
-        return (f"flash {self.flash.origin:#x}+{self.flash.length:#x} ram {self.ram.origin:#x}+{self.ram.length:#x} "
-                f"stack {self.stack_bytes:#x} heap {self.heap_bytes:#x}")
 
 
 #: UART register models the harness drives (harness.c, ``__tm_uart_kind``).

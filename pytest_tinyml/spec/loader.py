@@ -290,7 +290,7 @@ def build_spec(data: dict[str, Any], path: Path, locations: dict[Path_, tuple[in
             FirmwareSpec(
                 samples=fw.get("samples", 1000),
                 machine=fw.get("machine"),
-                emulator=fw.get("emulator", "qemu"),
+                emulator=fw.get("emulator"),
                 enabled=fw.get("enabled", True),
             )
             if fw is not None
