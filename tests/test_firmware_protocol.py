@@ -184,3 +184,64 @@ def test_element_count_overflowing_32_bits_is_rejected_before_running(tmp_path: 
     with pytest.raises(FirmwareError) as info:
         run_firmware(_conv_overflow_model(), [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=tmp_path)
     assert info.value.stage == "init" and "32-bit overflow" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------ memory maps
+def test_board_map_is_used_where_the_qemu_machine_models_it() -> None:
+    from pytest_tinyml.boards import builtin_boards
+    from pytest_tinyml.emulate.run import resolve_target
+
+    boards = {b.name: b for b in builtin_boards()}
+    nrf = resolve_target("mps2-an386", "qemu", boards["nrf52840"].memory, None)
+    assert nrf.memory == boards["nrf52840"].memory and nrf.note.startswith("board map")
+    assert nrf.memory.ram.length == 256 * 1024 and nrf.memory.flash.origin == 0
+    f405 = resolve_target("netduinoplus2", "qemu", boards["stm32f405"].memory, None)
+    assert f405.memory.flash.origin == 0x08000000 and f405.memory.ram.length == 128 * 1024
+    # the STM32F746's flash at 0x08000000 does not exist on the MPS2 AN500: the proxy's own map, said so
+    f746 = resolve_target("mps2-an500", "qemu", boards["stm32f746"].memory, None)
+    assert f746.memory == MACHINES["mps2-an500"].memory and "not modelled by this QEMU machine" in f746.note
+
+
+@pytest.mark.parametrize(
+    ("memory", "message"),
+    [
+        ("1MiB", "memory must be a mapping"),
+        ({"flash": {"origin": 0, "length": "1MiB"}}, "lacks region 'ram'"),
+        ({"flash": {"origin": 0, "length": "1MiB"}, "ram": {"origin": "0x2000000g", "length": "1KiB"}},
+         "is not an address"),
+        ({"flash": {"origin": 0xFFFFF000, "length": "1MiB"}, "ram": {"origin": 0x20000000, "length": "1KiB"}},
+         "must fit the 32-bit address space"),
+        ({"flash": {"origin": -1, "length": "1MiB"}, "ram": {"origin": 0x20000000, "length": "1KiB"}},
+         "32-bit address"),
+    ],
+)
+def test_board_memory_map_is_validated(memory: object, message: str) -> None:
+    from pytest_tinyml.boards import board_from_mapping
+    from pytest_tinyml.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        board_from_mapping("b", {"core": "cortex-m4", "clock": "64MHz", "flash": "1MiB", "ram": "256KiB",
+                                 "memory": memory}, "plugin")
+    assert message in str(info.value)
+
+
+@needs_toolchain
+def test_model_that_does_not_fit_the_board_ram_says_by_how_many_bytes(tmp_path: Path) -> None:
+    from pytest_tinyml.boards import builtin_boards
+
+    l476 = {b.name: b for b in builtin_boards()}["stm32l476"]
+    nrf = {b.name: b for b in builtin_boards()}["nrf52840"]
+    model = tf_.int8_cnn(seed=2, height=100, width=100, filters=8)  # 98x98x8 x2 live tensors: ~150 KB
+    samples = [np.zeros((1, 100, 100, 1), np.int8)]
+    ok = run_firmware(model, samples, machine="mps2-an386", memory=nrf.memory, cache_dir=tmp_path)
+    assert "board map" in ok.memory_map and ok.arena_bytes > 96 * 1024
+    # the L476's 96 KiB SRAM1 is not at a QEMU-modelled address on the MPS2 proxy (flash at 0x08000000), so it
+    # runs on the proxy's map; the nRF52840 map with the RAM cut to 96 KiB stands for it here
+    from dataclasses import replace
+
+    from pytest_tinyml.boards import Region
+
+    small = replace(nrf.memory, ram=Region(0x20000000, l476.memory.ram.length))
+    with pytest.raises(FirmwareError) as info:
+        run_firmware(model, samples, machine="mps2-an386", memory=small, cache_dir=tmp_path)
+    assert info.value.stage == "init" and "short by" in str(info.value)
