@@ -5,7 +5,6 @@ Models are written directly as flatbuffers (tests/tflite_factory.py), so no Tens
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -247,15 +246,6 @@ def test_core_machine_mismatch_is_not_evaluable(tmp_path: Path) -> None:
     with pytest.raises(NotEvaluable):
         run_firmware(tf_.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), core="cortex-m7", machine="netduinoplus2",
                      cache_dir=tmp_path)
-
-
-@pytest.mark.skipif(shutil.which("renode") is None, reason="renode not on PATH; to enable: install Renode (renode.io)")
-def test_renode_backend_matches_qemu(firmware_cache: Path) -> None:  # pragma: no cover - needs renode
-    model = tf_.int8_cnn(seed=4)
-    samples = _int8_samples((1, 8, 8, 1), 3, 4)
-    q = run_firmware(model, samples, machine="netduinoplus2", cache_dir=firmware_cache)
-    r = run_firmware(model, samples, machine="netduinoplus2", cache_dir=firmware_cache, emulator="renode")
-    assert [o.tobytes() for o in r.outputs] == [o.tobytes() for o in q.outputs]
 
 
 # ------------------------------------------------------------------------------------ real TFLM (opt-in)

@@ -33,9 +33,8 @@ static void uart_init(void)
     case UART_STM32F7: /* STM32F7/H7 USART: CR1.TE | CR1.UE */
         REG(0x00) = (1u << 3) | 1u;
         break;
-    case UART_NRF52: /* nRF52 UART (legacy, no EasyDMA): ENABLE = 4, STARTTX */
-        REG(0x500) = 4u;
-        REG(0x008) = 1u;
+    case UART_NRF52: /* nRF52840 UARTE (EasyDMA): ENABLE = 8 */
+        REG(0x500) = 8u;
         break;
     default:
         break;
@@ -61,14 +60,27 @@ static void uart_putc(uint8_t c)
         }
         REG(0x28) = c;
         break;
-    case UART_NRF52:
-        REG(0x51C) = c;
-        while (!REG(0x11C) && ++n < SPIN_LIMIT) {
-        }
-        REG(0x11C) = 0u;
-        break;
     default:
         break;
+    }
+}
+
+/* UARTE transmits by DMA from RAM: TXD.PTR / TXD.MAXCNT, STARTTX, wait for EVENTS_ENDTX. */
+static void uarte_write(const char *s, uint32_t n)
+{
+    static char dma[64]; /* in .bss, i.e. RAM, wherever s lives */
+    while (n) {
+        uint32_t k = n > sizeof dma ? (uint32_t)sizeof dma : n, spin = 0;
+        memcpy(dma, s, k);
+        REG(0x120) = 0u;                        /* EVENTS_ENDTX */
+        REG(0x544) = (uint32_t)(uintptr_t)dma;  /* TXD.PTR */
+        REG(0x548) = k;                         /* TXD.MAXCNT */
+        REG(0x008) = 1u;                        /* TASKS_STARTTX */
+        while (!REG(0x120) && ++spin < SPIN_LIMIT) {
+        }
+        REG(0x120) = 0u;
+        s += k;
+        n -= k;
     }
 }
 
@@ -76,6 +88,10 @@ static void uart_write(const char *s, uint32_t n)
 {
     uint32_t i;
     if (!uart_kind) uart_init();
+    if (uart_kind == UART_NRF52) {
+        uarte_write(s, n);
+        return;
+    }
     for (i = 0; i < n; ++i) uart_putc((uint8_t)s[i]);
 }
 

@@ -472,7 +472,7 @@ def run_firmware(
                 from pytest_tinyml.emulate.renode import renode_run
 
                 cmd, run, count_executed = renode_run(target.name, built.elf, block, block_addr, serial, cwd, left,
-                                                      max_bytes=max_uart)
+                                                      max_bytes=max_uart, vector_table=target.memory.flash.origin)
                 executed += count_executed
             command = command or shlex.join(cmd)
             emulate_seconds += run.seconds
