@@ -245,3 +245,46 @@ def test_model_that_does_not_fit_the_board_ram_says_by_how_many_bytes(tmp_path: 
     with pytest.raises(FirmwareError) as info:
         run_firmware(model, samples, machine="mps2-an386", memory=small, cache_dir=tmp_path)
     assert info.value.stage == "init" and "short by" in str(info.value)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@needs_toolchain
+def test_timeout_kills_the_emulator_and_leaves_no_process(tmp_path: Path) -> None:
+    model = tf_.int8_cnn(seed=1, height=32, width=32, filters=16)
+    rng = np.random.default_rng(0)
+    samples = [rng.integers(-128, 128, size=(1, 32, 32, 1), dtype=np.int8) for _ in range(300)]
+    with pytest.raises(FirmwareError) as info:
+        run_firmware(model, samples, cache_dir=tmp_path, timeout=0.5)
+    assert info.value.stage == "timeout"
+    assert _processes_mentioning(str(tmp_path)) == []
+
+
+@needs_toolchain
+def test_emulator_that_stops_without_the_marker_is_a_clear_error(tmp_path: Path) -> None:
+    from pytest_tinyml.emulate.run import EmulatorRun, Protocol, _raise_reported
+
+    not_elf = tmp_path / "app.elf"
+    not_elf.write_bytes(b"\x7fELF garbage")
+    block = tmp_path / "in.bin"
+    block.write_bytes(input_block(b"", b"", 0, 0))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    run = run_emulator(qemu_command("mps2-an386", not_elf, block, 0x10000, tmp_path / "uart.txt"), cwd,
+                       tmp_path / "uart.txt", 30, max_bytes=1024)
+    assert run.returncode not in (None, 0)
+    proto = parse_uart(run.uart, 0)
+    with pytest.raises(FirmwareError) as info:
+        _raise_reported(proto, run, [])
+    assert info.value.stage == "emulate" and "before the firmware's end marker" in str(info.value)
+    assert isinstance(run, EmulatorRun) and isinstance(proto, Protocol)

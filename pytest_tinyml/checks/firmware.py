@@ -22,6 +22,7 @@ def firmware_provenance(fw: Any) -> dict[str, Any]:
         "instructions": fw.instructions_per_inference,
         "memory_map": fw.memory_map,
         "emulator_runs": fw.runs,
+        "executed_instructions": fw.executed_instructions or None,  # the emulator's own counter (Renode)
     }
 
 

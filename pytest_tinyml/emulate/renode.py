@@ -15,6 +15,9 @@ SysTick tick is one instruction, the same conversion as QEMU's ``-icount shift=0
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,5 +71,28 @@ def renode_run(repl: str, elf: Path, block: Path, block_addr: int, serial: Path,
     tmpdir.mkdir(exist_ok=True)
     env = dict(os.environ, TMPDIR=str(tmpdir))
     cmd = renode_command(script)
-    run = run_emulator(cmd, cwd, serial, timeout, max_bytes=max_bytes, memory_limit=RENODE_MEMORY_LIMIT, env=env)
-    return cmd, run, 0
+    executed: list[int] = []
+
+    def ask_counter(proc: subprocess.Popen[bytes], console: Path) -> None:
+        """The firmware has ended: ask the monitor for the CPU's executed-instructions counter."""
+        assert proc.stdin is not None
+        seen = console.stat().st_size if console.exists() else 0
+        try:
+            proc.stdin.write(b"cpu ExecutedInstructions\n")
+            proc.stdin.flush()
+        except OSError:
+            return
+        stop = time.monotonic() + 10
+        while time.monotonic() < stop and proc.poll() is None:
+            with open(console, "rb") as fh:
+                fh.seek(seen)
+                text = fh.read(1 << 16).decode("latin-1")
+            found = re.findall(r"(?m)^\s*(?:\(\w+\)\s*)?(\d+)\s*$", text)
+            if found:
+                executed.append(int(found[-1]))
+                return
+            time.sleep(0.05)
+
+    run = run_emulator(cmd, cwd, serial, timeout, max_bytes=max_bytes, memory_limit=RENODE_MEMORY_LIMIT, env=env,
+                       on_end=ask_counter)
+    return cmd, run, executed[0] if executed else 0

@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,15 +245,18 @@ class EmulatorRun:
 
 def run_emulator(cmd: list[str], cwd: Path, serial: Path, timeout: float, *, max_bytes: int,
                  memory_limit: int = QEMU_MEMORY_LIMIT, env: dict[str, str] | None = None,
-                 marker: bytes = b"TM:END ") -> EmulatorRun:
+                 marker: bytes = b"TM:END ",
+                 on_end: Callable[[subprocess.Popen[bytes], Path], None] | None = None) -> EmulatorRun:
     """Start ``cmd`` in ``cwd`` (its own process group, limited), wait until ``serial`` holds a complete
-    ``marker`` line, the process exits, ``max_bytes`` arrive, or ``timeout`` passes; always kill the group."""
+    ``marker`` line, the process exits, ``max_bytes`` arrive, or ``timeout`` passes; always kill the group.
+    ``on_end(proc, console_log)`` runs after the marker, before the kill (stdin is then a pipe to it)."""
     start = time.perf_counter()
     errlog = cwd.parent / (cwd.name + ".stderr")
     try:
         with open(errlog, "wb") as err:
-            proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=_limits(memory_limit), env=env)
+            proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE if on_end else subprocess.DEVNULL, stdout=err,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=_limits(memory_limit), env=env)
     except OSError as exc:
         raise FirmwareError(f"cannot start {cmd[0]}: {exc}", stage="emulate", output=[]) from exc
     data = b""
@@ -266,6 +270,8 @@ def run_emulator(cmd: list[str], cwd: Path, serial: Path, timeout: float, *, max
             pos = data.find(b"\n" + marker) if not data.startswith(marker) else 0
             if pos >= 0 and data.find(b"\n", pos + 1) >= 0:
                 rc = None if proc.poll() is None else proc.returncode
+                if on_end is not None and rc is None:
+                    on_end(proc, errlog)
                 break
             if len(data) > max_bytes:
                 raise FirmwareError(f"the firmware wrote more than {max_bytes} bytes to the UART", stage="protocol",
@@ -286,6 +292,8 @@ def run_emulator(cmd: list[str], cwd: Path, serial: Path, timeout: float, *, max
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
     with open(errlog, "rb") as fh:
         stderr = fh.read(64 << 10).decode("latin-1").splitlines()[-40:]
     return EmulatorRun(data, rc, stderr, time.perf_counter() - start)
