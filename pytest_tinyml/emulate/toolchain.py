@@ -216,6 +216,15 @@ def _nrf52840(repl: str) -> RenodePlatform:
     )
 
 
+def _stm32f746(repl: str) -> RenodePlatform:
+    return RenodePlatform(
+        repl, "cortex-m7", "dp", (Region(0x08000000, 2 << 20), Region(0x20000000, 0x60000)),
+        Uart("stm32f7", 0x40011000), "sysbus.usart1", 216_000_000,
+        "Renode platforms/cpus/stm32f746.repl: flash 2 MiB at 0x08000000, SRAM 384 KiB at 0x20000000, "
+        "STM32F7_USART usart1 at 0x40011000",
+    )
+
+
 RENODE_PLATFORMS: dict[str, RenodePlatform] = {
     p.repl: p
     for p in (
@@ -224,6 +233,7 @@ RENODE_PLATFORMS: dict[str, RenodePlatform] = {
         _nrf52840("platforms/cpus/nrf52840.repl"),
         _nrf52840("platforms/boards/arduino_nano_33_ble.repl"),
         _nrf52840("platforms/boards/nrf52840dk_nrf52840.repl"),
+        _stm32f746("platforms/cpus/stm32f746.repl"),
     )
 }
 #: Renode platform that stands in for a QEMU machine when only the machine is named (same SoC family).
