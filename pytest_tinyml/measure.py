@@ -39,7 +39,11 @@ class RunOptions:
     extra_loaders: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     load_model: Callable[..., Any] | None = None
     tflm_timeout: float = 60.0  # seconds for one host-TFLM allocation in its child process
-    firmware_runtime: str | None = None  # tinyml (the project's C runtime) or tflm (real TFLM, needs TFLM_ROOT)
+    firmware_runtime: str | None = None  # tflm (real TFLM), tinyml (the project's C runtime); None: tflm if possible
+    kernels: str | None = None  # TFLM kernel set; None: the spec's, else by core
+    offline: bool = False  # never download TFLM sources
+    tflm_sources: Path | None = None  # source cache (default cache_dir / "tflm-sources")
+    tflm_mirror: str | None = None
 
 
 class _Failed:
@@ -286,20 +290,17 @@ class Measurements:
         status = emulate.toolchain_status()
         if not status.ok:
             raise NotEvaluable(f"missing {', '.join(status.missing)}", status.hint)
-        from pytest_tinyml.emulate.run import resolve_runtime
-
-        runtime = resolve_runtime(self.options.firmware_runtime)
-        arena_bytes = 0
-        if runtime == "tflm":
-            emulate.tflm_tree()  # NotEvaluable naming what is missing (TFLM_ROOT, flatbuffers, ...)
-            arena_bytes = self.arena.bytes + 1024  # the measured arena plus room for TFLM's temporaries
-        else:
+        choice = self.firmware_runtime_choice
+        runtime = choice.runtime
+        arena_bytes = 0  # real TFLM: all free RAM; the firmware bisects the smallest arena that allocates
+        if runtime == "tinyml":
             unsupported = emulate.unsupported_ops(self.model_info)
             if unsupported:
+                why = f" ({choice.note})" if choice.note else ""
                 raise NotEvaluable(
-                    f"the firmware runtime does not implement {', '.join(unsupported)}",
-                    "audit models that use only the ops listed in README (firmware runtime), or build real TFLM: "
-                    "--tinyml-firmware-runtime tflm with TFLM_ROOT set",
+                    f"the project's firmware runtime does not implement {', '.join(unsupported)}{why}",
+                    "audit models that use only the ops listed in README (firmware runtime), or let real TFLM "
+                    "build: drop --tinyml-offline / --tinyml-firmware-runtime tinyml, or set TFLM_ROOT",
                 )
         emulator = self.options.emulator or self.firmware_spec.emulator
         key = run_cache_key(
@@ -313,11 +314,13 @@ class Measurements:
             emulator,
             firmware_sources_digest(),
             os.environ.get("TFLM_ROOT", "") if runtime == "tflm" else "",
+            choice.tree.describe() if choice.tree is not None else "",
         )
         runs = RunCache(self.options.cache_dir / "runs")
         if not self.options.rebuild:
             hit = runs.load_firmware(key)
             if hit is not None:
+                hit.runtime_note = choice.note
                 return hit
         result = emulate.run_firmware(
             self.tflite_bytes,
@@ -329,9 +332,66 @@ class Measurements:
             emulator=emulator,
             runtime=runtime,
             arena_bytes=arena_bytes,
+            tflm_tree=choice.tree,
+            progress=self.options.progress,
         )
+        result.runtime_note = choice.note
         runs.save_firmware(key, result)
         return result
+
+    def firmware_divergence(self, sample: int) -> str:
+        """The first operator whose output differs between the firmware and host TFLM on ``sample``
+        (layer by layer: both run a copy of the model whose intermediate tensors are outputs). Never
+        raises: a failure to localize is described instead."""
+        from pytest_tinyml import emulate
+        from pytest_tinyml.analysis import tflm
+        from pytest_tinyml.emulate.localize import first_divergence
+
+        choice = self.firmware_runtime_choice
+        x = self.firmware_inputs[sample]
+
+        def on_target(model: bytes, s: Any) -> tuple[Any, ...]:
+            res = emulate.run_firmware(
+                model, [s], machine=self.firmware_machine, core=self.firmware_core,
+                cache_dir=self.options.cache_dir / "firmware", runtime=choice.runtime, tflm_tree=choice.tree,
+            )
+            return res.all_outputs[0]
+
+        def on_host(model: bytes, s: Any, n: int) -> tuple[Any, ...]:
+            return tuple(tflm.invoke(model, [s], num_outputs=n)[0])
+
+        try:
+            return first_divergence(self.tflite_bytes, x, on_target, on_host).describe()
+        except (TinyMLError, NotEvaluable, ValueError, RuntimeError, OSError) as exc:
+            return f"could not compare layer by layer: {exc}"
+
+    @property
+    def export_arena_bytes(self) -> int:
+        """Arena size for ``--tinyml-export``: the smallest that allocated on the target with real TFLM (a
+        multiple of TFLM's 16-byte alignment), else the host estimate of it rounded up to 16 bytes."""
+        fw = self.firmware_if_available()
+        if fw is not None and fw.runtime == "tflm" and fw.arena_min_bytes:
+            return int(fw.arena_min_bytes)
+        arena = self.arena
+        need = getattr(arena, "required_bytes", None) or arena.bytes
+        return (int(need) + 15) // 16 * 16
+
+    @cached_measurement
+    def firmware_runtime_choice(self) -> Any:
+        """Real TFLM (with the kernel set for this core) when its sources can be had, else the project's
+        runtime with the reason (never silently: the firmware items print it)."""
+        from pytest_tinyml.emulate.tflm_build import choose_runtime
+
+        requested = self.options.firmware_runtime or os.environ.get("TINYML_FIRMWARE_RUNTIME") or None
+        return choose_runtime(
+            requested,
+            core=self.firmware_core,
+            kernels=self.options.kernels or self.firmware_spec.kernels,
+            sources_dir=self.options.tflm_sources or self.options.cache_dir / "tflm-sources",
+            offline=self.options.offline,
+            mirror=self.options.tflm_mirror,
+            progress=self.options.progress,
+        )
 
     @cached_measurement
     def tflm_outputs(self) -> list[Any]:
@@ -418,6 +478,10 @@ class RunCache:
         "clock_hz",
         "emulate_seconds",
         "seconds",
+        "runtime",
+        "kernels",
+        "arena_min_bytes",
+        "arena_used_at",
     )
 
     def __init__(self, root: Path) -> None:

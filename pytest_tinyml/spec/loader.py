@@ -292,6 +292,7 @@ def build_spec(data: dict[str, Any], path: Path, locations: dict[Path_, tuple[in
                 machine=fw.get("machine"),
                 emulator=fw.get("emulator", "qemu"),
                 enabled=fw.get("enabled", True),
+                kernels=fw.get("kernels"),
             )
             if fw is not None
             else None
