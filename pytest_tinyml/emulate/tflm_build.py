@@ -303,6 +303,29 @@ def _library_index(tree: TflmTree) -> dict[str, Path]:
     return index
 
 
+_ARM_CALL_RE = re.compile(r"\b(arm_\w+)\s*\(")
+
+
+def _library_closure(tree: TflmTree, chosen: list[Path]) -> list[Path]:
+    """The CMSIS-NN sources defining the ``arm_*`` functions ``chosen`` calls, and what those call in turn
+    (saves link rounds; the link loop still adds anything this misses)."""
+    index = _library_index(tree)
+    if not index:
+        return []
+    found: list[Path] = []
+    seen: set[Path] = set()
+    queue = list(chosen)
+    while queue:
+        src = queue.pop()
+        for name in _ARM_CALL_RE.findall(src.read_text(errors="replace")):
+            lib = index.get(name)
+            if lib is not None and lib not in seen:
+                seen.add(lib)
+                found.append(lib)
+                queue.append(lib)
+    return sorted(found)
+
+
 def select_sources(tree: TflmTree, methods: list[str]) -> list[Path] | None:
     """The TFLM sources an app registering ``methods`` (``Conv2D``, ``Softmax``...) needs, or None when
     the selection cannot be derived (then every library source is compiled)."""
@@ -321,7 +344,7 @@ def select_sources(tree: TflmTree, methods: list[str]) -> list[Path] | None:
             chosen.append(src)
         elif src not in defining and any(src.stem.startswith(s + "_") for s in stems):
             chosen.append(src)  # conv_common.cc for conv.cc, pooling_common.cc for pooling.cc, ...
-    return chosen
+    return chosen + _library_closure(tree, [p for p in chosen if p in set(tree.kernel_sources)])
 
 
 def _object_name(tree: TflmTree, src: Path) -> str:
