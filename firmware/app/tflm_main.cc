@@ -17,8 +17,11 @@
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/system_setup.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+#include "tensorflow/lite/micro/micro_op_resolver.h"
 #include "tinyml_arena.h"
-#include "tinyml_op_resolver.h"
+
+// tflm_resolver.cc: the model's MicroMutableOpResolver, with exactly its operators registered.
+const tflite::MicroOpResolver* TinyMLCreateResolver();
 
 #ifndef TINYML_ARENA_BISECT
 #define TINYML_ARENA_BISECT 1
@@ -28,12 +31,11 @@ namespace {
 
 // Placement-constructed, never destroyed: no static destructors to register (no __dso_handle needed
 // without crtbegin.o).
-alignas(TinyMLOpResolver) unsigned char g_resolver_storage[sizeof(TinyMLOpResolver)];
 alignas(tflite::MicroInterpreter) unsigned char g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
 
 // Tears down the previous interpreter (if any) and builds a new one over the first ``size`` bytes of
 // ``arena``; true when AllocateTensors() succeeds.
-bool allocate(const tflite::Model* model, const TinyMLOpResolver& resolver, uint8_t* arena, size_t size,
+bool allocate(const tflite::Model* model, const tflite::MicroOpResolver& resolver, uint8_t* arena, size_t size,
               tflite::MicroInterpreter** interp) {
   if (*interp != nullptr) (*interp)->~MicroInterpreter();
   *interp = new (g_interpreter_storage) tflite::MicroInterpreter(model, resolver, arena, size);
@@ -60,8 +62,8 @@ int main(void) {
 
   const tflite::Model* model = tflite::GetModel(g_model);
   if (model->version() != TFLITE_SCHEMA_VERSION) return fail("init", 1, "model schema version mismatch");
-  TinyMLOpResolver* resolver = new (g_resolver_storage) TinyMLOpResolver();
-  if (RegisterTinyMLOps(*resolver) != kTfLiteOk) return fail("init", 2, "op resolver registration failed");
+  const tflite::MicroOpResolver* resolver = TinyMLCreateResolver();
+  if (resolver == nullptr) return fail("init", 2, "op resolver registration failed");
 
   // The whole arena first: the model must allocate at all, and arena_used_bytes() there is a lower bound.
   tflite::MicroInterpreter* interp = nullptr;
