@@ -6,9 +6,10 @@ Needs TFLM sources: ``TFLM_ROOT`` or a filled source cache in ``$TINYML_TFLM_SOU
 made from here). The object cache starts empty in a temporary directory, so the first figure is a cold
 build of the TFLM core plus the first model's kernels; the further models (different op mixes) reuse
 those objects and compile only kernels not yet seen. Every build is followed by one run under QEMU (the
-firmware bisects the smallest arena and runs 3 samples), included in the figures. Prints the figures
-and the ratios to the targets. Models: two CNNs from tests/tflite_factory.py, then TFLM's own example models
-from the TFLM source tree (new ops: fully connected only, depthwise/average pool) (first build 120 s on 2 cores, each further model 5 s); nothing is asserted.
+firmware bisects the smallest arena and runs 3 samples), included in the figures. Models: two CNNs from
+tests/tflite_factory.py (the second has the same ops), then TFLM's own example models from the TFLM source
+tree (new ops). Prints the figures and the ratios to the targets (first build 120 s on 2 cores, each
+further model 5 s); nothing is asserted.
 """
 
 from __future__ import annotations
