@@ -9,8 +9,8 @@ from pytest_tinyml.checks.firmware import runtime_label, runtime_properties, wit
 
 if TYPE_CHECKING:
     from pytest_tinyml.boards import Board
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints, Limit
+    from pytest_tinyml.target import Target
 
 
 def byte_limit(limit: Limit, board: Board, board_limit: int, what: str) -> tuple[int, str]:
@@ -38,18 +38,23 @@ def judge_bytes(
     )
 
 
-def _reserve(m: Measurements) -> int:
+def _reserve(m: Target) -> int:
     reserve = m.constraints.ram_reserve
     return reserve.bytes if reserve is not None else m.board.ram_reserve
 
 
 class ArenaCheck:
     name = "arena"
+    key = "arena"
+    metric = "arena_bytes"
+    unit = "B"
+    direction = "lower"
+    threshold = "arena_bytes"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.arena is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         board = m.board
         reserve = _reserve(m)
         assert m.constraints.arena is not None
@@ -63,7 +68,7 @@ class ArenaCheck:
             "shrink the largest activations (fewer filters early, stride or pooling sooner), "
             "or pick a board with more RAM (--tinyml-board)"
         )
-        fw = m.firmware_if_available()
+        fw = m.firmware_for_memory()
         if fw is not None and fw.runtime == "tflm" and fw.arena_min_bytes:
             details = [
                 f"smallest arena AllocateTensors() accepts on {fw.machine} ({fw.core}): "
@@ -96,11 +101,15 @@ class ArenaCheck:
 
 class FlashCheck:
     name = "flash"
+    key = "flash"
+    metric = "flash_bytes"
+    unit = "B"
+    direction = "lower"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.flash is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         est = m.flash
         board = m.board
         assert m.constraints.flash is not None
@@ -115,7 +124,7 @@ class FlashCheck:
             f"model {fmt_bytes(est.model_bytes)} + TFLM runtime code estimate {fmt_bytes(est.runtime_code_bytes)}",
             f"method: {est.method}",
         ]
-        fw = m.firmware_if_available()
+        fw = m.firmware_for_memory()
         if fw is not None and fw.runtime == "tflm":
             verdict = judge_bytes(
                 "flash",
@@ -154,11 +163,16 @@ class FlashCheck:
 
 class FirmwareRamCheck:
     name = "firmware_ram"
+    key = "firmware"
+    metric = None
+    unit = "B"
+    direction = "lower"
+    markers = ("firmware",)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         fw = m.firmware
         board = m.board
         arena = fw.arena_min_bytes if fw.runtime == "tflm" and fw.arena_min_bytes else fw.arena_bytes
