@@ -360,6 +360,10 @@ class RunCache:
         "clock_hz",
         "emulate_seconds",
         "seconds",
+        "runtime",
+        "kernels",
+        "arena_min_bytes",
+        "arena_used_at",
     )
 
     def __init__(self, root: Path, index_root: Path | None = None) -> None:

@@ -296,6 +296,7 @@ def build_spec(
                 machine=fw.get("machine"),
                 emulator=fw.get("emulator", "qemu"),
                 enabled=fw.get("enabled", True),
+                kernels=fw.get("kernels"),
             )
             if fw is not None
             else None
