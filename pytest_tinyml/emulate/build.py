@@ -210,6 +210,21 @@ def linker_script(memory: MemoryMap, uart: Uart, what: str) -> str:
     )
 
 
+def board_script(cache_dir: Path, memory: MemoryMap, uart: Uart, what: str = "") -> Path:
+    """The board's generated linker script as a file under ``cache_dir/ld`` (content-addressed), for the
+    real-TFLM link."""
+    text = linker_script(memory, uart, what or memory.source)
+    folder = cache_dir / "ld"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"board-{_digest(text.encode())}.ld"
+    if not path.is_file():
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ld-")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    return path
+
+
 def build_app(core: str, cache_dir: Path, memory: MemoryMap, uart: Uart, what: str = "") -> BuildOutput:
     """Link the tinyml-rt firmware for one memory map and UART (cached; independent of the model)."""
     fw = firmware_dir()

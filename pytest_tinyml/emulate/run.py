@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_tinyml.emulate.build import build_app, elf_symbols, footprint
+from pytest_tinyml.emulate.build import board_script, build_app, elf_symbols, footprint
 from pytest_tinyml.emulate.errors import FirmwareError
 from pytest_tinyml.emulate.ops import unsupported_ops
 from pytest_tinyml.emulate.toolchain import (
@@ -83,7 +83,11 @@ class FirmwareResult:
     all_outputs: list[tuple[np.ndarray, ...]] = field(default_factory=list)  # every output per sample
     emulate_seconds: float = 0.0
     log: list[str] = field(default_factory=list)
-    runtime: str = "tinyml"  # "tinyml" (this project's runtime) or "tflm" (real TFLM from TFLM_ROOT)
+    runtime: str = "tinyml"  # "tinyml" (this project's runtime) or "tflm" (real TFLM)
+    kernels: str = ""  # TFLM kernel set ("cmsis_nn" or "reference"); "" for the tinyml runtime
+    arena_min_bytes: int = 0  # TFLM: smallest arena AllocateTensors() accepted on the target (bisection, 16 B)
+    arena_used_at: int = 0  # TFLM: the arena size arena_bytes (arena_used_bytes()) was taken with
+    runtime_note: str = ""  # why this runtime ran (e.g. the reason real TFLM was unavailable)
     emulator_command: str = ""  # the exact command of the (first) emulator run, shell-quoted
     memory_map: str = ""  # the flash/RAM regions the firmware was linked for, and where they come from
     runs: int = 1  # emulator runs (samples are split when they do not fit the board's flash at once)
@@ -382,6 +386,8 @@ def run_firmware(
     emulator: str = "qemu",
     runtime: str | None = None,
     arena_bytes: int = 0,
+    tflm_tree: Any = None,
+    progress: Any = None,
     memory: MemoryMap | None = None,
     platform: str | None = None,
     extra_args: tuple[str, ...] = (),
@@ -391,9 +397,11 @@ def run_firmware(
     ``runtime`` picks the inference code linked into the firmware: ``"tinyml"`` (this project's int8
     runtime, the default) or ``"tflm"`` (real TensorFlow Lite Micro compiled from ``$TFLM_ROOT``, see
     :mod:`pytest_tinyml.emulate.tflm_build`); None reads ``$TINYML_FIRMWARE_RUNTIME``. ``arena_bytes``
-    (TFLM only) is the tensor arena given to TFLM; 0 gives it all free RAM of the board. ``memory`` is the
-    board's flash/RAM map (boards.yaml); ``platform`` the Renode platform description for
-    ``emulator="renode"``; ``extra_args`` go to the end of QEMU's command line.
+    (TFLM only) is the tensor arena given to TFLM; 0 gives it all free RAM of the board. ``tflm_tree``
+    (a :class:`~pytest_tinyml.emulate.tflm_build.TflmTree`: sources and kernel set) defaults to
+    ``$TFLM_ROOT`` with reference kernels. ``memory`` is the board's flash/RAM map (boards.yaml);
+    ``platform`` the Renode platform description for ``emulator="renode"``; ``extra_args`` go to the end of
+    QEMU's command line.
     """
     start = time.perf_counter()
     _check_args(machine, core, emulator)
@@ -405,11 +413,11 @@ def run_firmware(
 
     data = bytes(model)
     info = parse_model(data, "<model>")
-    tree = None
-    if runtime == "tflm":
-        from pytest_tinyml.emulate.tflm_build import tflm_tree
+    tree = tflm_tree
+    if runtime == "tflm" and tree is None:
+        from pytest_tinyml.emulate.tflm_build import tflm_tree as locate
 
-        tree = tflm_tree()  # NotEvaluable with the reason when TFLM_ROOT is unset or incomplete
+        tree = locate()  # NotEvaluable with the reason when TFLM_ROOT is unset or incomplete
     bad = unsupported_ops(info) if runtime == "tinyml" else []
     if bad:
         raise NotEvaluable(
@@ -426,12 +434,12 @@ def run_firmware(
     out_per_sample = sum(int(np.prod(s.shape)) * np.dtype(_DTYPES.get(s.dtype, np.int8)).itemsize for s in out_specs)
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    if tree is not None:
+    if runtime == "tflm":
         from pytest_tinyml.emulate.tflm_build import build_tflm_app
 
-        built = build_tflm_app(data, machine, core, cache_dir, arena_bytes=arena_bytes, tree=tree)
-        if target.memory != MACHINES[machine].memory:  # the real-TFLM build links the machine's own map
-            target = resolve_target(machine, emulator, None, platform)
+        script = board_script(cache_dir, target.memory, target.uart, f"{target.note}, UART {target.uart.kind}")
+        built = build_tflm_app(data, machine, core, cache_dir, arena_bytes=arena_bytes, tree=tree, progress=progress,
+                               script=script)
     else:
         built = build_app(core, cache_dir, target.memory, target.uart, f"{target.note}, UART {target.uart.kind}")
     syms = elf_symbols(built.elf, ("__tm_input_start", "__tm_input_end"))
@@ -490,7 +498,7 @@ def run_firmware(
             raw += proto.data
             tags_all.append(proto.tags)
     tags = tags_all[0]
-    inf, cal = tags.get("INFO", {}), tags.get("CAL", {})
+    inf, cal, arena = tags.get("INFO", {}), tags.get("CAL", {}), tags.get("ARENA", {})
     results = [t["RESULT"] for t in tags_all]
     samples = sum(int(r["samples"]) for r in results)
     if samples != count:
@@ -529,6 +537,9 @@ def run_firmware(
         emulate_seconds=emulate_seconds,
         log=log,
         runtime=runtime,
+        kernels=getattr(tree, "kernels", "") if runtime == "tflm" else "",
+        arena_min_bytes=int(arena.get("min", 0)),
+        arena_used_at=int(arena.get("used_at", 0)),
         emulator_command=command,
         memory_map=f"{target.memory.key()}: {target.note}",
         runs=len(chunks),
