@@ -9,8 +9,8 @@ from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.spec.units import format_seconds
 
 if TYPE_CHECKING:
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints
+    from pytest_tinyml.target import Target
 
 
 def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
@@ -61,20 +61,56 @@ def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine
     )
 
 
+def runtime_properties(fw: Any) -> dict[str, Any]:
+    """``runtime`` (``tflm`` or ``tinyml``), the TFLM kernel set, and why the project's runtime ran."""
+    props: dict[str, Any] = {"runtime": fw.runtime}
+    if fw.runtime == "tflm":
+        props["kernels"] = fw.kernels or "reference"
+    if getattr(fw, "runtime_note", ""):
+        props["runtime_note"] = fw.runtime_note
+    return props
+
+
+def runtime_label(fw: Any) -> str:
+    """The message suffix naming the firmware runtime that measured a figure."""
+    if fw.runtime == "tflm":
+        return f"[runtime tflm, {fw.kernels or 'reference'} kernels]"
+    note = getattr(fw, "runtime_note", "")
+    return f"[runtime tinyml (the project's own), {note}]" if note else "[runtime tinyml (the project's own)]"
+
+
+def with_runtime(verdict: Verdict, fw: Any) -> Verdict:
+    """Say in the message and in ``extra`` which firmware runtime measured the verdict."""
+    verdict.message = f"{verdict.message} {runtime_label(fw)}"
+    verdict.extra.update(runtime_properties(fw))
+    return verdict
+
+
 class FirmwareBitexactCheck:
     name = "firmware_bitexact"
+    key = "firmware"
+    metric = None
+    unit = "mismatching samples"
+    direction = "lower"
+    markers = ("firmware",)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         if not m.tflm_allocation.ok:
             raise NotEvaluable(
                 "TFLM cannot run this model (see the tflm_ops item), so there is no reference output to compare",
                 "make the model TFLM-compatible",
             )
         fw = m.firmware
-        return judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
+        verdict = judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
+        mismatched = verdict.extra.get("mismatched") or []
+        if not verdict.passed and mismatched:
+            where = m.firmware_divergence(int(mismatched[0]))
+            verdict.details.append(f"sample {mismatched[0]}: {where}")
+            verdict.extra["first_divergence"] = where
+        return with_runtime(verdict, fw)
 
 
 def judge_latency(seconds: float, limit: float, instructions: float, cpi: float, clock_hz: int, method: str) -> Verdict:
@@ -96,11 +132,17 @@ def judge_latency(seconds: float, limit: float, instructions: float, cpi: float,
 
 class LatencyCheck:
     name = "latency"
+    key = "max_latency"
+    metric = "latency_seconds"
+    unit = "s"
+    direction = "lower"
+    threshold = "latency_seconds"
+    markers = ("firmware",)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.max_latency is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         from pytest_tinyml import emulate
 
         assert m.constraints.max_latency is not None
@@ -112,6 +154,10 @@ class LatencyCheck:
             )
         fw = m.firmware
         est = emulate.latency_estimate(fw.instructions_per_inference, m.firmware_core, m.board.clock_hz)
-        return judge_latency(
-            est.seconds, m.constraints.max_latency, fw.instructions_per_inference, est.cpi, m.board.clock_hz, est.method
+        return with_runtime(
+            judge_latency(
+                est.seconds, m.constraints.max_latency, fw.instructions_per_inference, est.cpi, m.board.clock_hz,
+                est.method,
+            ),
+            fw,
         )
