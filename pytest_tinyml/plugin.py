@@ -9,6 +9,7 @@ measurements are :mod:`pytest_tinyml.target`'s, judging is :mod:`pytest_tinyml.c
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tinyml-firmware-runtime",
         default=None,
         choices=("tinyml", "tflm"),
-        help="runtime the firmware items build: tinyml (the project's C runtime, default) or tflm "
-        "(real TFLM from the source tree in $TFLM_ROOT)",
+        help="runtime the firmware items build: tflm (real TFLM; default when its sources can be had, "
+        "else the items fall back to tinyml and say so) or tinyml (the project's C runtime)",
+    )
+    group.addoption(
+        "--tinyml-kernels",
+        default=None,
+        choices=("cmsis_nn", "reference"),
+        help="TFLM kernel set (default: the spec's firmware.kernels, else cmsis_nn on Cortex-M4/M7/M33/M55, "
+        "reference elsewhere)",
+    )
+    group.addoption(
+        "--tinyml-offline",
+        action="store_true",
+        default=None,
+        help="never download TFLM sources (use TFLM_ROOT or the source cache, else the project's runtime)",
     )
     group.addoption("--tinyml-export", default=None, metavar="DIR", help="write model_data.c/.h, op resolver and arena size here")
     group.addoption("--tinyml-report", default=None, metavar="DIR", help="write report.json, report.md and report.html here")
@@ -85,6 +99,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("tinyml_model", ".tflite files to audit (like --tinyml-model)", type="linelist", default=[])
     parser.addini("tinyml_board", "board to judge against (like --tinyml-board)", default="")
     parser.addini("tinyml_cache_dir", "build cache directory (default: pytest's cache dir/d/tinyml)", default="")
+    parser.addini("tinyml_tflm_sources", "TFLM source cache directory (default: <cache dir>/tflm-sources)", default="")
+    parser.addini("tinyml_tflm_mirror", "base URL of TFLM source archives (default https://github.com)", default="")
+    parser.addini("tinyml_offline", "never download TFLM sources (like --tinyml-offline)", type="bool", default=False)
     parser.addini("tinyml_tflm_timeout", "seconds one host-TFLM allocation may take in its child (default 60)", default="60")
 
 
@@ -248,6 +265,7 @@ def pytest_configure(config: pytest.Config) -> None:
             f"tinyml_tflm_timeout = {config.getini('tinyml_tflm_timeout')!r}: expected a positive number of seconds"
         ) from None
     export = config.getoption("tinyml_export")
+    sources = config.getini("tinyml_tflm_sources") or os.environ.get("TINYML_TFLM_SOURCES", "")
     samples = config.getoption("tinyml_firmware_samples")
     options = RunOptions(
         cache_dir=cache_dir,
@@ -260,6 +278,11 @@ def pytest_configure(config: pytest.Config) -> None:
         load_model=lambda ref, spec: config.hook.pytest_tinyml_load_model(ref=ref, spec=spec),
         tflm_timeout=tflm_timeout,
         firmware_runtime=config.getoption("tinyml_firmware_runtime"),
+        kernels=config.getoption("tinyml_kernels"),
+        offline=bool(config.getoption("tinyml_offline") or config.getini("tinyml_offline")
+                     or os.environ.get("TINYML_OFFLINE", "") not in ("", "0")),
+        tflm_sources=Path(sources).expanduser() if sources else None,
+        tflm_mirror=config.getini("tinyml_tflm_mirror") or None,
     )
     session = TinyMLSession(
         config=config,
@@ -336,6 +359,16 @@ def _progress_writer(config: pytest.Config) -> Any:
 
 
 # --- reports and export (on the controller) ---------------------------------------------------------------------
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """After deselection (-m, -k): targets whose firmware items will run let ``arena``/``flash`` measure on
+    the target as well; with the firmware items deselected they never build firmware."""
+    for item in items:
+        target = getattr(item, "measurements", None)
+        if target is not None and item.get_closest_marker("firmware") is not None:
+            target.firmware_selected = True
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     tiny = session.config.stash.get(SESSION_KEY, None)
     if tiny is None or hasattr(session.config, "workerinput"):

@@ -39,7 +39,11 @@ class RunOptions:
     extra_loaders: Mapping[str, Callable[..., Any]] | None = None  # the datasets hook's (None: built-ins)
     load_model: Callable[..., Any] | None = None
     tflm_timeout: float = 60.0  # seconds for one host-TFLM allocation in its child process
-    firmware_runtime: str | None = None  # tinyml (the project's C runtime) or tflm (real TFLM, needs TFLM_ROOT)
+    firmware_runtime: str | None = None  # tflm (real TFLM), tinyml (the project's C runtime); None: tflm if possible
+    kernels: str | None = None  # TFLM kernel set; None: the spec's, else by core
+    offline: bool = False  # never download TFLM sources
+    tflm_sources: Path | None = None  # source cache (default cache_dir / "tflm-sources")
+    tflm_mirror: str | None = None
 
 
 def display(path: Path) -> str:
@@ -109,7 +113,8 @@ class TinyMLSession:
             by_label.setdefault(r.target, []).append(r)
         for label, rows in by_label.items():
             info = merged(rows)
-            arena = (info.facts.get("arena") or {}).get("bytes")
+            arena_fact = info.facts.get("arena") or {}
+            arena = arena_fact.get("export_bytes") or arena_fact.get("bytes")
             path = Path(info.model_path) if info.model_path else None
             if arena is None or path is None:
                 missing = "no arena size (the arena item did not run or measure)" if arena is None else "no model file"

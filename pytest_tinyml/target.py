@@ -167,7 +167,19 @@ class Target:
                 "TFLM cannot allocate this model, so it has no arena size (see the tflm_ops item)",
                 "make the model TFLM-compatible (int8 ops, registered custom ops)",
             )
-        return tflm.arena_32bit(self.model_info, alloc)
+        return tflm.arena_32bit(self.model_info, alloc, kernels=self.tflm_kernels)
+
+    @property
+    def tflm_kernels(self) -> str:
+        """The TFLM kernel set this target's firmware uses (``--tinyml-kernels``, the spec's, else by core):
+        the host arena estimate is made for it too."""
+        from pytest_tinyml.emulate.tflm_build import default_kernels
+
+        chosen = self.options.kernels or self.firmware_spec.kernels
+        if chosen:
+            return chosen
+        core = self.board.core.removesuffix("f")
+        return default_kernels(core)
 
     @cached_measurement
     def flash(self) -> Any:
@@ -237,6 +249,32 @@ class Target:
 
         return firmware.tflm_outputs(self)
 
+    #: Set by the plugin after deselection when a ``firmware`` item of this target will run: then the
+    #: ``arena`` and ``flash`` items measure on the target too (they never build firmware otherwise).
+    firmware_selected: bool = False
+
+    def firmware_for_memory(self) -> Any | None:
+        """The firmware run for the memory items: computed when this target's firmware items are selected,
+        reused when it already ran, else None (never raises: the firmware items report failures)."""
+        value = self.computed("firmware")
+        if value is None and self.firmware_selected:
+            try:
+                value = self.firmware
+            except (NotEvaluable, TinyMLError):
+                return None
+        return None if value is None or isinstance(value, BaseException) else value
+
+    @cached_measurement
+    def firmware_runtime_choice(self) -> Any:
+        from pytest_tinyml.emulate import firmware
+
+        return firmware.runtime_choice(self)
+
+    def firmware_divergence(self, sample: int) -> str:
+        from pytest_tinyml.emulate import firmware
+
+        return firmware.divergence(self, sample)
+
     # --- what was computed ------------------------------------------------------------------------
     def computed(self, name: str) -> Any:
         """The measurement ``name`` if it was already computed in this process (never computes it):
@@ -255,6 +293,10 @@ class Target:
         if arena is not None and not isinstance(arena, BaseException):
             facts["arena"] = {"bytes": int(arena.bytes), "host_bytes": getattr(arena, "host_bytes", None),
                               "method": str(getattr(arena, "method", "") or "") or None}
+            from pytest_tinyml.emulate.firmware import export_arena_bytes
+
+            fw = self.computed("firmware")
+            facts["arena"]["export_bytes"] = export_arena_bytes(arena, None if isinstance(fw, BaseException) else fw)
         flash = self.computed("flash")
         if flash is not None and not isinstance(flash, BaseException):
             model_b, code_b = int(flash.model_bytes), int(flash.runtime_code_bytes)

@@ -13,6 +13,19 @@ if TYPE_CHECKING:
     from pytest_tinyml.target import Target
 
 
+def firmware_provenance(fw: Any) -> dict[str, Any]:
+    """How a firmware run happened, for every firmware item's ``extra`` (and so report.json): the emulator,
+    its exact command line (to reproduce the run by hand), instructions per inference, the memory map."""
+    return {
+        "emulator": fw.emulator,
+        "emulator_command": fw.emulator_command,
+        "instructions": fw.instructions_per_inference,
+        "memory_map": fw.memory_map,
+        "emulator_runs": fw.runs,
+        "executed_instructions": fw.executed_instructions or None,  # the emulator's own counter (Renode)
+    }
+
+
 def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
     import numpy as np
 
@@ -61,6 +74,32 @@ def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine
     )
 
 
+def runtime_properties(fw: Any) -> dict[str, Any]:
+    """``runtime`` (``tflm`` or ``tinyml``), the TFLM kernel set, and why the project's runtime ran."""
+    props: dict[str, Any] = {"runtime": fw.runtime}
+    if fw.runtime == "tflm":
+        props["kernels"] = fw.kernels or "reference"
+    if getattr(fw, "runtime_note", ""):
+        props["runtime_note"] = fw.runtime_note
+    return props
+
+
+def runtime_label(fw: Any) -> str:
+    """The message suffix naming the firmware runtime that measured a figure."""
+    if fw.runtime == "tflm":
+        return f"[runtime tflm, {fw.kernels or 'reference'} kernels]"
+    note = getattr(fw, "runtime_note", "")
+    return f"[runtime tinyml (the project's own), {note}]" if note else "[runtime tinyml (the project's own)]"
+
+
+def with_runtime(verdict: Verdict, fw: Any) -> Verdict:
+    """Say in the message and in ``extra`` which firmware runtime measured the verdict."""
+    verdict.message = f"{verdict.message} {runtime_label(fw)}"
+    verdict.extra.update(runtime_properties(fw))
+    verdict.extra.update(firmware_provenance(fw))
+    return verdict
+
+
 class FirmwareBitexactCheck:
     name = "firmware_bitexact"
     key = "firmware"
@@ -79,7 +118,13 @@ class FirmwareBitexactCheck:
                 "make the model TFLM-compatible",
             )
         fw = m.firmware
-        return judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
+        verdict = judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
+        mismatched = verdict.extra.get("mismatched") or []
+        if not verdict.passed and mismatched:
+            where = m.firmware_divergence(int(mismatched[0]))
+            verdict.details.append(f"sample {mismatched[0]}: {where}")
+            verdict.extra["first_divergence"] = where
+        return with_runtime(verdict, fw)
 
 
 def judge_latency(seconds: float, limit: float, instructions: float, cpi: float, clock_hz: int, method: str) -> Verdict:
@@ -123,6 +168,10 @@ class LatencyCheck:
             )
         fw = m.firmware
         est = emulate.latency_estimate(fw.instructions_per_inference, m.firmware_core, m.board.clock_hz)
-        return judge_latency(
-            est.seconds, m.constraints.max_latency, fw.instructions_per_inference, est.cpi, m.board.clock_hz, est.method
+        return with_runtime(
+            judge_latency(
+                est.seconds, m.constraints.max_latency, fw.instructions_per_inference, est.cpi, m.board.clock_hz,
+                est.method,
+            ),
+            fw,
         )

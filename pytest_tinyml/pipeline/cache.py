@@ -360,6 +360,14 @@ class RunCache:
         "clock_hz",
         "emulate_seconds",
         "seconds",
+        "emulator_command",
+        "memory_map",
+        "runs",
+        "executed_instructions",
+        "runtime",
+        "kernels",
+        "arena_min_bytes",
+        "arena_used_at",
     )
 
     def __init__(self, root: Path, index_root: Path | None = None) -> None:
