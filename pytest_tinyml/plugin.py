@@ -18,7 +18,7 @@ import pytest
 from pytest_tinyml import hookspecs
 from pytest_tinyml.boards import BoardRegistry, board_from_mapping
 from pytest_tinyml.checks.base import CANONICAL_NAMES, Check
-from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
+from pytest_tinyml.errors import SpecError
 from pytest_tinyml.session import SESSION_KEY, RunOptions, TinyMLSession, display
 
 __all__ = ["SESSION_KEY", "TinyMLSession"]
@@ -375,7 +375,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     export = tiny.options.export_dir
     if export is not None:
-        _export(tiny, export)
+        tiny.export(export)
     report_dir = session.config.getoption("tinyml_report")
     baseline = session.config.getoption("tinyml_baseline")
     if report_dir or baseline:
@@ -389,25 +389,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def _export(tiny: TinyMLSession, out: Path) -> None:
-    from pytest_tinyml import emulate
-
-    for label, m in tiny.targets.items():
-        try:
-            data = m.tflite_bytes
-            arena = m.export_arena_bytes
-        except (TinyMLError, NotEvaluable):
-            continue
-        safe = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
-        emulate.export(data, out / safe, arena_bytes=arena, model_info=m.model_info)
-
-
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     tiny = config.stash.get(SESSION_KEY, None)
     if tiny is None or not tiny.results:
         return
     from pytest_tinyml.reports.terminal import summary_lines
 
+    report = getattr(tiny.report_outcome, "report", None)
+    if report is None and len({r.target for r in tiny.results}) > 1:
+        from pytest_tinyml.reports.collect import build_report
+
+        try:
+            report = build_report(tiny, model_files=False)  # for the comparison table across targets
+        except Exception:  # noqa: BLE001 - the summary must not fail the run; the per-target tables stand
+            report = None
     terminalreporter.section("tinyml summary")
-    for line in summary_lines(tiny.results, outcome=tiny.report_outcome):
+    for line in summary_lines(tiny.results, outcome=tiny.report_outcome, report=report):
+        terminalreporter.write_line(line)
+    for line in tiny.notes:
         terminalreporter.write_line(line)

@@ -1,11 +1,11 @@
 """The run: what was asked (:class:`RunOptions`), the boards, checks, specs and targets of this pytest
-session, and the item results gathered from pytest's reports (so they reach the controller under
-pytest-xdist too). Registered as the ``tinyml-session`` plugin by :mod:`pytest_tinyml.plugin`.
+session, and the items' records gathered from pytest's reports (so they reach the controller under
+pytest-xdist too: :mod:`pytest_tinyml.records`). Registered as the ``tinyml-session`` plugin by
+:mod:`pytest_tinyml.plugin`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +16,8 @@ import pytest
 
 from pytest_tinyml.boards import DEFAULT_BOARD, Board, BoardRegistry
 from pytest_tinyml.checks.base import Check
-from pytest_tinyml.errors import SpecError
+from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
+from pytest_tinyml.records import ItemRecord, record_from_report
 from pytest_tinyml.spec.model import Spec
 from pytest_tinyml.target import SpecArtifacts, Target, model_target, spec_targets
 
@@ -45,21 +46,6 @@ class RunOptions:
     tflm_mirror: str | None = None
 
 
-@dataclass
-class ItemResult:
-    """What reports need of one item: filled from the test reports, so it works under pytest-xdist too."""
-
-    nodeid: str
-    target: str
-    name: str
-    status: str  # passed, failed, skipped, error
-    verdict: dict[str, Any] | None = None
-    message: str = ""
-    model_path: str | None = None
-    board: str | None = None
-    mode: str | None = None
-
-
 def display(path: Path) -> str:
     """``path`` relative to the working directory when it can be, else as given."""
     try:
@@ -80,8 +66,9 @@ class TinyMLSession:
     targets: dict[str, Target] = field(default_factory=dict)
     artifacts: dict[Path, SpecArtifacts] = field(default_factory=dict)
     loaded: dict[Path, Spec | SpecError] = field(default_factory=dict)
-    results: list[ItemResult] = field(default_factory=list)
+    results: list[ItemRecord] = field(default_factory=list)
     report_outcome: Any = None
+    notes: list[str] = field(default_factory=list)  # lines for the terminal summary (export)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -89,7 +76,7 @@ class TinyMLSession:
         progress = self.options.progress
         if progress is not None and hasattr(progress, "close"):
             progress.close()
-        result = result_from_report(report)
+        result = record_from_report(report)
         if result is not None:
             self.results.append(result)
 
@@ -114,6 +101,35 @@ class TinyMLSession:
         if key not in self.artifacts:
             self.artifacts[key] = SpecArtifacts(spec, self.options)
         return self.artifacts[key]
+
+    def export(self, out: Path) -> None:
+        """Write each judged target's C export from the items' records (model file and measured arena size)."""
+        from pytest_tinyml import emulate
+        from pytest_tinyml.analysis.model import parse_model
+        from pytest_tinyml.reports.collect import merged, read_model
+
+        by_label: dict[str, list[Any]] = {}
+        for r in self.results:
+            by_label.setdefault(r.target, []).append(r)
+        for label, rows in by_label.items():
+            info = merged(rows)
+            arena_fact = info.facts.get("arena") or {}
+            arena = arena_fact.get("export_bytes") or arena_fact.get("bytes")
+            path = Path(info.model_path) if info.model_path else None
+            if arena is None or path is None:
+                missing = "no arena size (the arena item did not run or measure)" if arena is None else "no model file"
+                self.notes.append(f"--tinyml-export: {label} not exported: {missing}")
+                continue
+            try:
+                data = read_model(path)
+                if data is None:
+                    raise NotEvaluable(f"{path} is gone", "keep the model file until the run ends")
+                model_info = parse_model(data, str(path))
+            except (TinyMLError, NotEvaluable, OSError) as exc:
+                self.notes.append(f"--tinyml-export: {label} not exported: {exc}")
+                continue
+            safe = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
+            emulate.export(data, out / safe, arena_bytes=int(arena), model_info=model_info)
 
     # --- targets: made once, by the rules of pytest_tinyml.target ------------------------------------
     def _remember(self, targets: list[Target]) -> list[Target]:
@@ -142,35 +158,3 @@ class TinyMLSession:
             constraints=spec.constraints if spec else None,
         )
         return self._remember([target])[0]
-
-
-def result_from_report(report: pytest.TestReport) -> ItemResult | None:
-    props = {str(k): v for k, v in report.user_properties}
-    if "tinyml_target" not in props:
-        return None
-    if report.when != "call" and not (report.when == "setup" and (report.failed or report.skipped)):
-        return None
-    verdict = json.loads(str(props["tinyml_verdict"])) if "tinyml_verdict" in props else None
-    if report.skipped:
-        status = "skipped"
-        message = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    else:
-        status = report.outcome if report.when == "call" else "error"
-        crash = getattr(report.longrepr, "reprcrash", None)
-        text = crash.message if crash is not None else (report.longreprtext or "")
-        message = verdict["message"] if verdict else (text.splitlines()[0] if text else "")
-    return ItemResult(
-        nodeid=report.nodeid,
-        target=str(props["tinyml_target"]),
-        name=report.nodeid.rsplit("::", 1)[-1],
-        status=status,
-        verdict=verdict,
-        message=message,
-        model_path=_opt_str(props.get("tinyml_model_path")),
-        board=_opt_str(props.get("tinyml_board")),
-        mode=_opt_str(props.get("tinyml_mode")),
-    )
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
