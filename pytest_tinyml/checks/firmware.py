@@ -13,6 +13,19 @@ if TYPE_CHECKING:
     from pytest_tinyml.target import Target
 
 
+def firmware_provenance(fw: Any) -> dict[str, Any]:
+    """How a firmware run happened, for every firmware item's ``extra`` (and so report.json): the emulator,
+    its exact command line (to reproduce the run by hand), instructions per inference, the memory map."""
+    return {
+        "emulator": fw.emulator,
+        "emulator_command": fw.emulator_command,
+        "instructions": fw.instructions_per_inference,
+        "memory_map": fw.memory_map,
+        "emulator_runs": fw.runs,
+        "executed_instructions": fw.executed_instructions or None,  # the emulator's own counter (Renode)
+    }
+
+
 def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
     import numpy as np
 
@@ -83,6 +96,7 @@ def with_runtime(verdict: Verdict, fw: Any) -> Verdict:
     """Say in the message and in ``extra`` which firmware runtime measured the verdict."""
     verdict.message = f"{verdict.message} {runtime_label(fw)}"
     verdict.extra.update(runtime_properties(fw))
+    verdict.extra.update(firmware_provenance(fw))
     return verdict
 
 

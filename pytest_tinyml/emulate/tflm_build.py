@@ -5,7 +5,7 @@ the verified source cache, or a pinned download). This module compiles TFLM for 
 ``arm-none-eabi-g++``, object by object and only what the model's ops need, and links
 ``firmware/app/tflm_main.cc`` with the files
 :func:`pytest_tinyml.emulate.export` generates (model array, op resolver, arena size). The ELF speaks the
-same semihosting protocol as the tinyml-rt harness, so :func:`pytest_tinyml.emulate.run_firmware` runs it
+same protocol as the tinyml-rt harness (input block + UART, firmware/app/harness.h), so :func:`pytest_tinyml.emulate.run_firmware` runs it
 unchanged (``runtime="tflm"``).
 
 Kernel sets (``kernels``): ``reference`` (TFLM's portable kernels) or ``cmsis_nn`` (TFLM built the way its
@@ -477,8 +477,12 @@ def build_tflm_app(
     arena_bytes: int = 0,
     tree: TflmTree | None = None,
     progress: Progress | None = None,
+    script: Path | None = None,
 ) -> BuildOutput:
     """Link ``tflm_main.cc`` + the export() files for ``model`` against TFLM (cached by content).
+
+    ``script`` is the board's generated linker script (:func:`pytest_tinyml.emulate.build.board_script`);
+    None links for the QEMU machine's own map.
 
     ``arena_bytes`` becomes ``TINYML_ARENA_SIZE``; 0 lets the harness use all free RAM of the board.
     Only the TFLM kernels the model's ops register are compiled (objects are cached one by one); when the
@@ -491,7 +495,7 @@ def build_tflm_app(
     fw = firmware_dir()
     harness_dir, harness_cached = build_library(core, cache_dir)
     boards = fw / "boards"
-    script = boards / MACHINES[machine].linker_script
+    script = script or boards / MACHINES[machine].linker_script
     main_src = fw / "app" / "tflm_main.cc"
     key = _digest(
         TFLM_BUILD_FORMAT.encode(),

@@ -294,7 +294,7 @@ def build_spec(
             FirmwareSpec(
                 samples=fw.get("samples", 1000),
                 machine=fw.get("machine"),
-                emulator=fw.get("emulator", "qemu"),
+                emulator=fw.get("emulator"),
                 enabled=fw.get("enabled", True),
                 kernels=fw.get("kernels"),
             )
