@@ -89,6 +89,7 @@ class FirmwareResult:
     arena_used_at: int = 0  # TFLM: the arena size arena_bytes (arena_used_bytes()) was taken with
     runtime_note: str = ""  # why this runtime ran (e.g. the reason real TFLM was unavailable)
     emulator_command: str = ""  # the exact command of the (first) emulator run, shell-quoted
+    emulator_script: str = ""  # Renode: the .resc the command includes (QEMU: "")
     memory_map: str = ""  # the flash/RAM regions the firmware was linked for, and where they come from
     runs: int = 1  # emulator runs (samples are split when they do not fit the board's flash at once)
     executed_instructions: int = 0  # the emulator's own counter for the whole run (Renode), 0 if unknown
@@ -463,6 +464,7 @@ def run_firmware(
     tags_all: list[dict[str, dict[str, str]]] = []
     log: list[str] = []
     command = ""
+    script_text = ""
     emulate_seconds = 0.0
     executed = 0
     deadline = time.perf_counter() + timeout
@@ -490,6 +492,7 @@ def run_firmware(
                 cmd, run, count_executed = renode_run(target.name, built.elf, block, block_addr, serial, cwd, left,
                                                       max_bytes=max_uart, vector_table=target.memory.flash.origin)
                 executed += count_executed
+                script_text = script_text or (io_dir / "tinyml.resc").read_text()
             command = command or shlex.join(cmd)
             emulate_seconds += run.seconds
             proto = parse_uart(run.uart, max_data)
@@ -541,6 +544,7 @@ def run_firmware(
         arena_min_bytes=int(arena.get("min", 0)),
         arena_used_at=int(arena.get("used_at", 0)),
         emulator_command=command,
+        emulator_script=script_text,
         memory_map=f"{target.memory.key()}: {target.note}",
         runs=len(chunks),
         executed_instructions=executed,
