@@ -33,10 +33,11 @@ needs_toolchain = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fw_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One firmware build cache for the module (the runtime library is compiled once)."""
-    return tmp_path_factory.mktemp("fw-cache")
+    """The session's firmware build cache (the same directory test_firmware_api.py uses: the runtime library
+    is compiled once per session)."""
+    return tmp_path_factory.getbasetemp() / "firmware-cache"
 
 
 def _frame(text: str) -> bytes:
