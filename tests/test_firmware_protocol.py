@@ -300,3 +300,26 @@ def test_emulator_that_stops_without_the_marker_is_a_clear_error(tmp_path: Path)
         _raise_reported(proto, run, [])
     assert info.value.stage == "emulate" and "before the firmware's end marker" in str(info.value)
     assert isinstance(run, EmulatorRun) and isinstance(proto, Protocol)
+
+
+def test_emulator_choice_option_then_spec_then_board() -> None:
+    import shutil
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from pytest_tinyml.boards import builtin_boards
+    from pytest_tinyml.emulate.firmware import emulator
+    from pytest_tinyml.spec.model import FirmwareSpec
+
+    nrf = {b.name: b for b in builtin_boards()}["nrf52840"]
+    renode_only = replace(nrf, qemu=None)
+
+    def target(option: str | None, spec: str | None, board: object) -> object:
+        return SimpleNamespace(options=SimpleNamespace(emulator=option), firmware_spec=FirmwareSpec(emulator=spec),
+                               board=board)
+
+    assert emulator(target("renode", "qemu", nrf)) == "renode"  # --tinyml-emulator wins
+    assert emulator(target(None, "renode", nrf)) == "renode"  # then the spec
+    assert emulator(target(None, None, nrf)) == "qemu"  # the board has a QEMU machine
+    want = "renode" if shutil.which("renode") else "qemu"  # only Renode models it: Renode when installed
+    assert emulator(target(None, None, renode_only)) == want
