@@ -323,3 +323,18 @@ def test_emulator_choice_option_then_spec_then_board() -> None:
     assert emulator(target(None, None, nrf)) == "qemu"  # the board has a QEMU machine
     want = "renode" if shutil.which("renode") else "qemu"  # only Renode models it: Renode when installed
     assert emulator(target(None, None, renode_only)) == want
+
+
+def test_renode_platform_that_miscomputes_a_core_is_refused() -> None:
+    """Cortex-M7 double-precision code gave outputs different from host TFLM on Renode 1.15.1's STM32F746
+    (checked by hand, see toolchain.py); such a run is not evaluable rather than a false mismatch."""
+    from pytest_tinyml.boards import builtin_boards
+    from pytest_tinyml.emulate.run import resolve_target
+    from pytest_tinyml.errors import NotEvaluable
+
+    f746 = {b.name: b for b in builtin_boards()}["stm32f746"]
+    with pytest.raises(NotEvaluable) as info:
+        resolve_target("mps2-an500", "renode", f746.memory, f746.renode, "cortex-m7")
+    assert "--tinyml-emulator qemu" in str(info.value)
+    ok = resolve_target("mps2-an500", "renode", f746.memory, f746.renode, "cortex-m4")
+    assert ok.emulator == "renode" and ok.memory == f746.memory

@@ -344,7 +344,8 @@ class Target:
     note: str  # how the memory map was chosen
 
 
-def resolve_target(machine: str, emulator: str, memory: MemoryMap | None, platform: str | None) -> Target:
+def resolve_target(machine: str, emulator: str, memory: MemoryMap | None, platform: str | None,
+                   core: str = "cortex-m4") -> Target:
     """Pick the memory map and UART for a run. A board map (``memory``) is used when the emulated machine
     models all of it; otherwise the QEMU proxy machine's own map is used and the note says so."""
     from pytest_tinyml.emulate.toolchain import RENODE_FOR_MACHINE, RENODE_PLATFORMS
@@ -357,6 +358,13 @@ def resolve_target(machine: str, emulator: str, memory: MemoryMap | None, platfo
                 f"use one of {', '.join(sorted(RENODE_PLATFORMS))} (boards.yaml field 'renode'), or --tinyml-emulator qemu",
             )
         p = RENODE_PLATFORMS[repl]
+        from pytest_tinyml.emulate.toolchain import platform_can_run
+
+        if not platform_can_run(p, core):
+            raise NotEvaluable(
+                f"Renode's {repl} ({p.cpu}) does not run code built for {core} correctly",
+                "run this board under QEMU (--tinyml-emulator qemu)",
+            )
         mem = memory or MACHINES[machine].memory
         if mem is None or not (mem.flash.within(p.modelled) and mem.ram.within(p.modelled)):
             raise NotEvaluable(f"the memory map {mem.key() if mem else '?'} is not modelled by Renode's {repl}",
@@ -427,7 +435,7 @@ def run_firmware(
             "MEAN, PAD, CONCATENATION, LOGISTIC, RESHAPE, TRANSPOSE, QUANTIZE, DEQUANTIZE), or run real TFLM: "
             "runtime=\"tflm\" with TFLM_ROOT set",
         )
-    target = resolve_target(machine, emulator, memory, platform)
+    target = resolve_target(machine, emulator, memory, platform, core)
     in_specs, out_specs = _io_specs(info)
     payload = _pack_inputs(list(inputs), in_specs)
     count = len(inputs)
