@@ -227,6 +227,17 @@ def _stm32f746(repl: str) -> RenodePlatform:
     )
 
 
+def _stm32h743(repl: str) -> RenodePlatform:
+    # fpu "sp": the same Cortex-M7 model as the STM32F746 above
+    return RenodePlatform(
+        repl, "cortex-m7", "sp", (Region(0x08000000, 2 << 20), Region(0x24000000, 512 << 10),
+                                  Region(0x20000000, 128 << 10)),
+        Uart("stm32f7", 0x40011000), "sysbus.usart1", 96_000_000,
+        "Renode 1.15.1 platforms/cpus/stm32h743.repl: flash 2 MiB at 0x08000000, AXI SRAM 512 KiB at 0x24000000, "
+        "DTCM 128 KiB at 0x20000000, STM32F7_USART usart1 at 0x40011000",
+    )
+
+
 RENODE_PLATFORMS: dict[str, RenodePlatform] = {
     p.repl: p
     for p in (
@@ -236,6 +247,7 @@ RENODE_PLATFORMS: dict[str, RenodePlatform] = {
         _nrf52840("platforms/boards/arduino_nano_33_ble.repl"),
         _nrf52840("platforms/boards/nrf52840dk_nrf52840.repl"),
         _stm32f746("platforms/cpus/stm32f746.repl"),
+        _stm32h743("platforms/cpus/stm32h743.repl"),
     )
 }
 #: Renode platform that stands in for a QEMU machine when only the machine is named (same SoC family).
