@@ -33,7 +33,12 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def firmware_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "firmware-cache"
+    """A fresh object cache, or $TINYML_TEST_FIRMWARE_CACHE to reuse TFLM objects compiled before (the
+    cache is keyed by content, so reuse cannot change a result)."""
+    import os
+
+    shared = os.environ.get("TINYML_TEST_FIRMWARE_CACHE")
+    return Path(shared) if shared else tmp_path_factory.getbasetemp() / "firmware-cache"
 
 
 def _tree_or_skip(kernels: str) -> TflmTree:
