@@ -18,7 +18,7 @@ import pytest
 from pytest_tinyml import hookspecs
 from pytest_tinyml.boards import BoardRegistry, board_from_mapping
 from pytest_tinyml.checks.base import CANONICAL_NAMES, Check
-from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
+from pytest_tinyml.errors import SpecError
 from pytest_tinyml.session import SESSION_KEY, RunOptions, TinyMLSession, display
 
 __all__ = ["SESSION_KEY", "TinyMLSession"]
@@ -375,7 +375,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     export = tiny.options.export_dir
     if export is not None:
-        _export(tiny, export)
+        tiny.export(export)
     report_dir = session.config.getoption("tinyml_report")
     baseline = session.config.getoption("tinyml_baseline")
     if report_dir or baseline:
@@ -387,36 +387,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         tiny.report_outcome = outcome
         if (outcome.regressions or outcome.errors) and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _export(tiny: TinyMLSession, out: Path) -> None:
-    """Write each judged target's C export from the items' records (model file and measured arena size)."""
-    from pytest_tinyml import emulate
-    from pytest_tinyml.analysis.model import parse_model
-    from pytest_tinyml.reports.collect import merged, read_model
-
-    by_label: dict[str, list[Any]] = {}
-    for r in tiny.results:
-        by_label.setdefault(r.target, []).append(r)
-    for label, rows in by_label.items():
-        info = merged(rows)
-        arena_fact = info.facts.get("arena") or {}
-        arena = arena_fact.get("export_bytes") or arena_fact.get("bytes")
-        path = Path(info.model_path) if info.model_path else None
-        if arena is None or path is None:
-            missing = "no arena size (the arena item did not run or measure)" if arena is None else "no model file"
-            tiny.notes.append(f"--tinyml-export: {label} not exported: {missing}")
-            continue
-        try:
-            data = read_model(path)
-            if data is None:
-                raise NotEvaluable(f"{path} is gone", "keep the model file until the run ends")
-            model_info = parse_model(data, str(path))
-        except (TinyMLError, NotEvaluable, OSError) as exc:
-            tiny.notes.append(f"--tinyml-export: {label} not exported: {exc}")
-            continue
-        safe = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
-        emulate.export(data, out / safe, arena_bytes=int(arena), model_info=model_info)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

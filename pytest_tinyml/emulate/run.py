@@ -519,7 +519,7 @@ def run_firmware(
     ticks_total = sum(int(r["ticks_total"]) for r in results)
     ipi = ticks_total * per_tick / samples if samples else 0.0
     clock = clock_hz or MACHINES[machine].default_clock_hz
-    model_flash = len(data) if runtime == "tinyml" else 0  # the tinyml-rt firmware keeps the model in flash
+    model_flash = len(data)  # both firmwares read the model from the input block in flash
     return FirmwareResult(
         outputs=[o[0] for o in outputs_all],
         arena_bytes=int(inf.get("arena", 0)),
