@@ -236,7 +236,7 @@ def test_qat_needs_tf_keras_builder(tmp_path: Path) -> None:
 
 
 def test_qat_fine_tunes_at_a_fraction_of_the_training_rate(tiny: tuple[Path, Path, BuildResult]) -> None:
-    from pytest_tinyml.build.quantize import QAT_LR_FRACTION
+    from pytest_tinyml.pipeline.quantize import QAT_LR_FRACTION
 
     spec_path, cache, result = tiny
     # the tiny spec sets no learning rate: Adam's default 1e-3, so QAT fine-tunes at 1e-5

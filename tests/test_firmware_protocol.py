@@ -33,6 +33,13 @@ needs_toolchain = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="session")
+def fw_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's firmware build cache (the same directory test_firmware_api.py uses: the runtime library
+    is compiled once per session)."""
+    return tmp_path_factory.getbasetemp() / "firmware-cache"
+
+
 def _frame(text: str) -> bytes:
     return f"{text} *{zlib.crc32(text.encode()):08x}\n".encode()
 
@@ -90,11 +97,11 @@ int main(void)
 """
 
 
-@needs_toolchain
-def test_guest_semihosting_call_cannot_reach_the_host(tmp_path: Path) -> None:
+def _hostile_elf(tmp_path: Path, cache: Path, script: Path | None = None) -> tuple[Path, Path]:
+    """The firmware whose main makes the semihosting SYS_SYSTEM call; returns (elf, marker path)."""
     marker = tmp_path / "marker-created-by-guest"
     fw = firmware_dir()
-    lib, _ = build_library("cortex-m4", tmp_path / "cache")
+    lib, _ = build_library("cortex-m4", cache)
     src = tmp_path / "hostile.c"
     src.write_text(HOSTILE_MAIN.replace("MARKER", str(marker)))
     flags = core_cflags("cortex-m4")
@@ -103,10 +110,15 @@ def test_guest_semihosting_call_cannot_reach_the_host(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     boards = fw / "boards"
-    subprocess.run(link_command(GCC, flags, boards, boards / MACHINES["mps2-an386"].linker_script, out,
+    subprocess.run(link_command(GCC, flags, boards, script or boards / MACHINES["mps2-an386"].linker_script, out,
                                 [lib / "startup.o", lib / "harness.o", tmp_path / "hostile.o"]),
                    check=True, capture_output=True)
-    elf = out / "app.elf"
+    return out / "app.elf", marker
+
+
+@needs_toolchain
+def test_guest_semihosting_call_cannot_reach_the_host(tmp_path: Path, fw_cache: Path) -> None:
+    elf, marker = _hostile_elf(tmp_path, fw_cache)
     addr = elf_symbols(elf, ("__tm_input_start",))["__tm_input_start"]
     block = tmp_path / "input.bin"
     block.write_bytes(input_block(b"", b"", 0, 0))
@@ -125,7 +137,7 @@ def test_guest_semihosting_call_cannot_reach_the_host(tmp_path: Path) -> None:
 
 
 @needs_toolchain
-def test_corrupt_input_block_is_rejected_by_the_firmware(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupt_input_block_is_rejected_by_the_firmware(fw_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """FAKE fault: the host's block writer is patched to flip one payload byte after the CRC was computed,
     standing in for a corrupted transfer; the firmware must refuse the block, not run the model."""
     import pytest_tinyml.emulate.run as run_mod
@@ -139,29 +151,29 @@ def test_corrupt_input_block_is_rejected_by_the_firmware(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(run_mod, "input_block", corrupt)
     with pytest.raises(FirmwareError) as info:
-        run_firmware(tf_.int8_cnn(seed=1), [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=tmp_path)
+        run_firmware(tf_.int8_cnn(seed=1), [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=fw_cache)
     assert info.value.stage == "input" and "payload CRC mismatch" in str(info.value)
 
 
 @needs_toolchain
-def test_model_too_big_for_flash_says_by_how_many_bytes(tmp_path: Path) -> None:
+def test_model_too_big_for_flash_says_by_how_many_bytes(fw_cache: Path) -> None:
     model = tf_.int8_cnn(seed=1)
     samples = [np.zeros((1, 8, 8, 1), np.int8)]
     padded = model + bytes(1100 * 1024)  # trailing bytes: still a valid flatbuffer, > 1 MiB of flash
     with pytest.raises(FirmwareError) as info:
-        run_firmware(padded, samples, machine="netduinoplus2", cache_dir=tmp_path)
+        run_firmware(padded, samples, machine="netduinoplus2", cache_dir=fw_cache)
     assert info.value.stage == "link" and "short by" in str(info.value) and "bytes" in str(info.value)
 
 
 @needs_toolchain
-def test_samples_beyond_the_flash_are_split_into_runs(tmp_path: Path) -> None:
+def test_samples_beyond_the_flash_are_split_into_runs(fw_cache: Path) -> None:
     """1 MiB of flash on the Netduino: 130 samples of 16 KiB do not fit at once; the host splits them."""
     model = tf_.int8_cnn_graph_fc_only(units=1, features=16384).build()
     rng = np.random.default_rng(0)
     samples = [rng.integers(-128, 128, size=(1, 16384), dtype=np.int8) for _ in range(130)]
-    res = run_firmware(model, samples, machine="netduinoplus2", cache_dir=tmp_path)
+    res = run_firmware(model, samples, machine="netduinoplus2", cache_dir=fw_cache)
     assert res.runs >= 2 and res.samples == 130
-    one = run_firmware(model, samples[-3:], machine="netduinoplus2", cache_dir=tmp_path)
+    one = run_firmware(model, samples[-3:], machine="netduinoplus2", cache_dir=fw_cache)
     assert one.runs == 1
     assert [o.tobytes() for o in res.outputs[-3:]] == [o.tobytes() for o in one.outputs]
 
@@ -180,9 +192,9 @@ def _conv_overflow_model() -> bytes:
 
 
 @needs_toolchain
-def test_element_count_overflowing_32_bits_is_rejected_before_running(tmp_path: Path) -> None:
+def test_element_count_overflowing_32_bits_is_rejected_before_running(fw_cache: Path) -> None:
     with pytest.raises(FirmwareError) as info:
-        run_firmware(_conv_overflow_model(), [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=tmp_path)
+        run_firmware(_conv_overflow_model(), [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=fw_cache)
     assert info.value.stage == "init" and "32-bit overflow" in str(info.value)
 
 
@@ -226,14 +238,14 @@ def test_board_memory_map_is_validated(memory: object, message: str) -> None:
 
 
 @needs_toolchain
-def test_model_that_does_not_fit_the_board_ram_says_by_how_many_bytes(tmp_path: Path) -> None:
+def test_model_that_does_not_fit_the_board_ram_says_by_how_many_bytes(fw_cache: Path) -> None:
     from pytest_tinyml.boards import builtin_boards
 
     l476 = {b.name: b for b in builtin_boards()}["stm32l476"]
     nrf = {b.name: b for b in builtin_boards()}["nrf52840"]
     model = tf_.int8_cnn(seed=2, height=100, width=100, filters=8)  # 98x98x8 x2 live tensors: ~150 KB
     samples = [np.zeros((1, 100, 100, 1), np.int8)]
-    ok = run_firmware(model, samples, machine="mps2-an386", memory=nrf.memory, cache_dir=tmp_path)
+    ok = run_firmware(model, samples, machine="mps2-an386", memory=nrf.memory, cache_dir=fw_cache)
     assert "board map" in ok.memory_map and ok.arena_bytes > 96 * 1024
     # the L476's 96 KiB SRAM1 is not at a QEMU-modelled address on the MPS2 proxy (flash at 0x08000000), so it
     # runs on the proxy's map; the nRF52840 map with the RAM cut to 96 KiB stands for it here
@@ -243,7 +255,7 @@ def test_model_that_does_not_fit_the_board_ram_says_by_how_many_bytes(tmp_path: 
 
     small = replace(nrf.memory, ram=Region(0x20000000, l476.memory.ram.length))
     with pytest.raises(FirmwareError) as info:
-        run_firmware(model, samples, machine="mps2-an386", memory=small, cache_dir=tmp_path)
+        run_firmware(model, samples, machine="mps2-an386", memory=small, cache_dir=fw_cache)
     assert info.value.stage == "init" and "short by" in str(info.value)
 
 
@@ -260,14 +272,14 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 @needs_toolchain
-def test_timeout_kills_the_emulator_and_leaves_no_process(tmp_path: Path) -> None:
+def test_timeout_kills_the_emulator_and_leaves_no_process(fw_cache: Path) -> None:
     model = tf_.int8_cnn(seed=1, height=32, width=32, filters=16)
     rng = np.random.default_rng(0)
     samples = [rng.integers(-128, 128, size=(1, 32, 32, 1), dtype=np.int8) for _ in range(300)]
     with pytest.raises(FirmwareError) as info:
-        run_firmware(model, samples, cache_dir=tmp_path, timeout=0.5)
+        run_firmware(model, samples, cache_dir=fw_cache, timeout=0.5)
     assert info.value.stage == "timeout"
-    assert _processes_mentioning(str(tmp_path)) == []
+    assert _processes_mentioning(str(fw_cache)) == []
 
 
 @needs_toolchain
@@ -288,3 +300,41 @@ def test_emulator_that_stops_without_the_marker_is_a_clear_error(tmp_path: Path)
         _raise_reported(proto, run, [])
     assert info.value.stage == "emulate" and "before the firmware's end marker" in str(info.value)
     assert isinstance(run, EmulatorRun) and isinstance(proto, Protocol)
+
+
+def test_emulator_choice_option_then_spec_then_board() -> None:
+    import shutil
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from pytest_tinyml.boards import builtin_boards
+    from pytest_tinyml.emulate.firmware import emulator
+    from pytest_tinyml.spec.model import FirmwareSpec
+
+    nrf = {b.name: b for b in builtin_boards()}["nrf52840"]
+    renode_only = replace(nrf, qemu=None)
+
+    def target(option: str | None, spec: str | None, board: object) -> object:
+        return SimpleNamespace(options=SimpleNamespace(emulator=option), firmware_spec=FirmwareSpec(emulator=spec),
+                               board=board)
+
+    assert emulator(target("renode", "qemu", nrf)) == "renode"  # --tinyml-emulator wins
+    assert emulator(target(None, "renode", nrf)) == "renode"  # then the spec
+    assert emulator(target(None, None, nrf)) == "qemu"  # the board has a QEMU machine
+    want = "renode" if shutil.which("renode") else "qemu"  # only Renode models it: Renode when installed
+    assert emulator(target(None, None, renode_only)) == want
+
+
+def test_renode_platform_that_miscomputes_a_core_is_refused() -> None:
+    """Cortex-M7 double-precision code gave outputs different from host TFLM on Renode 1.15.1's STM32F746
+    (checked by hand, see toolchain.py); such a run is not evaluable rather than a false mismatch."""
+    from pytest_tinyml.boards import builtin_boards
+    from pytest_tinyml.emulate.run import resolve_target
+    from pytest_tinyml.errors import NotEvaluable
+
+    f746 = {b.name: b for b in builtin_boards()}["stm32f746"]
+    with pytest.raises(NotEvaluable) as info:
+        resolve_target("mps2-an500", "renode", f746.memory, f746.renode, "cortex-m7")
+    assert "--tinyml-emulator qemu" in str(info.value)
+    ok = resolve_target("mps2-an500", "renode", f746.memory, f746.renode, "cortex-m4")
+    assert ok.emulator == "renode" and ok.memory == f746.memory

@@ -75,3 +75,38 @@ def test_renode_reports_a_model_that_does_not_fit_the_board(tmp_path: Path) -> N
         run_firmware(model, [np.zeros((1, 120, 120, 1), np.int8)], machine="netduinoplus2", memory=b.memory,
                      platform=b.renode, emulator="renode", cache_dir=tmp_path, timeout=300)
     assert info.value.stage == "init" and "short by" in str(info.value)
+
+
+@needs_renode
+def test_guest_semihosting_call_cannot_reach_the_host_under_renode(tmp_path: Path) -> None:
+    """The same hostile guest as under QEMU (semihosting SYS_SYSTEM via BKPT 0xAB), on Renode's nRF52840.
+
+    Renode 1.15.1 answers BKPT 0xAB itself: only SYS_READC/WRITEC/WRITE0 to a registered semihosting UART
+    (the generated script registers none); any other operation returns 0 to the guest and does nothing."""
+    from test_firmware_protocol import _hostile_elf
+
+    from pytest_tinyml.emulate.build import board_script, elf_symbols
+    from pytest_tinyml.emulate.renode import renode_run
+    from pytest_tinyml.emulate.run import input_block, parse_uart
+    from pytest_tinyml.emulate.toolchain import RENODE_PLATFORMS
+
+    b = BOARDS["nrf52840"]
+    assert b.memory is not None and b.renode is not None
+    platform = RENODE_PLATFORMS[b.renode]
+    script = board_script(tmp_path / "cache", b.memory, platform.uart, "hostile guest")
+    elf, marker = _hostile_elf(tmp_path, tmp_path / "cache", script)
+    addr = elf_symbols(elf, ("__tm_input_start",))["__tm_input_start"]
+    io = tmp_path / "io"
+    io.mkdir()
+    block = io / "input.bin"
+    block.write_bytes(input_block(b"", b"", 0, 0))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    cmd, run, _ = renode_run(b.renode, elf, block, addr, io / "uart.txt", cwd, 120, max_bytes=1 << 16,
+                             vector_table=b.memory.flash.origin)
+    proto = parse_uart(run.uart, 0)
+    log = " ".join(proto.log)
+    assert "FAULT" in proto.tags or "semihosting returned 0" in log, proto.log  # refused in the guest ...
+    assert not marker.exists()  # ... and nothing ran on the host
+    assert "Semihosting" not in (io / "tinyml.resc").read_text()
+    assert not [p for p in cwd.iterdir() if p.name != "renode-tmp"]

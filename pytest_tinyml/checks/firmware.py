@@ -19,6 +19,7 @@ def firmware_provenance(fw: Any) -> dict[str, Any]:
     return {
         "emulator": fw.emulator,
         "emulator_command": fw.emulator_command,
+        "emulator_script": fw.emulator_script or None,  # Renode: the .resc the command includes
         "instructions": fw.instructions_per_inference,
         "memory_map": fw.memory_map,
         "emulator_runs": fw.runs,

@@ -89,6 +89,7 @@ class FirmwareResult:
     arena_used_at: int = 0  # TFLM: the arena size arena_bytes (arena_used_bytes()) was taken with
     runtime_note: str = ""  # why this runtime ran (e.g. the reason real TFLM was unavailable)
     emulator_command: str = ""  # the exact command of the (first) emulator run, shell-quoted
+    emulator_script: str = ""  # Renode: the .resc the command includes (QEMU: "")
     memory_map: str = ""  # the flash/RAM regions the firmware was linked for, and where they come from
     runs: int = 1  # emulator runs (samples are split when they do not fit the board's flash at once)
     executed_instructions: int = 0  # the emulator's own counter for the whole run (Renode), 0 if unknown
@@ -343,7 +344,8 @@ class Target:
     note: str  # how the memory map was chosen
 
 
-def resolve_target(machine: str, emulator: str, memory: MemoryMap | None, platform: str | None) -> Target:
+def resolve_target(machine: str, emulator: str, memory: MemoryMap | None, platform: str | None,
+                   core: str = "cortex-m4") -> Target:
     """Pick the memory map and UART for a run. A board map (``memory``) is used when the emulated machine
     models all of it; otherwise the QEMU proxy machine's own map is used and the note says so."""
     from pytest_tinyml.emulate.toolchain import RENODE_FOR_MACHINE, RENODE_PLATFORMS
@@ -356,6 +358,13 @@ def resolve_target(machine: str, emulator: str, memory: MemoryMap | None, platfo
                 f"use one of {', '.join(sorted(RENODE_PLATFORMS))} (boards.yaml field 'renode'), or --tinyml-emulator qemu",
             )
         p = RENODE_PLATFORMS[repl]
+        from pytest_tinyml.emulate.toolchain import platform_can_run
+
+        if not platform_can_run(p, core):
+            raise NotEvaluable(
+                f"Renode's {repl} ({p.cpu}) does not run code built for {core} correctly",
+                "run this board under QEMU (--tinyml-emulator qemu)",
+            )
         mem = memory or MACHINES[machine].memory
         if mem is None or not (mem.flash.within(p.modelled) and mem.ram.within(p.modelled)):
             raise NotEvaluable(f"the memory map {mem.key() if mem else '?'} is not modelled by Renode's {repl}",
@@ -426,7 +435,7 @@ def run_firmware(
             "MEAN, PAD, CONCATENATION, LOGISTIC, RESHAPE, TRANSPOSE, QUANTIZE, DEQUANTIZE), or run real TFLM: "
             "runtime=\"tflm\" with TFLM_ROOT set",
         )
-    target = resolve_target(machine, emulator, memory, platform)
+    target = resolve_target(machine, emulator, memory, platform, core)
     in_specs, out_specs = _io_specs(info)
     payload = _pack_inputs(list(inputs), in_specs)
     count = len(inputs)
@@ -463,6 +472,7 @@ def run_firmware(
     tags_all: list[dict[str, dict[str, str]]] = []
     log: list[str] = []
     command = ""
+    script_text = ""
     emulate_seconds = 0.0
     executed = 0
     deadline = time.perf_counter() + timeout
@@ -490,6 +500,7 @@ def run_firmware(
                 cmd, run, count_executed = renode_run(target.name, built.elf, block, block_addr, serial, cwd, left,
                                                       max_bytes=max_uart, vector_table=target.memory.flash.origin)
                 executed += count_executed
+                script_text = script_text or (io_dir / "tinyml.resc").read_text()
             command = command or shlex.join(cmd)
             emulate_seconds += run.seconds
             proto = parse_uart(run.uart, max_data)
@@ -541,6 +552,7 @@ def run_firmware(
         arena_min_bytes=int(arena.get("min", 0)),
         arena_used_at=int(arena.get("used_at", 0)),
         emulator_command=command,
+        emulator_script=script_text,
         memory_map=f"{target.memory.key()}: {target.note}",
         runs=len(chunks),
         executed_instructions=executed,

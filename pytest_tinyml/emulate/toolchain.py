@@ -217,11 +217,24 @@ def _nrf52840(repl: str) -> RenodePlatform:
 
 
 def _stm32f746(repl: str) -> RenodePlatform:
+    # fpu "sp": code built for cortex-m7 (-mfpu=fpv5-d16, double precision) gave outputs different from host
+    # TFLM on Renode 1.15.1's model (the same firmware built for cortex-m4 was bit-exact there and on QEMU)
     return RenodePlatform(
-        repl, "cortex-m7", "dp", (Region(0x08000000, 2 << 20), Region(0x20000000, 0x60000)),
+        repl, "cortex-m7", "sp", (Region(0x08000000, 2 << 20), Region(0x20000000, 0x60000)),
         Uart("stm32f7", 0x40011000), "sysbus.usart1", 216_000_000,
         "Renode platforms/cpus/stm32f746.repl: flash 2 MiB at 0x08000000, SRAM 384 KiB at 0x20000000, "
         "STM32F7_USART usart1 at 0x40011000",
+    )
+
+
+def _stm32h743(repl: str) -> RenodePlatform:
+    # fpu "sp": the same Cortex-M7 model as the STM32F746 above
+    return RenodePlatform(
+        repl, "cortex-m7", "sp", (Region(0x08000000, 2 << 20), Region(0x24000000, 512 << 10),
+                                  Region(0x20000000, 128 << 10)),
+        Uart("stm32f7", 0x40011000), "sysbus.usart1", 96_000_000,
+        "Renode 1.15.1 platforms/cpus/stm32h743.repl: flash 2 MiB at 0x08000000, AXI SRAM 512 KiB at 0x24000000, "
+        "DTCM 128 KiB at 0x20000000, STM32F7_USART usart1 at 0x40011000",
     )
 
 
@@ -234,6 +247,7 @@ RENODE_PLATFORMS: dict[str, RenodePlatform] = {
         _nrf52840("platforms/boards/arduino_nano_33_ble.repl"),
         _nrf52840("platforms/boards/nrf52840dk_nrf52840.repl"),
         _stm32f746("platforms/cpus/stm32f746.repl"),
+        _stm32h743("platforms/cpus/stm32h743.repl"),
     )
 }
 #: Renode platform that stands in for a QEMU machine when only the machine is named (same SoC family).
@@ -250,6 +264,12 @@ def _core_fpu(core: Core) -> str:
     if "fpv5-d16" in flags or "cortex-m55" in flags:
         return "dp"
     return "sp"
+
+
+def platform_can_run(platform: RenodePlatform, core: str) -> bool:
+    """True when code built for ``core`` runs correctly on the Renode platform's CPU model."""
+    c = CORES[core]
+    return c.arch in _RUNS[CORES[platform.cpu].arch] and _core_fpu(c) in _FPU_OK[platform.fpu]
 
 
 def machine_can_run(machine: str, core: str) -> bool:

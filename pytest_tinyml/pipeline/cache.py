@@ -361,6 +361,7 @@ class RunCache:
         "emulate_seconds",
         "seconds",
         "emulator_command",
+        "emulator_script",
         "memory_map",
         "runs",
         "executed_instructions",
