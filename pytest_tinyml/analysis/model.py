@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from pytest_tinyml.analysis._fb import FlatbufferError, Reader, Table
+from pytest_tinyml.analysis._fb import BudgetError, FlatbufferError, Reader, Table
 from pytest_tinyml.errors import ModelFileError
 
 #: Files above this size are refused before reading: no microcontroller holds them and reading them is
@@ -544,6 +544,12 @@ def parse_model(data: bytes, source: str) -> ModelInfo:
         return _Walker(data, source, schema).model()
     except ModelFileError:
         raise
+    except BudgetError as exc:
+        raise ModelFileError(
+            f"refused: {exc.problem}; stopped at byte offset {exc.offset}, reading {exc.what}",
+            where=source,
+            fix="a converter writes each table once: re-export the model; do not trust this file",
+        ) from None
     except FlatbufferError as exc:
         raise ModelFileError(
             f"truncated or corrupted: {exc.problem} at byte offset {exc.offset}, reading {exc.what}",
