@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml.checks.base import Verdict
+from pytest_tinyml.checks.memory import require_model_fits_flash
 from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.spec.units import format_seconds
 
@@ -73,6 +74,7 @@ class FirmwareBitexactCheck:
                 "TFLM cannot run this model (see the tflm_ops item), so there is no reference output to compare",
                 "make the model TFLM-compatible",
             )
+        require_model_fits_flash(m)
         fw = m.firmware
         return judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
 
@@ -110,6 +112,7 @@ class LatencyCheck:
                 f"has a {m.board.core} core",
                 "measure latency on the board itself, or judge a Cortex-M board (--tinyml-board)",
             )
+        require_model_fits_flash(m)
         fw = m.firmware
         est = emulate.latency_estimate(fw.instructions_per_inference, m.firmware_core, m.board.clock_hz)
         return judge_latency(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
+from pytest_tinyml.errors import NotEvaluable
 
 if TYPE_CHECKING:
     from pytest_tinyml.boards import Board
@@ -35,6 +36,22 @@ def judge_bytes(
         fix=None if passed else fix,
         extra=extra or {},
     )
+
+
+def require_model_fits_flash(m: Measurements) -> None:
+    """Raise :class:`NotEvaluable` when the model file alone is larger than the board's flash.
+
+    Checked before any firmware is built: such a model cannot link for the board, and compiling a
+    multi-MB model into a firmware image costs minutes and gigabytes. The ``size``/``flash`` items
+    report the failure itself.
+    """
+    size = m.model_info.size_bytes
+    if size > m.board.flash_bytes:
+        raise NotEvaluable(
+            f"the model ({fmt_bytes(size)}) is larger than {m.board.name}'s {fmt_bytes(m.board.flash_bytes)} "
+            "flash, so no firmware was built (see the flash and size items)",
+            "shrink the model (quantize to int8, fewer parameters) or pick a board with more flash (--tinyml-board)",
+        )
 
 
 def _reserve(m: Measurements) -> int:
@@ -96,7 +113,8 @@ class FlashCheck:
             f"model {fmt_bytes(est.model_bytes)} + TFLM runtime code estimate {fmt_bytes(est.runtime_code_bytes)}",
             f"method: {est.method}",
         ]
-        fw = m.firmware_if_available()
+        # A model over the limit on its own fails without building firmware (a build would only fail to link).
+        fw = m.firmware_if_available() if est.model_bytes <= limit else None
         if fw is not None:
             details.append(
                 f"measured harness ELF ({fw.machine}): text {fmt_bytes(fw.text_bytes)}, rodata {fmt_bytes(fw.rodata_bytes)}, "
@@ -120,6 +138,7 @@ class FirmwareRamCheck:
         return constraints.firmware is not None and constraints.firmware.enabled
 
     def evaluate(self, m: Measurements) -> Verdict:
+        require_model_fits_flash(m)
         fw = m.firmware
         board = m.board
         used = fw.static_ram_bytes + fw.arena_bytes + fw.stack_bytes
