@@ -30,6 +30,7 @@ from functools import cached_property
 from typing import Any
 
 from pytest_tinyml.analysis._fb import BudgetError, FlatbufferError, Reader, Table
+from pytest_tinyml.analysis.names import MAX_DESCRIPTION_CHARS, clip
 from pytest_tinyml.errors import ModelFileError
 
 #: Files above this size are refused before reading, with one line: no microcontroller holds them (the
@@ -577,9 +578,9 @@ class _Walker:
         root = self.reader.root("model root table")
         version = root.integer(0, "I", 0, "version")
         codes = [self.opcode(i, t) for i, t in enumerate(root.tables(1, "operator_codes"))]
-        description = root.string(3, "description") or ""
+        description = clip(root.string(3, "description") or "", MAX_DESCRIPTION_CHARS)
         buffers = [self.buffer(i, t) for i, t in enumerate(root.tables(4, "buffers"))]
-        metadata = tuple(t.string(0, "name") or "" for t in root.tables(6, "metadata"))
+        metadata = tuple(clip(t.string(0, "name") or "") for t in root.tables(6, "metadata"))
         sg_tables = root.tables(2, "subgraphs")
         if not sg_tables:
             raise self.error("the model has no subgraphs")
@@ -602,7 +603,7 @@ class _Walker:
         version = t.integer(2, "i", 1, "version")
         custom_code = None
         if code == 32:  # CUSTOM
-            custom_code = t.string(1, "custom_code") or "CUSTOM"
+            custom_code = clip(t.string(1, "custom_code") or "CUSTOM")
             name = custom_code
         else:
             name = builtin_op_name(code)
@@ -628,7 +629,7 @@ class _Walker:
         )
         inputs = self.indices(t, 1, len(tensors), f"subgraph {sg} inputs", allow_optional=False)
         outputs = self.indices(t, 2, len(tensors), f"subgraph {sg} outputs", allow_optional=False)
-        name = t.string(4, "name") or ""
+        name = clip(t.string(4, "name") or "")
         ops = tuple(
             self.op(sg, i, ot, codes, tensors) for i, ot in enumerate(t.tables(3, f"subgraph {sg} operators"))
         )
@@ -652,7 +653,7 @@ class _Walker:
         buffer = t.integer(2, "I", 0, f"{what} buffer")
         if buffer >= max(len(buffers), 1) and buffer != 0:
             raise self.error(f"{what} uses buffer {buffer}, but the model has {len(buffers)} buffers")
-        name = t.string(3, f"{what} name") or ""
+        name = clip(t.string(3, f"{what} name") or "")
         scale: tuple[float, ...] = ()
         zero_point: tuple[int, ...] = ()
         qdim = 0

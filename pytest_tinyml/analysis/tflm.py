@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml.analysis.names import clip
 from pytest_tinyml.errors import TinyMLError
 
 if TYPE_CHECKING:
@@ -128,7 +129,8 @@ def _collect(workdir: Path, returncode: int | None, timed_out: bool) -> _ChildRu
     for stage in ("allocate", "arena", "invoke", "python"):
         path = workdir / f"stderr_{stage}.txt"
         if path.exists():
-            stderr[stage] = path.read_text(errors="replace")
+            with open(path, "rb") as fh:  # bounded: a hostile name can make TFLM print megabytes
+                stderr[stage] = fh.read(_MAX_STDERR_BYTES).decode("utf-8", errors="replace")
     return _ChildRun(workdir, returncode, timed_out, result, stderr)
 
 
@@ -153,10 +155,14 @@ def _run_children(workdirs: list[Path], timeout: float) -> list[_ChildRun]:
     return runs
 
 
+_MAX_STDERR_BYTES = 1 << 20
+_MAX_REASON_LINE_CHARS = 400
+
+
 def _reason_lines(text: str) -> list[str]:
     lines: list[str] = []
     for raw in text.splitlines():
-        line = raw.strip()
+        line = clip(raw.strip(), _MAX_REASON_LINE_CHARS)
         if not line or line.startswith("[RecordingMicroAllocator]"):
             continue
         if lines and lines[-1] == line:
