@@ -76,7 +76,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("tinyml_model", ".tflite files to audit (like --tinyml-model)", type="linelist", default=[])
     parser.addini("tinyml_board", "board to judge against (like --tinyml-board)", default="")
     parser.addini("tinyml_cache_dir", "build cache directory (default: pytest's cache dir/d/tinyml)", default="")
-    parser.addini("tinyml_tflm_timeout", "seconds one host-TFLM allocation may take in its child (default 60)", default="60")
+    parser.addini(
+        "tinyml_tflm_timeout",
+        "seconds one host-TFLM allocation may take in its child; an invoke run gets as much again per 1,000 samples "
+        "(default 60)",
+        default="60",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -252,8 +257,9 @@ def pytest_configure(config: pytest.Config) -> None:
         cache_dir = rootdir / ".pytest_cache" / "d" / "tinyml"
     try:
         tflm_timeout = float(config.getini("tinyml_tflm_timeout"))
-        if tflm_timeout <= 0:
-            raise ValueError
+        from pytest_tinyml.analysis import tflm
+
+        tflm.configure(timeout=tflm_timeout)  # every host-TFLM child's timeout comes from this setting
     except ValueError:
         raise pytest.UsageError(
             f"tinyml_tflm_timeout = {config.getini('tinyml_tflm_timeout')!r}: expected a positive number of seconds"
