@@ -566,15 +566,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _export(tiny: TinyMLSession, out: Path) -> None:
     from pytest_tinyml import emulate
+    from pytest_tinyml.emulate.export import export_folder_names
 
+    folders = export_folder_names(list(tiny.targets))
     for label, m in tiny.targets.items():
         try:
             data = m.tflite_bytes
             arena = m.arena.bytes
         except (TinyMLError, NotEvaluable):
             continue
-        safe = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
-        emulate.export(data, out / safe, arena_bytes=arena, model_info=m.model_info)
+        emulate.export(data, out / folders[label], arena_bytes=arena, model_info=m.model_info)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

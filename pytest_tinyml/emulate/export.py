@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -74,6 +75,29 @@ def resolver_source(op_names: list[str]) -> str:
             lines.append(f"  TF_LITE_ENSURE_STATUS(resolver.Add{method}());  // {c_comment_text(name)}")
     lines += ["  return kTfLiteOk;", "}", ""]
     return "\n".join(lines)
+
+
+def export_folder_names(labels: list[str]) -> dict[str, str]:
+    """A distinct folder name for each target label (the ``--tinyml-export DIR/<name>`` subfolders).
+
+    Names keep the label's ASCII letters and digits (anything else becomes ``_``); when two labels reduce to the same
+    name (``a-b.tflite`` and ``a_b.tflite``), or a name would be empty, every one of them gets a suffix
+    made of the first 8 hex digits of its label's SHA-256, so the folders never collide and a label always
+    maps to the same folder whatever else is exported.
+    """
+    base = {label: "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in label).strip("_")[:80]
+            for label in labels}
+    counts = Counter(base.values())
+    out: dict[str, str] = {}
+    for label, name in base.items():
+        if not name or counts[name] > 1:
+            digest = hashlib.sha256(label.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+            name = f"{name}_{digest}" if name else f"model_{digest}"
+        out[label] = name
+    if len(set(out.values())) != len(out):  # a suffixed name equal to another label's plain name
+        out = {label: f"{name}_{hashlib.sha256(label.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+               for label, name in base.items()}
+    return out
 
 
 _HEX = [f"0x{b:02x}" for b in range(256)]
