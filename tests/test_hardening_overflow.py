@@ -42,6 +42,15 @@ def test_activation_over_the_ram_limit_is_found_and_sane_models_pass() -> None:
     assert oversized_tensor(parse_model(factory.int8_cnn(), "cnn.tflite"), nano.ram_bytes) is None
 
 
+def test_overflow_fails_arena_even_when_tflm_refuses_the_model(tmp_path: Path) -> None:
+    """Found by bench_fuzz: the check once asked TFLM first, so a model TFLM refuses skipped arena."""
+    (tmp_path / "fc.tflite").write_bytes(fc_model(201_326_592, 16))  # 3 GiB int8 output, 201M-row input
+    outcome, out = fh.run_pytest(["--tinyml-model", "fc.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
+                                  "-rfs", "-k", "arena"], tmp_path)
+    assert outcome.kind == "pytest_exit_1", out
+    assert "FAILED fc.tflite::arena" in out and "tensor 'huge_output'" in out
+
+
 def test_65536_squared_output_fails_arena_naming_the_tensor(tmp_path: Path) -> None:
     (tmp_path / "fc.tflite").write_bytes(fc_model(65536, 65536))
     outcome, out = fh.run_pytest(["--tinyml-model", "fc.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",

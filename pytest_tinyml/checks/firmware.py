@@ -69,12 +69,12 @@ class FirmwareBitexactCheck:
         return constraints.firmware is not None and constraints.firmware.enabled
 
     def evaluate(self, m: Measurements) -> Verdict:
+        require_model_fits_flash(m)  # before any TFLM or firmware work on a model that cannot fit
         if not m.tflm_allocation.ok:
             raise NotEvaluable(
                 "TFLM cannot run this model (see the tflm_ops item), so there is no reference output to compare",
                 "make the model TFLM-compatible",
             )
-        require_model_fits_flash(m)
         fw = m.firmware
         return judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
 

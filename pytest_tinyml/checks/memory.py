@@ -101,7 +101,6 @@ class ArenaCheck:
         return constraints.arena is not None
 
     def evaluate(self, m: Measurements) -> Verdict:
-        arena = m.arena
         board = m.board
         reserve = _reserve(m)
         assert m.constraints.arena is not None
@@ -128,6 +127,7 @@ class ArenaCheck:
                 fix="shrink the tensor's shape (fewer units/filters, smaller input), or fix the model's shapes",
                 extra={"tensor": t.name[:256], "tensor_bytes": nbytes, "board": board.name},
             )
+        arena = m.arena
         details = [
             f"32-bit Cortex-M arena {fmt_bytes(arena.bytes)} (host 64-bit TFLM reported {fmt_bytes(arena.host_bytes)})",
             f"method: {arena.method}",
