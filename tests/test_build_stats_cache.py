@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_tinyml.build import cache as C
-from pytest_tinyml.build import evaluate as E
+from pytest_tinyml.pipeline import cache as C
+from pytest_tinyml.pipeline import evaluate as E
 from pytest_tinyml.spec import load_spec
 
 
@@ -137,7 +137,7 @@ def test_lock_serializes_processes(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from pytest_tinyml.build.cache import Cache
+        from pytest_tinyml.pipeline.cache import Cache
         cache = Cache(Path({str(tmp_path)!r}))
         with cache.locked("k"):
             if cache.verify("k") is None:

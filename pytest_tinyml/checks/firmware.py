@@ -10,8 +10,8 @@ from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.spec.units import format_seconds
 
 if TYPE_CHECKING:
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints
+    from pytest_tinyml.target import Target
 
 
 def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
@@ -64,11 +64,16 @@ def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine
 
 class FirmwareBitexactCheck:
     name = "firmware_bitexact"
+    key = "firmware"
+    metric = None
+    unit = "mismatching samples"
+    direction = "lower"
+    markers = ("firmware",)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         require_model_fits_flash(m)  # before any TFLM or firmware work on a model that cannot fit
         if not m.tflm_allocation.ok:
             raise NotEvaluable(
@@ -98,11 +103,17 @@ def judge_latency(seconds: float, limit: float, instructions: float, cpi: float,
 
 class LatencyCheck:
     name = "latency"
+    key = "max_latency"
+    metric = "latency_seconds"
+    unit = "s"
+    direction = "lower"
+    threshold = "latency_seconds"
+    markers = ("firmware",)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.max_latency is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         from pytest_tinyml import emulate
 
         assert m.constraints.max_latency is not None

@@ -10,8 +10,8 @@ from pytest_tinyml.errors import NotEvaluable
 if TYPE_CHECKING:
     from pytest_tinyml.analysis.model import ModelInfo, TensorInfo
     from pytest_tinyml.boards import Board
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints, Limit
+    from pytest_tinyml.target import Target
 
 
 def byte_limit(limit: Limit, board: Board, board_limit: int, what: str) -> tuple[int, str]:
@@ -39,7 +39,7 @@ def judge_bytes(
     )
 
 
-def require_model_fits_flash(m: Measurements) -> None:
+def require_model_fits_flash(m: Target) -> None:
     """Raise :class:`NotEvaluable` when the model file alone is larger than the board's flash.
 
     Checked before any firmware is built: such a model cannot link for the board, and compiling a
@@ -89,18 +89,23 @@ def _tensor_label(t: TensorInfo) -> str:
     return f"tensor {clip(t.name, 80)!r} (subgraph {t.subgraph} #{t.index}, {t.dtype} {dims})"
 
 
-def _reserve(m: Measurements) -> int:
+def _reserve(m: Target) -> int:
     reserve = m.constraints.ram_reserve
     return reserve.bytes if reserve is not None else m.board.ram_reserve
 
 
 class ArenaCheck:
     name = "arena"
+    key = "arena"
+    metric = "arena_bytes"
+    unit = "B"
+    direction = "lower"
+    threshold = "arena_bytes"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.arena is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         board = m.board
         reserve = _reserve(m)
         assert m.constraints.arena is not None
@@ -146,11 +151,15 @@ class ArenaCheck:
 
 class FlashCheck:
     name = "flash"
+    key = "flash"
+    metric = "flash_bytes"
+    unit = "B"
+    direction = "lower"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.flash is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         est = m.flash
         board = m.board
         assert m.constraints.flash is not None
@@ -165,9 +174,8 @@ class FlashCheck:
             f"model {fmt_bytes(est.model_bytes)} + TFLM runtime code estimate {fmt_bytes(est.runtime_code_bytes)}",
             f"method: {est.method}",
         ]
-        # A model over the limit on its own fails without building firmware (a build would only fail to link).
-        fw = m.firmware_if_available() if est.model_bytes <= limit else None
-        if fw is not None:
+        fw = m.computed("firmware")  # only when the firmware items already ran: flash never builds firmware
+        if fw is not None and not isinstance(fw, BaseException):
             details.append(
                 f"measured harness ELF ({fw.machine}): text {fmt_bytes(fw.text_bytes)}, rodata {fmt_bytes(fw.rodata_bytes)}, "
                 f"flash image {fmt_bytes(fw.flash_bytes)}"
@@ -185,11 +193,16 @@ class FlashCheck:
 
 class FirmwareRamCheck:
     name = "firmware_ram"
+    key = "firmware"
+    metric = None
+    unit = "B"
+    direction = "lower"
+    markers = ("firmware",)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         require_model_fits_flash(m)
         fw = m.firmware
         board = m.board

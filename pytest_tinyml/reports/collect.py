@@ -3,7 +3,7 @@
 Sources, in order of preference:
 
 1. the verdicts in the item results (these reach the controller under pytest-xdist too);
-2. measurements already computed in this process (``Measurements.__dict__["_cache_<name>"]``);
+2. measurements already computed in this process (:meth:`pytest_tinyml.target.Target.computed`);
 3. the ``.tflite`` file itself, parsed again for model facts (milliseconds; no build, no TFLM, no firmware).
 
 Nothing here triggers a build, a TFLM allocation or a firmware run. A missing or failing source leaves
@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_tinyml.checks.base import Metric, builtin_metrics, metrics_of
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.reports._format import item_order, jsonable, one_line
 
@@ -27,17 +28,11 @@ log = logging.getLogger(__name__)
 SCHEMA_ID = "pytest-tinyml/report"
 SCHEMA_VERSION = 1
 
-#: Metrics compared with a baseline: name -> (direction in which it gets worse, RegressionSpec field).
-METRICS: dict[str, tuple[int, str | None]] = {
-    "size_bytes": (+1, "size_bytes"),
-    "flash_bytes": (+1, None),
-    "arena_bytes": (+1, "arena_bytes"),
-    "accuracy_pct": (-1, "accuracy_points"),
-    "accuracy_drop_pt": (+1, None),
-    "latency_seconds": (+1, "latency_seconds"),
-}
 
-_MISSING = object()
+def session_metrics(session: Any) -> dict[str, Metric]:
+    """The metrics the session's registered checks declare (the built-in ones for a lookalike without)."""
+    checks = getattr(session, "checks", None)
+    return metrics_of(checks) if checks else builtin_metrics()
 
 #: Model files above this size are not read again for report facts.
 MAX_MODEL_BYTES = 256 * 1024 * 1024
@@ -45,15 +40,13 @@ MAX_MODEL_BYTES = 256 * 1024 * 1024
 
 def _cached(m: Any, name: str, notes: list[str] | None = None) -> Any:
     """The measurement ``name`` if this process already computed it, else None (never computes it)."""
-    if m is None:
+    computed = getattr(m, "computed", None)
+    if not callable(computed):
         return None
-    value = getattr(m, "__dict__", {}).get(f"_cache_{name}", _MISSING)
-    if value is _MISSING or value is None:
-        return None
-    exc = getattr(value, "exc", None)
-    if isinstance(exc, BaseException) and type(value).__name__ == "_Failed":
+    value = computed(name)
+    if isinstance(value, BaseException):
         if notes is not None:
-            notes.append(f"{name}: not measured ({one_line(exc, 200)})")
+            notes.append(f"{name}: not measured ({one_line(value, 200)})")
         return None
     return value
 
@@ -307,7 +300,7 @@ def _item(r: Any) -> dict[str, Any]:
     }
 
 
-def _thresholds(session: Any, m: Any, nodeid_file: str | None) -> dict[str, float]:
+def _thresholds(session: Any, m: Any, nodeid_file: str | None, metrics: dict[str, Metric]) -> dict[str, float]:
     """Regression thresholds (``constraints.regression``) by metric name."""
     constraints = getattr(m, "constraints", None)
     if constraints is None and nodeid_file and nodeid_file.endswith((".yaml", ".yml")):
@@ -322,11 +315,11 @@ def _thresholds(session: Any, m: Any, nodeid_file: str | None) -> dict[str, floa
     out: dict[str, float] = {}
     if reg is None:
         return out
-    for metric, (_, field_name) in METRICS.items():
-        if field_name is not None:
-            value = getattr(reg, field_name, None)
+    for metric in metrics.values():
+        if metric.threshold is not None:
+            value = getattr(reg, metric.threshold, None)
             if value is not None:
-                out[metric] = value
+                out[metric.name] = value
     return out
 
 
@@ -347,37 +340,36 @@ def _spec_for(session: Any, path: str) -> Any:
 
 
 def _metrics(
+    metrics: dict[str, Metric],
     verdicts: dict[str, dict[str, Any]],
     size: int | None,
     arena: dict[str, Any] | None,
     flash: dict[str, Any] | None,
     accuracy: dict[str, Any] | None,
 ) -> dict[str, float | None]:
-    def measured(name: str) -> float | None:
-        v = verdicts.get(name)
-        return _number(v.get("measured")) if v else None
-
-    acc = measured("accuracy")
-    if acc is None and accuracy:
-        by_name = {s["name"]: s["accuracy_pct"] for s in accuracy["stages"]}
-        for stage in ("litert", "tflm"):
-            if _number(by_name.get(stage)) is not None:
-                acc = by_name[stage]
-                break
-    drop = measured("accuracy_drop")
-    if drop is None and accuracy:
-        drop = _number(accuracy.get("drop_points"))
-    return {
-        "size_bytes": measured("size") if measured("size") is not None else size,
-        "flash_bytes": measured("flash") if measured("flash") is not None else (flash or {}).get("bytes"),
-        "arena_bytes": measured("arena") if measured("arena") is not None else (arena or {}).get("bytes"),
-        "accuracy_pct": acc,
-        "accuracy_drop_pt": drop,
-        "latency_seconds": measured("latency"),
+    """Every declared metric: the measured value of its check's verdict, else what the run's other
+    sources give for the built-in ones (file size, arena/flash sections, accuracy stages)."""
+    fallback: dict[str, Any] = {
+        "size_bytes": size,
+        "flash_bytes": (flash or {}).get("bytes"),
+        "arena_bytes": (arena or {}).get("bytes"),
+        "accuracy_drop_pt": _number((accuracy or {}).get("drop_points")),
     }
+    if accuracy:
+        by_name = {s["name"]: s["accuracy_pct"] for s in accuracy["stages"]}
+        fallback["accuracy_pct"] = next(
+            (by_name[stage] for stage in ("litert", "tflm") if _number(by_name.get(stage)) is not None), None
+        )
+    out: dict[str, float | None] = {}
+    for name in (*builtin_metrics(), *metrics):  # the built-in names are always present (schema)
+        metric = metrics.get(name)
+        v = verdicts.get(metric.check) if metric is not None else None
+        value = _number(v.get("measured")) if v else None
+        out[name] = value if value is not None else fallback.get(name)
+    return out
 
 
-def _target(session: Any, label: str, m: Any, rows: list[Any]) -> dict[str, Any]:
+def _target(session: Any, label: str, m: Any, rows: list[Any], metrics: dict[str, Metric]) -> dict[str, Any]:
     notes: list[str] = []
     nodeid_file = rows[0].nodeid.split("::", 1)[0] if rows else None
     spec = getattr(m, "spec", None)
@@ -409,9 +401,9 @@ def _target(session: Any, label: str, m: Any, rows: list[Any]) -> dict[str, Any]
         "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
         "size_bytes": size,
         "items": sorted((_item(r) for r in rows), key=lambda i: item_order(i["check"], i["name"])),
-        "metrics": _metrics(verdicts, size, arena, flash, accuracy),
+        "metrics": _metrics(metrics, verdicts, size, arena, flash, accuracy),
         "regression_thresholds": _guard(
-            notes, "regression thresholds", lambda: _thresholds(session, m, nodeid_file)
+            notes, "regression thresholds", lambda: _thresholds(session, m, nodeid_file, metrics)
         )
         or {},
         "model": model,
@@ -436,6 +428,7 @@ def build_report(session: Any, *, generated: datetime | None = None) -> dict[str
     with ``.results`` and ``.targets``). Never raises for a missing measurement."""
     results = list(getattr(session, "results", None) or [])
     targets: dict[str, Any] = dict(getattr(session, "targets", None) or {})
+    metrics = session_metrics(session)
     by_label: dict[str, list[Any]] = {}
     for r in results:
         by_label.setdefault(r.target, []).append(r)
@@ -444,7 +437,7 @@ def build_report(session: Any, *, generated: datetime | None = None) -> dict[str
         rows = by_label.get(label, [])
         if not rows:
             continue  # a target the run did not judge (e.g. deselected with -k): nothing to report
-        out.append(_target(session, label, targets.get(label), rows))
+        out.append(_target(session, label, targets.get(label), rows, metrics))
     counts = {s: 0 for s in ("passed", "failed", "skipped", "error")}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -457,6 +450,7 @@ def build_report(session: Any, *, generated: datetime | None = None) -> dict[str
         "generated": when.isoformat(timespec="seconds"),
         "tool": {"name": "pytest-tinyml", "version": str(version)},
         "summary": {"targets": len(out), **counts},
+        "metrics": {name: metric.to_dict() for name, metric in metrics.items()},
         "targets": out,
         "baseline": None,
     }

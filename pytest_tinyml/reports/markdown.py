@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_tinyml.reports._format import STATUS_ORDER, fmt_bytes, fmt_delta, fmt_value, one_line
-from pytest_tinyml.reports.baseline import METRIC_WORDS
-from pytest_tinyml.reports.terminal import CHECK_METRIC, skip_reason
+from pytest_tinyml.reports.baseline import Vocabulary
+from pytest_tinyml.reports.terminal import skip_reason
 
 #: GitHub refuses comments above 65,536 characters; stay below with room for a header the CI adds.
 MAX_CHARS = 60_000
@@ -82,7 +82,7 @@ def _facts(t: dict[str, Any]) -> list[str]:
     return out
 
 
-def _target_section(t: dict[str, Any], with_baseline: bool, full: bool) -> list[str]:
+def _target_section(t: dict[str, Any], with_baseline: bool, full: bool, vocab: Vocabulary) -> list[str]:
     items = sorted(t["items"], key=lambda i: STATUS_ORDER.get(i["status"], 9))
     bad = any(i["status"] in ("failed", "error") for i in items)
     lines = [f"### {'❌' if bad else '✅'} {md(t['label'])}", ""]
@@ -117,7 +117,7 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool) -> list[
             md(fmt_value(i.get("limit"), unit), 80),
         ]
         if with_baseline:
-            metric = CHECK_METRIC.get(i["check"])
+            metric = vocab.metric_of(i["check"])
             d = deltas.get(metric) if metric else None
             cell = md(fmt_delta(d["metric"], d["delta"])) if d else ""
             cells.append(f"**{cell} regression**" if d and d.get("regression") else cell)
@@ -136,13 +136,13 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool) -> list[
         if hidden:
             lines.append(f"\n{hidden} passed or skipped items not shown (see report.html)")
     lines.append("")
-    shown = {CHECK_METRIC.get(i["check"]) for i in items}
+    shown = {vocab.metric_of(i["check"]) for i in items}
     rest = [d for m, d in deltas.items() if m not in shown]
     if with_baseline and rest:
         lines.append(
             "vs baseline: "
             + ", ".join(
-                f"{METRIC_WORDS.get(d['metric'], d['metric'])} {md(fmt_delta(d['metric'], d['delta']))}"
+                f"{vocab.word(d['metric'])} {md(fmt_delta(d['metric'], d['delta']))}"
                 for d in rest
             )
         )
@@ -197,7 +197,7 @@ def _render(report: dict[str, Any], full: bool) -> str:
             )
         lines.append("")
     for t in targets:
-        lines += _target_section(t, bool(base), full)
+        lines += _target_section(t, bool(base), full, Vocabulary.of(report))
     lines.append(
         f"<sub>pytest-tinyml {md((report.get('tool') or {}).get('version', ''))} · {md(report.get('generated', ''))}</sub>"
     )

@@ -7,16 +7,6 @@ from typing import Any
 
 from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, item_order, one_line
 
-#: Item (check) name -> the report metric it measures, for the baseline delta column.
-CHECK_METRIC = {
-    "size": "size_bytes",
-    "flash": "flash_bytes",
-    "arena": "arena_bytes",
-    "accuracy": "accuracy_pct",
-    "accuracy_drop": "accuracy_drop_pt",
-    "latency": "latency_seconds",
-}
-
 
 def check_name(result: Any) -> str:
     v = result.verdict if isinstance(result.verdict, dict) else {}
@@ -49,7 +39,11 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None) -> list[str]:
     delta column and the regressions when a baseline was compared, the report errors, and where the
     reports were written.
     """
+    from pytest_tinyml.reports.baseline import Vocabulary
+
     comparison = getattr(outcome, "comparison", None)
+    report = getattr(outcome, "report", None)
+    vocab = Vocabulary.of(report if isinstance(report, dict) else {})
     results_list = list(results)
     by_target: dict[str, list[Any]] = {}
     for r in results_list:
@@ -73,7 +67,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None) -> list[str]:
             name = check_name(r)
             row: tuple[str, ...] = (name, fmt_value(v.get("limit"), unit), fmt_value(v.get("measured"), unit))
             if comparison is not None:
-                metric = CHECK_METRIC.get(name)
+                metric = vocab.metric_of(name)
                 d = comparison.delta(target, metric) if metric else None
                 if d is not None:
                     shown.add(d.metric)

@@ -11,7 +11,8 @@ from pytest_tinyml.spec.units import Size
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Where the model comes from: ``kind`` is builder, keras, saved_model or tflite."""
+    """Where the model comes from: ``kind`` is builder, keras, saved_model or tflite (``none`` for a spec
+    that only gives constraints and a board to ``--tinyml-model`` audits)."""
 
     kind: str
     value: str
@@ -125,4 +126,4 @@ class Spec:
     @property
     def builds(self) -> bool:
         """True when the model has to be built (trained or converted) rather than read as a .tflite."""
-        return self.model.kind != "tflite"
+        return self.model.kind not in ("tflite", "none")

@@ -1,4 +1,4 @@
-"""Content-addressed build cache. No TensorFlow here (versions come from ``importlib.metadata``).
+"""The one cache of pytest-tinyml: builds, evaluations and deterministic runs. No TensorFlow here.
 
 Layout under the directory the caller passes (pytest's ``.pytest_cache/d/tinyml`` by default)::
 
@@ -6,6 +6,7 @@ Layout under the directory the caller passes (pytest's ``.pytest_cache/d/tinyml`
     builds/<key>/model.keras, <mode>.tflite, float_pred.npy, results.json
     builds/<key>.lock            fcntl lock held while checking or building the entry
     eval/<key>.json              evaluation results keyed by tflite sha256 + dataset checksum + stage
+    runs/<key>/result.json, outputs.npz   deterministic runs (firmware under an emulator, host TFLM)
 
 An entry is written into a temporary directory next to it and renamed into place as a whole, so readers
 never see half an entry. A corrupted or truncated entry (a file missing or its sha256 differing from the
@@ -19,16 +20,17 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_tinyml.build._imports import module_source
+from pytest_tinyml.pipeline._imports import module_source
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Spec
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 #: Bump when the layout of an entry or the meaning of a build changes.
 CACHE_FORMAT = 1
 LIBRARIES = ("tensorflow", "keras", "tf-keras", "tensorflow-model-optimization", "numpy", "tflite-micro", "ai-edge-litert")
-_PIPELINE_FILES = ("datasets.py", "train.py", "quantize.py", "__init__.py", "cache.py")
+_PIPELINE_FILES = ("datasets.py", "train.py", "quantize.py", "artifacts.py", "cache.py")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -135,30 +137,28 @@ def build_key(spec: Spec, *, dataset_checksum: str, search: list[Path]) -> tuple
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``fcntl.flock`` on ``path`` (created if needed); blocks until it is free."""
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """An exclusive ``fcntl.flock`` on ``path`` (created if needed); blocks until it is free.
+
+    Yields True when another process held the lock and this one waited for it (``on_wait`` is called
+    once before waiting)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    waited = False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waited = True
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield waited
     finally:
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
-
-
-def try_lock(path: Path) -> int | None:
-    """Non-blocking lock attempt: an fd holding the lock, or None when another process holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
 
 
 class Cache:
@@ -176,9 +176,10 @@ class Cache:
         return self.builds / f"{key}.lock"
 
     @contextlib.contextmanager
-    def locked(self, key: str) -> Iterator[None]:
-        with file_lock(self.lock_path(key)):
-            yield
+    def locked(self, key: str, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+        """Hold the entry's lock; yields True when another process held it first (and may have built it)."""
+        with file_lock(self.lock_path(key), on_wait) as waited:
+            yield waited
 
     def verify(self, key: str) -> dict[str, Any] | None:
         """The manifest of a complete, intact entry, else None."""
@@ -248,3 +249,114 @@ class Cache:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
         os.replace(tmp, self.eval_path(key))
+
+
+# --- deterministic runs (firmware under an emulator with -icount, host TFLM outputs) ---------------------
+def package_version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def run_cache_key(*parts: str) -> str:
+    return sha256_bytes("\0".join(parts).encode())
+
+
+class RunCache:
+    """``<cache>/runs/<key>/``: ``result.json`` (scalars) and ``outputs.npz`` (arrays), written atomically.
+
+    Only deterministic runs are stored (QEMU with ``-icount``; host TFLM), keyed by a hash of everything
+    they depend on. A damaged entry (unreadable JSON or arrays) is ignored and rewritten.
+    """
+
+    _SCALARS = (
+        "arena_bytes",
+        "stack_bytes",
+        "static_ram_bytes",
+        "text_bytes",
+        "rodata_bytes",
+        "flash_bytes",
+        "instructions_per_inference",
+        "machine",
+        "core",
+        "emulator",
+        "samples",
+        "activation_bytes",
+        "persistent_bytes",
+        "model_bytes",
+        "instructions_min",
+        "instructions_max",
+        "calibration_instructions",
+        "clock_hz",
+        "emulate_seconds",
+        "seconds",
+    )
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _write(self, key: str, meta: dict[str, Any], outputs: list[Any]) -> None:
+        import numpy as np
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / key
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=self.root))
+        try:
+            np.savez(tmp / "outputs.npz", *[np.asarray(o) for o in outputs])
+            (tmp / "result.json").write_text(json.dumps(meta, default=str))
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _read(self, key: str) -> tuple[dict[str, Any], list[Any]] | None:
+        import numpy as np
+
+        entry = self.root / key
+        try:
+            meta = json.loads((entry / "result.json").read_text())
+            with np.load(entry / "outputs.npz", allow_pickle=False) as data:
+                outputs = [data[f"arr_{i}"] for i in range(len(data.files))]
+        except (OSError, ValueError, KeyError, RecursionError):  # RecursionError: nesting 200,000 deep
+            return None
+        if not isinstance(meta, dict) or meta.get("count") != len(outputs):
+            return None
+        return meta, outputs
+
+    def save_outputs(self, key: str, outputs: list[Any]) -> None:
+        self._write(key, {"count": len(outputs)}, outputs)
+
+    def load_outputs(self, key: str) -> list[Any] | None:
+        hit = self._read(key)
+        return None if hit is None else hit[1]
+
+    def save_firmware(self, key: str, result: Any) -> None:
+        meta = {name: getattr(result, name) for name in self._SCALARS}
+        meta["elf_path"] = str(result.elf_path)
+        meta["count"] = len(result.outputs)
+        self._write(key, meta, list(result.outputs))
+
+    def load_firmware(self, key: str) -> Any | None:
+        from pytest_tinyml.emulate.run import FirmwareResult
+
+        hit = self._read(key)
+        if hit is None:
+            return None
+        meta, outputs = hit
+        try:
+            fields = {name: meta[name] for name in self._SCALARS}
+        except KeyError:
+            return None
+        for name, value in fields.items():  # an edited entry with a wrong type or NaN is a miss, not a crash
+            if name in ("machine", "core", "emulator"):
+                ok = isinstance(value, str)
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok:
+                return None
+        if not isinstance(meta.get("elf_path"), str):
+            return None
+        log = [f"cached firmware run {meta.get('seconds', 0):.1f} s"]
+        return FirmwareResult(outputs=outputs, elf_path=Path(meta["elf_path"]), build_cached=True, log=log, **fields)
