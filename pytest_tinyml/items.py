@@ -6,7 +6,6 @@ session (:meth:`pytest_tinyml.session.TinyMLSession.spec_targets`), never here.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pytest_tinyml import records
 from pytest_tinyml.checks.base import Check, Verdict
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.session import SESSION_KEY, TinyMLSession
@@ -62,21 +62,30 @@ class TinyMLItem(pytest.Item):
         self.measurements = measurements
         self.line = line
         self.verdict: Verdict | None = None
-        self.user_properties.append(("tinyml_target", measurements.label))
-        self.user_properties.append(("tinyml_board", measurements.board.name))
-        if measurements.mode:
-            self.user_properties.append(("tinyml_mode", measurements.mode))
+        self._record()  # a setup error still reports what the item was about
 
     @property
     def target(self) -> Target:
         return self.measurements
 
+    def _record(self) -> None:
+        """(Re)write the item's record into its user properties (carried to the controller by its report)."""
+        text = records.encode(self.measurements.record(), self.verdict.to_dict() if self.verdict else None)
+        self.user_properties[:] = [(k, v) for k, v in self.user_properties if k != records.PROPERTY]
+        self.user_properties.append((records.PROPERTY, text))
+
     def runtest(self) -> None:
+        __tracebackhide__ = True
+        try:
+            self._judge()
+        finally:
+            self._record()
+
+    def _judge(self) -> None:
         __tracebackhide__ = True
         try:
             verdict = self.check.evaluate(self.measurements)
         except NotEvaluable as exc:
-            self.user_properties.append(("tinyml_skip", str(exc)))
             # reported at the item's location (the spec or model), not at pytest's internals
             raise pytest.skip.Exception(
                 f"{self.check.name}: {exc.reason}; to enable: {exc.enable}", _use_item_location=True
@@ -85,11 +94,6 @@ class TinyMLItem(pytest.Item):
         self.user_properties.append(("measured", verdict.measured))
         self.user_properties.append(("limit", verdict.limit))
         self.user_properties.append(("unit", verdict.unit))
-        self.user_properties.append(("tinyml_verdict", json.dumps(verdict.to_dict(), default=str)))
-        try:
-            self.user_properties.append(("tinyml_model_path", str(self.measurements.tflite_path)))
-        except (TinyMLError, NotEvaluable):
-            pass
         if not verdict.passed:
             raise TinyMLFailure(verdict)
 

@@ -9,6 +9,7 @@ measurements are :mod:`pytest_tinyml.target`'s, judging is :mod:`pytest_tinyml.c
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tinyml-firmware-runtime",
         default=None,
         choices=("tinyml", "tflm"),
-        help="runtime the firmware items build: tinyml (the project's C runtime, default) or tflm "
-        "(real TFLM from the source tree in $TFLM_ROOT)",
+        help="runtime the firmware items build: tflm (real TFLM; default when its sources can be had, "
+        "else the items fall back to tinyml and say so) or tinyml (the project's C runtime)",
+    )
+    group.addoption(
+        "--tinyml-kernels",
+        default=None,
+        choices=("cmsis_nn", "reference"),
+        help="TFLM kernel set (default: the spec's firmware.kernels, else cmsis_nn on Cortex-M4/M7/M33/M55, "
+        "reference elsewhere)",
+    )
+    group.addoption(
+        "--tinyml-offline",
+        action="store_true",
+        default=None,
+        help="never download TFLM sources (use TFLM_ROOT or the source cache, else the project's runtime)",
     )
     group.addoption("--tinyml-export", default=None, metavar="DIR", help="write model_data.c/.h, op resolver and arena size here")
     group.addoption("--tinyml-report", default=None, metavar="DIR", help="write report.json, report.md and report.html here")
@@ -91,6 +105,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default 60)",
         default="60",
     )
+    parser.addini("tinyml_tflm_sources", "TFLM source cache directory (default: <cache dir>/tflm-sources)", default="")
+    parser.addini("tinyml_tflm_mirror", "base URL of TFLM source archives (default https://github.com)", default="")
+    parser.addini("tinyml_offline", "never download TFLM sources (like --tinyml-offline)", type="bool", default=False)
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -254,6 +271,7 @@ def pytest_configure(config: pytest.Config) -> None:
             f"tinyml_tflm_timeout = {config.getini('tinyml_tflm_timeout')!r}: expected a positive number of seconds"
         ) from None
     export = config.getoption("tinyml_export")
+    sources = config.getini("tinyml_tflm_sources") or os.environ.get("TINYML_TFLM_SOURCES", "")
     samples = config.getoption("tinyml_firmware_samples")
     options = RunOptions(
         cache_dir=cache_dir,
@@ -266,6 +284,11 @@ def pytest_configure(config: pytest.Config) -> None:
         load_model=lambda ref, spec: config.hook.pytest_tinyml_load_model(ref=ref, spec=spec),
         tflm_timeout=tflm_timeout,
         firmware_runtime=config.getoption("tinyml_firmware_runtime"),
+        kernels=config.getoption("tinyml_kernels"),
+        offline=bool(config.getoption("tinyml_offline") or config.getini("tinyml_offline")
+                     or os.environ.get("TINYML_OFFLINE", "") not in ("", "0")),
+        tflm_sources=Path(sources).expanduser() if sources else None,
+        tflm_mirror=config.getini("tinyml_tflm_mirror") or None,
     )
     session = TinyMLSession(
         config=config,
@@ -342,6 +365,16 @@ def _progress_writer(config: pytest.Config) -> Any:
 
 
 # --- reports and export (on the controller) ---------------------------------------------------------------------
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """After deselection (-m, -k): targets whose firmware items will run let ``arena``/``flash`` measure on
+    the target as well; with the firmware items deselected they never build firmware."""
+    for item in items:
+        target = getattr(item, "measurements", None)
+        if target is not None and item.get_closest_marker("firmware") is not None:
+            target.firmware_selected = True
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     tiny = session.config.stash.get(SESSION_KEY, None)
     if tiny is None or hasattr(session.config, "workerinput"):
@@ -363,17 +396,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _export(tiny: TinyMLSession, out: Path) -> None:
+    """Write each judged target's C export from the items' records (model file and measured arena size)."""
     from pytest_tinyml import emulate
+    from pytest_tinyml.analysis.model import parse_model
+    from pytest_tinyml.reports.collect import merged, read_model
+
+    by_label: dict[str, list[Any]] = {}
+    for r in tiny.results:
+        by_label.setdefault(r.target, []).append(r)
     from pytest_tinyml.emulate.export import export_folder_names
 
-    folders = export_folder_names(list(tiny.targets))
-    for label, m in tiny.targets.items():
-        try:
-            data = m.tflite_bytes
-            arena = m.arena.bytes
-        except (TinyMLError, NotEvaluable):
+    folders = export_folder_names(list(by_label))
+    for label, rows in by_label.items():
+        info = merged(rows)
+        arena_fact = info.facts.get("arena") or {}
+        arena = arena_fact.get("export_bytes") or arena_fact.get("bytes")
+        path = Path(info.model_path) if info.model_path else None
+        if arena is None or path is None:
+            missing = "no arena size (the arena item did not run or measure)" if arena is None else "no model file"
+            tiny.notes.append(f"--tinyml-export: {label} not exported: {missing}")
             continue
-        emulate.export(data, out / folders[label], arena_bytes=arena, model_info=m.model_info)
+        try:
+            data = read_model(path)
+            if data is None:
+                raise NotEvaluable(f"{path} is gone", "keep the model file until the run ends")
+            model_info = parse_model(data, str(path))
+        except (TinyMLError, NotEvaluable, OSError) as exc:
+            tiny.notes.append(f"--tinyml-export: {label} not exported: {exc}")
+            continue
+        emulate.export(data, out / folders[label], arena_bytes=int(arena), model_info=model_info)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -382,6 +433,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     from pytest_tinyml.reports.terminal import summary_lines
 
+    report = getattr(tiny.report_outcome, "report", None)
+    if report is None and len({r.target for r in tiny.results}) > 1:
+        from pytest_tinyml.reports.collect import build_report
+
+        try:
+            report = build_report(tiny, model_files=False)  # for the comparison table across targets
+        except Exception:  # noqa: BLE001 - the summary must not fail the run; the per-target tables stand
+            report = None
     terminalreporter.section("tinyml summary")
-    for line in summary_lines(tiny.results, outcome=tiny.report_outcome):
+    for line in summary_lines(tiny.results, outcome=tiny.report_outcome, report=report):
+        terminalreporter.write_line(line)
+    for line in tiny.notes:
         terminalreporter.write_line(line)

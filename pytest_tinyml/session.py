@@ -1,11 +1,11 @@
 """The run: what was asked (:class:`RunOptions`), the boards, checks, specs and targets of this pytest
-session, and the item results gathered from pytest's reports (so they reach the controller under
-pytest-xdist too). Registered as the ``tinyml-session`` plugin by :mod:`pytest_tinyml.plugin`.
+session, and the items' records gathered from pytest's reports (so they reach the controller under
+pytest-xdist too: :mod:`pytest_tinyml.records`). Registered as the ``tinyml-session`` plugin by
+:mod:`pytest_tinyml.plugin`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +17,7 @@ import pytest
 from pytest_tinyml.boards import DEFAULT_BOARD, Board, BoardRegistry
 from pytest_tinyml.checks.base import Check
 from pytest_tinyml.errors import SpecError
+from pytest_tinyml.records import ItemRecord, record_from_report
 from pytest_tinyml.spec.model import Spec
 from pytest_tinyml.target import SpecArtifacts, Target, model_target, spec_targets
 
@@ -38,22 +39,11 @@ class RunOptions:
     extra_loaders: Mapping[str, Callable[..., Any]] | None = None  # the datasets hook's (None: built-ins)
     load_model: Callable[..., Any] | None = None
     tflm_timeout: float = 60.0  # seconds for one host-TFLM allocation in its child process
-    firmware_runtime: str | None = None  # tinyml (the project's C runtime) or tflm (real TFLM, needs TFLM_ROOT)
-
-
-@dataclass
-class ItemResult:
-    """What reports need of one item: filled from the test reports, so it works under pytest-xdist too."""
-
-    nodeid: str
-    target: str
-    name: str
-    status: str  # passed, failed, skipped, error
-    verdict: dict[str, Any] | None = None
-    message: str = ""
-    model_path: str | None = None
-    board: str | None = None
-    mode: str | None = None
+    firmware_runtime: str | None = None  # tflm (real TFLM), tinyml (the project's C runtime); None: tflm if possible
+    kernels: str | None = None  # TFLM kernel set; None: the spec's, else by core
+    offline: bool = False  # never download TFLM sources
+    tflm_sources: Path | None = None  # source cache (default cache_dir / "tflm-sources")
+    tflm_mirror: str | None = None
 
 
 def display(path: Path) -> str:
@@ -76,8 +66,9 @@ class TinyMLSession:
     targets: dict[str, Target] = field(default_factory=dict)
     artifacts: dict[Path, SpecArtifacts] = field(default_factory=dict)
     loaded: dict[Path, Spec | SpecError] = field(default_factory=dict)
-    results: list[ItemResult] = field(default_factory=list)
+    results: list[ItemRecord] = field(default_factory=list)
     report_outcome: Any = None
+    notes: list[str] = field(default_factory=list)  # lines for the terminal summary (export)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -85,7 +76,7 @@ class TinyMLSession:
         progress = self.options.progress
         if progress is not None and hasattr(progress, "close"):
             progress.close()
-        result = result_from_report(report)
+        result = record_from_report(report)
         if result is not None:
             self.results.append(result)
 
@@ -138,35 +129,3 @@ class TinyMLSession:
             constraints=spec.constraints if spec else None,
         )
         return self._remember([target])[0]
-
-
-def result_from_report(report: pytest.TestReport) -> ItemResult | None:
-    props = {str(k): v for k, v in report.user_properties}
-    if "tinyml_target" not in props:
-        return None
-    if report.when != "call" and not (report.when == "setup" and (report.failed or report.skipped)):
-        return None
-    verdict = json.loads(str(props["tinyml_verdict"])) if "tinyml_verdict" in props else None
-    if report.skipped:
-        status = "skipped"
-        message = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    else:
-        status = report.outcome if report.when == "call" else "error"
-        crash = getattr(report.longrepr, "reprcrash", None)
-        text = crash.message if crash is not None else (report.longreprtext or "")
-        message = verdict["message"] if verdict else (text.splitlines()[0] if text else "")
-    return ItemResult(
-        nodeid=report.nodeid,
-        target=str(props["tinyml_target"]),
-        name=report.nodeid.rsplit("::", 1)[-1],
-        status=status,
-        verdict=verdict,
-        message=message,
-        model_path=_opt_str(props.get("tinyml_model_path")),
-        board=_opt_str(props.get("tinyml_board")),
-        mode=_opt_str(props.get("tinyml_mode")),
-    )
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)

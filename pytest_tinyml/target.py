@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.spec.model import AUDIT_DEFAULTS, Constraints, FirmwareSpec, Spec
 
 if TYPE_CHECKING:
+    from pytest_tinyml.records import TargetRecord
     from pytest_tinyml.session import RunOptions
 
 #: Quantization modes that are deployed; other modes of a multi-mode spec are compared, not deployed.
@@ -97,8 +99,11 @@ class Target:
         model_path: Path | None = None,
         artifacts: SpecArtifacts | None = None,
         path: Path | None = None,
+        source: str | None = None,
     ) -> None:
         self.label = label
+        #: the spec or model file as displayed (the label without ``[mode]``)
+        self.source = source or (label.removesuffix(f"[{mode}]") if mode else label)
         #: the file the target comes from (the spec or the .tflite), for reports and node ids
         self.path = path if path is not None else (spec.path if spec is not None else model_path)
         self.constraints = constraints
@@ -232,6 +237,32 @@ class Target:
 
         return firmware.tflm_outputs(self)
 
+    #: Set by the plugin after deselection when a ``firmware`` item of this target will run: then the
+    #: ``arena`` and ``flash`` items measure on the target too (they never build firmware otherwise).
+    firmware_selected: bool = False
+
+    def firmware_for_memory(self) -> Any | None:
+        """The firmware run for the memory items: computed when this target's firmware items are selected,
+        reused when it already ran, else None (never raises: the firmware items report failures)."""
+        value = self.computed("firmware")
+        if value is None and self.firmware_selected:
+            try:
+                value = self.firmware
+            except (NotEvaluable, TinyMLError):
+                return None
+        return None if value is None or isinstance(value, BaseException) else value
+
+    @cached_measurement
+    def firmware_runtime_choice(self) -> Any:
+        from pytest_tinyml.emulate import firmware
+
+        return firmware.runtime_choice(self)
+
+    def firmware_divergence(self, sample: int) -> str:
+        from pytest_tinyml.emulate import firmware
+
+        return firmware.divergence(self, sample)
+
     # --- what was computed ------------------------------------------------------------------------
     def computed(self, name: str) -> Any:
         """The measurement ``name`` if it was already computed in this process (never computes it):
@@ -240,6 +271,52 @@ class Target:
         if isinstance(value, _Failed):
             return value.exc
         return value
+
+    def record(self) -> TargetRecord:
+        """What the reports need of this target, from what was already computed (never computes)."""
+        from pytest_tinyml.records import TargetRecord, plain
+
+        facts: dict[str, Any] = {}
+        arena = self.computed("arena")
+        if arena is not None and not isinstance(arena, BaseException):
+            facts["arena"] = {"bytes": int(arena.bytes), "host_bytes": getattr(arena, "host_bytes", None),
+                              "method": str(getattr(arena, "method", "") or "") or None}
+            from pytest_tinyml.emulate.firmware import export_arena_bytes
+
+            fw = self.computed("firmware")
+            facts["arena"]["export_bytes"] = export_arena_bytes(arena, None if isinstance(fw, BaseException) else fw)
+        flash = self.computed("flash")
+        if flash is not None and not isinstance(flash, BaseException):
+            model_b, code_b = int(flash.model_bytes), int(flash.runtime_code_bytes)
+            facts["flash"] = {"bytes": model_b + code_b, "model_bytes": model_b, "runtime_code_bytes": code_b}
+        accuracy = self.computed("accuracy")
+        if accuracy is not None and not isinstance(accuracy, BaseException):
+            ci = getattr(accuracy, "drop_ci", None)
+            facts["accuracy"] = {"stages": dict(getattr(accuracy, "stages", {}) or {}),
+                                 "drop_points": getattr(accuracy, "drop_points", None),
+                                 "drop_ci": list(ci) if ci is not None else None}
+        for name in ("arena", "flash", "accuracy", "tflite_path"):
+            value = self.computed(name)
+            if isinstance(value, BaseException):
+                facts.setdefault("not_measured", {})[name] = str(value)
+        path = self.computed("tflite_path")
+        model_path = path if path is not None and not isinstance(path, BaseException) else self.model_path
+        regression = {k: v for k, v in asdict(self.constraints.regression).items() if v is not None}
+        runtime = None
+        if self.constraints.firmware is not None and self.constraints.firmware.enabled:
+            runtime = self.options.firmware_runtime or os.environ.get("TINYML_FIRMWARE_RUNTIME") or "tinyml"
+        return TargetRecord(
+            label=self.label,
+            kind="spec" if self.spec is not None or self.mode is not None else "model",
+            board=self.board.name,
+            spec=self.source if self.spec is not None else None,
+            spec_name=self.spec.name if self.spec is not None else None,
+            mode=self.mode,
+            runtime=runtime,
+            model_path=str(model_path) if model_path is not None else None,
+            regression=regression,
+            facts=plain(facts),
+        )
 
     def preset(self, name: str, value: Any) -> None:
         """Provide the measurement ``name`` (a value, or an exception to fail with) without computing it."""
@@ -266,7 +343,7 @@ def spec_targets(
     if not spec.builds:
         assert spec.model.path is not None
         return [Target(label=name, constraints=spec.constraints, board=board, options=options, spec=spec,
-                       model_path=spec.model.path, path=spec.path)]
+                       model_path=spec.model.path, path=spec.path, source=name)]
     artifacts = artifacts or SpecArtifacts(spec, options)
     modes = spec.quantization.modes
     return [
@@ -279,6 +356,7 @@ def spec_targets(
             mode=mode,
             artifacts=artifacts,
             path=spec.path,
+            source=name,
         )
         for mode in modes
     ]
@@ -289,4 +367,4 @@ def model_target(
 ) -> Target:
     """The target of a ``.tflite`` audited on its own (audit defaults) or under a spec's constraints."""
     return Target(label=name, constraints=constraints or AUDIT_DEFAULTS, board=board, options=options,
-                  model_path=path, path=path)
+                  model_path=path, path=path, source=name)

@@ -22,17 +22,18 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tflite_factory as factory  # noqa: E402
 
-from pytest_tinyml import reports  # noqa: E402
+from pytest_tinyml import records, reports  # noqa: E402
 from pytest_tinyml.boards import BoardRegistry, builtin_boards  # noqa: E402
 from pytest_tinyml.checks.accuracy import judge_accuracy, judge_drop  # noqa: E402
 from pytest_tinyml.checks.base import Verdict  # noqa: E402
 from pytest_tinyml.checks.memory import judge_bytes  # noqa: E402
 from pytest_tinyml.checks.size import judge_size  # noqa: E402
 from pytest_tinyml.errors import BuildError, NotEvaluable  # noqa: E402
+from pytest_tinyml.records import ItemRecord  # noqa: E402
 from pytest_tinyml.reports.collect import build_report, tensor_lifetimes  # noqa: E402
 from pytest_tinyml.reports.markdown import render_markdown  # noqa: E402
 from pytest_tinyml.reports.terminal import summary_lines  # noqa: E402
-from pytest_tinyml.session import ItemResult, RunOptions  # noqa: E402
+from pytest_tinyml.session import RunOptions  # noqa: E402
 from pytest_tinyml.spec.model import AUDIT_DEFAULTS, RegressionSpec  # noqa: E402
 from pytest_tinyml.target import Target  # noqa: E402
 
@@ -57,7 +58,7 @@ class Run:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.results: list[ItemResult] = []
+        self.results: list[ItemRecord] = []
         self.targets: dict[str, Target] = {}
         self.specs: list[Path] = []
         self.models: list[Path] = []
@@ -84,17 +85,19 @@ class Run:
     def item(self, m: Target, status: str, verdict: Verdict | None = None, message: str = "") -> None:
         check = verdict.name if verdict else message.removeprefix("Skipped: ").split(":", 1)[0]
         name = check + (f"[{m.mode}]" if m.mode else "")
+        # the record travels as JSON, as it does in a test report's user_properties
+        decoded = records.decode(records.encode(m.record(), verdict.to_dict() if verdict else None))
+        assert decoded is not None
+        info, verdict_dict = decoded
         self.results.append(
-            ItemResult(
+            ItemRecord(
                 nodeid=f"{m.label.split('[', 1)[0]}::{name}",
-                target=m.label,
                 name=name,
+                check=check,
                 status=status,
-                verdict=verdict.to_dict() if verdict else None,
+                info=info,
+                verdict=verdict_dict,
                 message=verdict.message if verdict else message,
-                model_path=str(m.model_path),
-                board=BOARD.name,
-                mode=m.mode,
             )
         )
 
@@ -267,7 +270,7 @@ def test_unwritable_report_dir_is_an_error_line_not_an_exception(run: Run, tmp_p
 def _table_rows(md: str) -> list[list[str]]:
     rows = []
     for line in md.splitlines():
-        if line.startswith("| ") and not line.startswith("| Status"):
+        if line.startswith("| ") and not line.startswith("| Status") and "---" not in line:
             cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
             rows.append([c.strip() for c in cells])
     return rows
@@ -291,9 +294,15 @@ def test_markdown_puts_failures_first_and_escapes(run: Run, tmp_path: Path) -> N
     )
     run.item(bad, "failed", v)
     md = render_markdown(build_report(run))
+    # every target is one row of the comparison table; only the failing one gets a section
     sections = re.findall(r"^### (\S+) (.+)$", md, re.M)
-    assert sections == [("❌", "bad.tflite"), ("✅", "good.tflite")]
+    assert sections == [("❌", "bad.tflite")]
     rows = _table_rows(md)
+    assert rows[0] == ["target", "size", "arena", "verdicts"]
+    assert rows[1][0] == "❌ bad.tflite" and rows[1][2] == "120,000 B" and rows[1][3] == "2 failed, 1 passed, 1 skipped"
+    assert rows[2][0] == "✅ good.tflite" and rows[2][3] == "2 passed, 1 skipped"
+    assert md.count("good.tflite") == 2  # its table row and the one skip line ("latency skipped on ...")
+    rows = rows[3:]
     header_cells = 5
     assert all(len(r) == header_cells for r in rows), rows  # a '|' in a message does not add a column
     bad_rows = rows[:4]  # bad.tflite: size, arena, latency from audit() + int8_io

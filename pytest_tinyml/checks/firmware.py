@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml.checks.base import Verdict
-from pytest_tinyml.checks.memory import require_model_fits_flash
 from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.spec.units import format_seconds
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
     from pytest_tinyml.target import Target
+
+
+def require_model_fits_flash(m: Target) -> None:
+    """:func:`pytest_tinyml.emulate.firmware.require_model_fits_flash`, imported when a firmware item runs
+    (the emulate package is not needed to collect or judge anything else)."""
+    from pytest_tinyml.emulate.firmware import require_model_fits_flash as require
+
+    require(m)
 
 
 def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
@@ -62,6 +69,31 @@ def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine
     )
 
 
+def runtime_properties(fw: Any) -> dict[str, Any]:
+    """``runtime`` (``tflm`` or ``tinyml``), the TFLM kernel set, and why the project's runtime ran."""
+    props: dict[str, Any] = {"runtime": fw.runtime}
+    if fw.runtime == "tflm":
+        props["kernels"] = fw.kernels or "reference"
+    if getattr(fw, "runtime_note", ""):
+        props["runtime_note"] = fw.runtime_note
+    return props
+
+
+def runtime_label(fw: Any) -> str:
+    """The message suffix naming the firmware runtime that measured a figure."""
+    if fw.runtime == "tflm":
+        return f"[runtime tflm, {fw.kernels or 'reference'} kernels]"
+    note = getattr(fw, "runtime_note", "")
+    return f"[runtime tinyml (the project's own), {note}]" if note else "[runtime tinyml (the project's own)]"
+
+
+def with_runtime(verdict: Verdict, fw: Any) -> Verdict:
+    """Say in the message and in ``extra`` which firmware runtime measured the verdict."""
+    verdict.message = f"{verdict.message} {runtime_label(fw)}"
+    verdict.extra.update(runtime_properties(fw))
+    return verdict
+
+
 class FirmwareBitexactCheck:
     name = "firmware_bitexact"
     key = "firmware"
@@ -81,7 +113,13 @@ class FirmwareBitexactCheck:
                 "make the model TFLM-compatible",
             )
         fw = m.firmware
-        return judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
+        verdict = judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
+        mismatched = verdict.extra.get("mismatched") or []
+        if not verdict.passed and mismatched:
+            where = m.firmware_divergence(int(mismatched[0]))
+            verdict.details.append(f"sample {mismatched[0]}: {where}")
+            verdict.extra["first_divergence"] = where
+        return with_runtime(verdict, fw)
 
 
 def judge_latency(seconds: float, limit: float, instructions: float, cpi: float, clock_hz: int, method: str) -> Verdict:
@@ -126,6 +164,10 @@ class LatencyCheck:
         require_model_fits_flash(m)
         fw = m.firmware
         est = emulate.latency_estimate(fw.instructions_per_inference, m.firmware_core, m.board.clock_hz)
-        return judge_latency(
-            est.seconds, m.constraints.max_latency, fw.instructions_per_inference, est.cpi, m.board.clock_hz, est.method
+        return with_runtime(
+            judge_latency(
+                est.seconds, m.constraints.max_latency, fw.instructions_per_inference, est.cpi, m.board.clock_hz,
+                est.method,
+            ),
+            fw,
         )

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
-from pytest_tinyml.errors import NotEvaluable
+from pytest_tinyml.checks.firmware import (
+    require_model_fits_flash,
+    runtime_label,
+    runtime_properties,
+    with_runtime,
+)
 
 if TYPE_CHECKING:
     from pytest_tinyml.analysis.model import ModelInfo, TensorInfo
@@ -37,22 +42,6 @@ def judge_bytes(
         fix=None if passed else fix,
         extra=extra or {},
     )
-
-
-def require_model_fits_flash(m: Target) -> None:
-    """Raise :class:`NotEvaluable` when the model file alone is larger than the board's flash.
-
-    Checked before any firmware is built: such a model cannot link for the board, and compiling a
-    multi-MB model into a firmware image costs minutes and gigabytes. The ``size``/``flash`` items
-    report the failure itself.
-    """
-    size = m.model_info.size_bytes
-    if size > m.board.flash_bytes:
-        raise NotEvaluable(
-            f"the model ({fmt_bytes(size)}) is larger than {m.board.name}'s {fmt_bytes(m.board.flash_bytes)} "
-            "flash, so no firmware was built (see the flash and size items)",
-            "shrink the model (quantize to int8, fewer parameters) or pick a board with more flash (--tinyml-board)",
-        )
 
 
 #: TFLM computes tensor byte sizes in 32-bit ``size_t`` on Cortex-M (and ``int`` element counts), so a
@@ -132,20 +121,38 @@ class ArenaCheck:
                 fix="shrink the tensor's shape (fewer units/filters, smaller input), or fix the model's shapes",
                 extra={"tensor": t.name[:256], "tensor_bytes": nbytes, "board": board.name},
             )
+        fix = (
+            "shrink the largest activations (fewer filters early, stride or pooling sooner), "
+            "or pick a board with more RAM (--tinyml-board)"
+        )
+        fw = m.firmware_for_memory()
+        if fw is not None and fw.runtime == "tflm" and fw.arena_min_bytes:
+            details = [
+                f"smallest arena AllocateTensors() accepts on {fw.machine} ({fw.core}): "
+                f"{fmt_bytes(fw.arena_min_bytes)} (bisection to 16 B on the target); "
+                f"arena_used_bytes() {fmt_bytes(fw.arena_bytes)} with a {fmt_bytes(fw.arena_used_at)} arena",
+                "method: target",
+            ]
+            extra = {"method": "target", "used": fw.arena_bytes, "used_at": fw.arena_used_at, "board": board.name,
+                     **runtime_properties(fw)}
+            verdict = judge_bytes("arena", fw.arena_min_bytes, limit, text, details, fix, extra)
+            verdict.message += f" {runtime_label(fw)}"
+            return verdict
         arena = m.arena
         details = [
             f"32-bit Cortex-M arena {fmt_bytes(arena.bytes)} (host 64-bit TFLM reported {fmt_bytes(arena.host_bytes)})",
-            f"method: {arena.method}",
+            f"method: host estimate ({arena.method})",
         ]
+        if fw is not None:
+            details.append(f"not measured on the target: {runtime_label(fw)}")
         return judge_bytes(
             "arena",
             arena.bytes,
             limit,
             text,
             details,
-            "shrink the largest activations (fewer filters early, stride or pooling sooner), "
-            "or pick a board with more RAM (--tinyml-board)",
-            {"host_bytes": arena.host_bytes, "board": board.name},
+            fix,
+            {"host_bytes": arena.host_bytes, "board": board.name, "method": "host estimate"},
         )
 
 
@@ -174,8 +181,28 @@ class FlashCheck:
             f"model {fmt_bytes(est.model_bytes)} + TFLM runtime code estimate {fmt_bytes(est.runtime_code_bytes)}",
             f"method: {est.method}",
         ]
-        fw = m.computed("firmware")  # only when the firmware items already ran: flash never builds firmware
-        if fw is not None and not isinstance(fw, BaseException):
+        fw = m.firmware_for_memory()
+        if fw is not None and fw.runtime == "tflm":
+            verdict = judge_bytes(
+                "flash",
+                fw.flash_bytes,
+                limit,
+                text,
+                [
+                    f"real TFLM harness ELF ({fw.machine}, {fw.core}): text {fmt_bytes(fw.text_bytes)}, rodata "
+                    f"{fmt_bytes(fw.rodata_bytes)} (model {fmt_bytes(est.model_bytes)}), flash image "
+                    f"{fmt_bytes(fw.flash_bytes)}",
+                    f"host estimate was {fmt_bytes(total)} ({est.method})",
+                    "method: target ELF sections",
+                ],
+                "quantize to int8 to shrink the weights, register only the ops the model uses, or pick a board "
+                "with more flash (--tinyml-board)",
+                {"model_bytes": est.model_bytes, "text_bytes": fw.text_bytes, "rodata_bytes": fw.rodata_bytes,
+                 "method": "target", **runtime_properties(fw)},
+            )
+            verdict.message += f" {runtime_label(fw)}"
+            return verdict
+        if fw is not None:
             details.append(
                 f"measured harness ELF ({fw.machine}): text {fmt_bytes(fw.text_bytes)}, rodata {fmt_bytes(fw.rodata_bytes)}, "
                 f"flash image {fmt_bytes(fw.flash_bytes)}"
@@ -206,12 +233,14 @@ class FirmwareRamCheck:
         require_model_fits_flash(m)
         fw = m.firmware
         board = m.board
-        used = fw.static_ram_bytes + fw.arena_bytes + fw.stack_bytes
+        arena = fw.arena_min_bytes if fw.runtime == "tflm" and fw.arena_min_bytes else fw.arena_bytes
+        what = "smallest allocating arena" if arena == fw.arena_min_bytes and arena else "arena"
+        used = fw.static_ram_bytes + arena + fw.stack_bytes
         details = [
-            f"static data {fmt_bytes(fw.static_ram_bytes)} + arena {fmt_bytes(fw.arena_bytes)} "
+            f"static data {fmt_bytes(fw.static_ram_bytes)} + {what} {fmt_bytes(arena)} "
             f"+ stack high-water {fmt_bytes(fw.stack_bytes)} (painted stack, {fw.machine})",
         ]
-        return judge_bytes(
+        verdict = judge_bytes(
             "firmware_ram",
             used,
             board.ram_bytes,
@@ -220,7 +249,8 @@ class FirmwareRamCheck:
             "reduce the arena (smaller activations) or pick a board with more RAM",
             {
                 "static_bytes": fw.static_ram_bytes,
-                "arena_bytes": fw.arena_bytes,
+                "arena_bytes": arena,
                 "stack_bytes": fw.stack_bytes,
             },
         )
+        return with_runtime(verdict, fw)

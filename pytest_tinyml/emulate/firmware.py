@@ -19,6 +19,23 @@ if TYPE_CHECKING:
     from pytest_tinyml.target import Target
 
 
+def require_model_fits_flash(m: Target) -> None:
+    """Raise :class:`NotEvaluable` when the model file alone is larger than the board's flash.
+
+    Checked first by :func:`run` and by the firmware items: such a model cannot link for the board, and compiling a
+    multi-MB model into a firmware image costs minutes and gigabytes. The ``size``/``flash`` items
+    report the failure itself.
+    """
+    size = m.model_info.size_bytes
+    if size > m.board.flash_bytes:
+        raise NotEvaluable(
+            f"the model ({size:,} B) is larger than {m.board.name}'s {m.board.flash_bytes:,} B "
+            "flash, so no firmware was built (see the flash and size items)",
+            "shrink the model (quantize to int8, fewer parameters) or pick a board with more flash (--tinyml-board)",
+        )
+
+
+
 def machine(target: Target) -> str:
     """The emulated machine the target's firmware runs on (the spec's ``firmware.machine`` or the board's)."""
     from pytest_tinyml.emulate.toolchain import MACHINES
@@ -119,26 +136,25 @@ def sources_digest() -> str:
 def run(target: Target) -> Any:
     """The target's int8 model built into firmware and run on the emulated machine (cached by content)."""
     from pytest_tinyml import emulate
-    from pytest_tinyml.emulate.run import resolve_runtime
     from pytest_tinyml.pipeline.cache import RunCache, run_cache_key
 
     if not target.firmware_spec.enabled:
         raise NotEvaluable("firmware items are disabled in the spec", "set constraints.firmware.enabled: true")
+    require_model_fits_flash(target)  # issue 13: never compile a model the board cannot hold
     status = emulate.toolchain_status()
     if not status.ok:
         raise NotEvaluable(f"missing {', '.join(status.missing)}", status.hint)
-    runtime = resolve_runtime(target.options.firmware_runtime)
-    arena_bytes = 0
-    if runtime == "tflm":
-        emulate.tflm_tree()  # NotEvaluable naming what is missing (TFLM_ROOT, flatbuffers, ...)
-        arena_bytes = target.arena.bytes + 1024  # the measured arena plus room for TFLM's temporaries
-    else:
+    choice = target.firmware_runtime_choice
+    runtime = choice.runtime
+    arena_bytes = 0  # real TFLM: all free RAM; the firmware bisects the smallest arena that allocates
+    if runtime == "tinyml":
         unsupported = emulate.unsupported_ops(target.model_info)
         if unsupported:
+            why = f" ({choice.note})" if choice.note else ""
             raise NotEvaluable(
-                f"the firmware runtime does not implement {', '.join(unsupported)}",
-                "audit models that use only the ops listed in README (firmware runtime), or build real TFLM: "
-                "--tinyml-firmware-runtime tflm with TFLM_ROOT set",
+                f"the project's firmware runtime does not implement {', '.join(unsupported)}{why}",
+                "audit models that use only the ops listed in README (firmware runtime), or let real TFLM "
+                "build: drop --tinyml-offline / --tinyml-firmware-runtime tinyml, or set TFLM_ROOT",
             )
     emulator = target.options.emulator or target.firmware_spec.emulator
     samples = target.firmware_inputs
@@ -153,11 +169,13 @@ def run(target: Target) -> Any:
         emulator,
         sources_digest(),
         os.environ.get("TFLM_ROOT", "") if runtime == "tflm" else "",
+        choice.tree.describe() if choice.tree is not None else "",
     )
     runs = RunCache(target.options.cache_dir / "runs")
     if not target.options.rebuild:
         hit = runs.load_firmware(key)
         if hit is not None:
+            hit.runtime_note = choice.note
             return hit
     result = emulate.run_firmware(
         target.tflite_bytes,
@@ -169,9 +187,67 @@ def run(target: Target) -> Any:
         emulator=emulator,
         runtime=runtime,
         arena_bytes=arena_bytes,
+        tflm_tree=choice.tree,
+        progress=target.options.progress,
     )
+    result.runtime_note = choice.note
     runs.save_firmware(key, result)
     return result
+
+
+def runtime_choice(target: Target) -> Any:
+    """Real TFLM (with the kernel set for this core) when its sources can be had, else the project's
+    runtime with the reason (never silently: the firmware items print it)."""
+    from pytest_tinyml.emulate.tflm_build import choose_runtime
+
+    requested = target.options.firmware_runtime or os.environ.get("TINYML_FIRMWARE_RUNTIME") or None
+    return choose_runtime(
+        requested,
+        core=core(target),
+        kernels=target.options.kernels or target.firmware_spec.kernels,
+        sources_dir=target.options.tflm_sources or target.options.cache_dir / "tflm-sources",
+        offline=target.options.offline,
+        mirror=target.options.tflm_mirror,
+        progress=target.options.progress,
+    )
+
+
+def divergence(target: Target, sample: int) -> str:
+    """The first operator whose output differs between the firmware and host TFLM on ``sample`` (layer by
+    layer: both run a copy of the model whose intermediate tensors are outputs). Never raises: a failure
+    to localize is described instead."""
+    from pytest_tinyml import emulate
+    from pytest_tinyml.analysis import tflm
+    from pytest_tinyml.emulate.localize import first_divergence
+    from pytest_tinyml.errors import TinyMLError
+
+    choice = target.firmware_runtime_choice
+    x = target.firmware_inputs[sample]
+
+    def on_target(model: bytes, s: Any) -> tuple[Any, ...]:
+        res = emulate.run_firmware(
+            model, [s], machine=machine(target), core=core(target),
+            cache_dir=target.options.cache_dir / "firmware", runtime=choice.runtime, tflm_tree=choice.tree,
+        )
+        return tuple(res.all_outputs[0])
+
+    def on_host(model: bytes, s: Any, n: int) -> tuple[Any, ...]:
+        return tuple(tflm.invoke(model, [s], num_outputs=n)[0])
+
+    try:
+        return first_divergence(target.tflite_bytes, x, on_target, on_host).describe()
+    except (TinyMLError, NotEvaluable, ValueError, RuntimeError, OSError) as exc:
+        return f"could not compare layer by layer: {exc}"
+
+
+def export_arena_bytes(arena: Any, fw: Any | None) -> int:
+    """Arena size for ``--tinyml-export``: the smallest that allocated on the target with real TFLM (a
+    multiple of TFLM's 16-byte alignment) when ``fw`` is such a run, else the host estimate of it rounded
+    up to 16 bytes. Pure: the caller passes what was already measured."""
+    if fw is not None and fw.runtime == "tflm" and fw.arena_min_bytes:
+        return int(fw.arena_min_bytes)
+    need = getattr(arena, "required_bytes", None) or arena.bytes
+    return (int(need) + 15) // 16 * 16
 
 
 def tflm_outputs(target: Target) -> list[Any]:

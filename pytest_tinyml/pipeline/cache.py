@@ -7,10 +7,16 @@ Layout under the directory the caller passes (pytest's ``.pytest_cache/d/tinyml`
     builds/<key>.lock            fcntl lock held while checking or building the entry
     eval/<key>.json              evaluation results keyed by tflite sha256 + dataset checksum + stage
     runs/<key>/result.json, outputs.npz   deterministic runs (firmware under an emulator, host TFLM)
+    index/<kind>/<key>           sha256 of each entry above (builds: its manifest; eval: the file; runs:
+                                 its files), kept apart from the entry and checked on every read
 
 An entry is written into a temporary directory next to it and renamed into place as a whole, so readers
 never see half an entry. A corrupted or truncated entry (a file missing or its sha256 differing from the
-manifest) is detected on the next run and rebuilt.
+manifest) is detected on the next run and rebuilt. Entries that decide verdicts are also checked against
+the digest the index keeps for them outside the entry: an entry edited on its own (a result.json claiming
+fewer instructions, a manifest rewritten to match an edited model) does not match and is rebuilt. The
+index lives in the same writable directory, so it stops accidents and edits of one entry, not someone
+who rewrites both: a writable cache is trusted input (see README, "What the cache protects against").
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -161,13 +169,64 @@ def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator
             os.close(fd)
 
 
+_INDEX_KEY = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
+
+
+class DigestIndex:
+    """``<root>/index/<kind>/<key>``: the sha256 of a cache entry, kept apart from the entry itself."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "index"
+
+    def _path(self, kind: str, key: str) -> Path | None:
+        if not _INDEX_KEY.fullmatch(kind) or not _INDEX_KEY.fullmatch(key):
+            return None
+        return self.root / kind / key
+
+    def put(self, kind: str, key: str, digest: str) -> None:
+        path = self._path(kind, key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(digest + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def matches(self, kind: str, key: str, digest: str) -> bool:
+        """True when the index holds ``digest`` for the entry (a missing or unreadable index entry: False)."""
+        path = self._path(kind, key)
+        if path is None:
+            return False
+        try:
+            with path.open("rb") as f:
+                kept = f.read(200).decode("ascii", "replace").strip()
+        except OSError:
+            return False
+        return kept == digest
+
+
+def entry_digest(files: Mapping[str, bytes]) -> str:
+    """sha256 over the names and contents of an entry's files."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + sha256_bytes(files[name]).encode() + b"\0")
+    return h.hexdigest()
+
+
 class Cache:
-    """The build cache rooted at ``root``."""
+    """The build and evaluation cache rooted at ``root``."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.builds = self.root / "builds"
         self.evals = self.root / "eval"
+        self.index = DigestIndex(self.root)
 
     def entry_dir(self, key: str) -> Path:
         return self.builds / key
@@ -185,7 +244,10 @@ class Cache:
         """The manifest of a complete, intact entry, else None."""
         entry = self.entry_dir(key)
         try:
-            manifest = json.loads((entry / "manifest.json").read_text())
+            raw = (entry / "manifest.json").read_bytes()
+            if not self.index.matches("builds", key, sha256_bytes(raw)):
+                return None  # edited, or written without this index: rebuild
+            manifest = json.loads(raw)
         except (OSError, ValueError):
             return None
         if not isinstance(manifest, dict) or manifest.get("key") != key or not isinstance(manifest.get("files"), dict):
@@ -210,8 +272,10 @@ class Cache:
         files = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file() and p.name != "manifest.json"}
         manifest = {"key": key, "files": files, "created": time.time(), "meta": dict(meta)}
         tmp = staging / ".manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+        text = json.dumps(manifest, indent=1, sort_keys=True, default=str)
+        tmp.write_text(text)
         os.replace(tmp, staging / "manifest.json")
+        self.index.put("builds", key, sha256_bytes(text.encode()))
         final = self.entry_dir(key)
         if final.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".trash-{key[:16]}-", dir=self.builds))
@@ -230,7 +294,10 @@ class Cache:
 
     def read_eval(self, key: str) -> dict[str, Any] | None:
         try:
-            data = json.loads(self.eval_path(key).read_text())
+            raw = self.eval_path(key).read_bytes()
+            if not self.index.matches("eval", key, sha256_bytes(raw)):
+                return None
+            data = json.loads(raw)
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("key") != key:
@@ -245,9 +312,11 @@ class Cache:
         self.evals.mkdir(parents=True, exist_ok=True)
         body = json.dumps(result, sort_keys=True)
         data = {"key": key, "sha256": sha256_bytes(body.encode()), "result": json.loads(body)}
+        text = json.dumps(data)
         fd, tmp = tempfile.mkstemp(prefix=".eval-", dir=self.evals)
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
+            f.write(text)
+        self.index.put("eval", key, sha256_bytes(text.encode()))
         os.replace(tmp, self.eval_path(key))
 
 
@@ -267,7 +336,8 @@ class RunCache:
     """``<cache>/runs/<key>/``: ``result.json`` (scalars) and ``outputs.npz`` (arrays), written atomically.
 
     Only deterministic runs are stored (QEMU with ``-icount``; host TFLM), keyed by a hash of everything
-    they depend on. A damaged entry (unreadable JSON or arrays) is ignored and rewritten.
+    they depend on. A damaged entry (unreadable JSON or arrays) or one whose files do not match the digest
+    the index keeps for it (``<cache>/index/runs/<key>``) is ignored, and the run happens again.
     """
 
     _SCALARS = (
@@ -291,10 +361,15 @@ class RunCache:
         "clock_hz",
         "emulate_seconds",
         "seconds",
+        "runtime",
+        "kernels",
+        "arena_min_bytes",
+        "arena_used_at",
     )
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, index_root: Path | None = None) -> None:
         self.root = root
+        self.index = DigestIndex(index_root if index_root is not None else Path(root).parent)
 
     def _write(self, key: str, meta: dict[str, Any], outputs: list[Any]) -> None:
         import numpy as np
@@ -305,6 +380,8 @@ class RunCache:
         try:
             np.savez(tmp / "outputs.npz", *[np.asarray(o) for o in outputs])
             (tmp / "result.json").write_text(json.dumps(meta, default=str))
+            files = {name: (tmp / name).read_bytes() for name in ("result.json", "outputs.npz")}
+            self.index.put("runs", key, entry_digest(files))
             if final.exists():
                 shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
@@ -316,8 +393,11 @@ class RunCache:
 
         entry = self.root / key
         try:
-            meta = json.loads((entry / "result.json").read_text())
-            with np.load(entry / "outputs.npz", allow_pickle=False) as data:
+            files = {name: (entry / name).read_bytes() for name in ("result.json", "outputs.npz")}
+            if not self.index.matches("runs", key, entry_digest(files)):
+                return None  # edited, damaged, or written without this index: run again
+            meta = json.loads(files["result.json"])
+            with np.load(io.BytesIO(files["outputs.npz"]), allow_pickle=False) as data:
                 outputs = [data[f"arr_{i}"] for i in range(len(data.files))]
         except (OSError, ValueError, KeyError, RecursionError):  # RecursionError: nesting 200,000 deep
             return None
@@ -349,8 +429,9 @@ class RunCache:
             fields = {name: meta[name] for name in self._SCALARS}
         except KeyError:
             return None
+        text_fields = {f.name for f in dataclasses.fields(FirmwareResult) if f.type in ("str", str)}
         for name, value in fields.items():  # an edited entry with a wrong type or NaN is a miss, not a crash
-            if name in ("machine", "core", "emulator"):
+            if name in text_fields:
                 ok = isinstance(value, str)
             else:
                 ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pytest_tinyml.reports import compare_table
 from pytest_tinyml.reports._format import STATUS_ORDER, fmt_bytes, fmt_delta, fmt_value, one_line
 from pytest_tinyml.reports.baseline import Vocabulary
 from pytest_tinyml.reports.terminal import skip_reason
@@ -320,13 +321,19 @@ def render_html(report: dict[str, Any], *, plots: bool = True) -> tuple[str, lis
                 + "</p>"
             )
         body.append(f'<div class="box">{inner}</div>')
-    if len(targets) > 1:
-        items = []
-        for t in targets:
-            st = min((STATUS_ORDER.get(i["status"], 9) for i in t["items"]), default=9)
-            status = next((s for s, o in STATUS_ORDER.items() if o == st), "skipped")
-            items.append(f'<li><a href="#t{index[id(t)]}">{e(t["label"])}</a> {_badge(status)}</li>')
-        body.append('<nav class="box"><b>Targets</b><ul>' + "".join(items) + "</ul></nav>")
+    if len(targets) > 1:  # the comparison table across targets, each row linking to its section
+        header, rows, title = compare_table.rows(targets)
+        text_cols = 2 if header[1] == "board" else 1
+        head = "".join(f"<th{'' if k < text_cols or k == len(header) - 1 else ' class=num'}>{e(h)}</th>"
+                       for k, h in enumerate(header))
+        trs = []
+        for t, row in zip(targets, rows, strict=True):
+            cells = [f'<td><a href="#t{index[id(t)]}">{e(row[0])}</a></td>']
+            cells += [f"<td>{e(c)}</td>" for c in row[1:text_cols]]
+            cells += [f"<td class=num>{e(c)}</td>" for c in row[text_cols:-1]]
+            cells.append(f"<td>{_badge(compare_table.worst(t['items']), row[-1])}</td>")
+            trs.append("<tr>" + "".join(cells) + "</tr>")
+        body.append(f'<nav class="box"><b>{e(title)}</b><table><tr>{head}</tr>{"".join(trs)}</table></nav>')
     if charts is not None:
         groups: dict[str, list[dict[str, Any]]] = {}
         for t in report.get("targets") or []:

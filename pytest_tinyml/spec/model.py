@@ -65,6 +65,7 @@ class FirmwareSpec:
     machine: str | None = None
     emulator: str = "qemu"
     enabled: bool = True
+    kernels: str | None = None  # TFLM kernel set: cmsis_nn or reference; None = by the board's core
 
 
 @dataclass(frozen=True)
