@@ -1,6 +1,6 @@
 """Real-TFLM firmware build cost: first build for one core and kernel set, then each further model.
 
-Usage: python bench/bench_tflm_build.py [cmsis_nn|reference] [CORE]
+Usage: python bench/bench_tflm_build.py [cmsis_nn|reference] [CORE] [EMPTY_CACHE_DIR]
 
 Needs TFLM sources: ``TFLM_ROOT`` or a filled source cache in ``$TINYML_TFLM_SOURCES`` (downloads are not
 made from here). The object cache starts empty in a temporary directory, so the first figure is a cold
@@ -58,8 +58,12 @@ def main() -> int:
             models[label] = (micro / rel).read_bytes()
     rng = np.random.default_rng(0)
     print(f"{tree.describe()}, {core}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    keep = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+    if keep is not None and keep.exists() and any(keep.iterdir()):
+        print(f"skipped: {keep} is not empty (the first build must start cold)")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp)
+        cache = keep or Path(tmp)
         figures = []
         for label, model in models.items():
             from pytest_tinyml.analysis.model import parse_model

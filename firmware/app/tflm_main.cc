@@ -74,13 +74,19 @@ int main(void) {
   // Smallest arena (a multiple of 16 B, from the same 16-byte aligned start) that AllocateTensors()
   // accepts: bisection between a failing size (lo) and an allocating one (hi), re-constructing the
   // interpreter on the same buffer each time. Prepare-time temporaries can need more than
-  // arena_used_bytes(), so lo starts below it and every size is tried for real.
-  size_t lo = (used_full / 2u) & ~static_cast<size_t>(15u);
+  // arena_used_bytes(), so every size is tried for real. lo starts just below arena_used_bytes() (which
+  // moves by a few bytes with the arena's end alignment) and steps down while it still allocates: far
+  // smaller arenas are never tried (some kernels assert instead of failing cleanly there).
   size_t hi = (arena_size & ~static_cast<size_t>(15u));
+  size_t gap = 64u;
+  size_t lo = used_full > gap ? ((used_full - gap) & ~static_cast<size_t>(15u)) : 0u;
   unsigned steps = 0;
-  if (lo > 0u) {
+  while (lo > 0u) {
     steps++;
-    if (allocate(model, *resolver, arena, lo, &interp)) hi = lo, lo = 0;
+    if (!allocate(model, *resolver, arena, lo, &interp)) break;
+    hi = lo;
+    gap *= 2u;
+    lo = hi > gap ? ((hi - gap) & ~static_cast<size_t>(15u)) : 0u;
   }
   while (hi - lo > 16u) {
     size_t mid = (lo + (hi - lo) / 2u) & ~static_cast<size_t>(15u);
