@@ -99,10 +99,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("tinyml_model", ".tflite files to audit (like --tinyml-model)", type="linelist", default=[])
     parser.addini("tinyml_board", "board to judge against (like --tinyml-board)", default="")
     parser.addini("tinyml_cache_dir", "build cache directory (default: pytest's cache dir/d/tinyml)", default="")
+    parser.addini(
+        "tinyml_tflm_timeout",
+        "seconds one host-TFLM allocation may take in its child; an invoke run gets as much again per 1,000 samples "
+        "(default 60)",
+        default="60",
+    )
     parser.addini("tinyml_tflm_sources", "TFLM source cache directory (default: <cache dir>/tflm-sources)", default="")
     parser.addini("tinyml_tflm_mirror", "base URL of TFLM source archives (default https://github.com)", default="")
     parser.addini("tinyml_offline", "never download TFLM sources (like --tinyml-offline)", type="bool", default=False)
-    parser.addini("tinyml_tflm_timeout", "seconds one host-TFLM allocation may take in its child (default 60)", default="60")
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -258,8 +263,9 @@ def pytest_configure(config: pytest.Config) -> None:
         cache_dir = rootdir / ".pytest_cache" / "d" / "tinyml"
     try:
         tflm_timeout = float(config.getini("tinyml_tflm_timeout"))
-        if tflm_timeout <= 0:
-            raise ValueError
+        from pytest_tinyml.analysis import tflm
+
+        tflm.configure(timeout=tflm_timeout)  # every host-TFLM child's timeout comes from this setting
     except ValueError:
         raise pytest.UsageError(
             f"tinyml_tflm_timeout = {config.getini('tinyml_tflm_timeout')!r}: expected a positive number of seconds"

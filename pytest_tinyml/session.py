@@ -106,11 +106,13 @@ class TinyMLSession:
         """Write each judged target's C export from the items' records (model file and measured arena size)."""
         from pytest_tinyml import emulate
         from pytest_tinyml.analysis.model import parse_model
+        from pytest_tinyml.emulate.export import export_folder_names
         from pytest_tinyml.reports.collect import merged, read_model
 
         by_label: dict[str, list[Any]] = {}
         for r in self.results:
             by_label.setdefault(r.target, []).append(r)
+        folders = export_folder_names(list(by_label))  # a-b.tflite and a_b.tflite get distinct folders
         for label, rows in by_label.items():
             info = merged(rows)
             arena_fact = info.facts.get("arena") or {}
@@ -128,8 +130,7 @@ class TinyMLSession:
             except (TinyMLError, NotEvaluable, OSError) as exc:
                 self.notes.append(f"--tinyml-export: {label} not exported: {exc}")
                 continue
-            safe = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
-            emulate.export(data, out / safe, arena_bytes=int(arena), model_info=model_info)
+            emulate.export(data, out / folders[label], arena_bytes=int(arena), model_info=model_info)
 
     # --- targets: made once, by the rules of pytest_tinyml.target ------------------------------------
     def _remember(self, targets: list[Target]) -> list[Target]:

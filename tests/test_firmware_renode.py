@@ -66,18 +66,6 @@ def test_renode_and_qemu_agree_on_outputs_and_instructions(board: str, machine: 
 
 
 @needs_renode
-def test_renode_reports_a_model_that_does_not_fit_the_board(tmp_path: Path) -> None:
-    from pytest_tinyml.emulate import FirmwareError
-
-    b = BOARDS["stm32f405"]
-    model = tf_.int8_cnn(seed=2, height=120, width=120, filters=8)
-    with pytest.raises(FirmwareError) as info:
-        run_firmware(model, [np.zeros((1, 120, 120, 1), np.int8)], machine="netduinoplus2", memory=b.memory,
-                     platform=b.renode, emulator="renode", cache_dir=tmp_path, timeout=300)
-    assert info.value.stage == "init" and "short by" in str(info.value)
-
-
-@needs_renode
 def test_guest_semihosting_call_cannot_reach_the_host_under_renode(tmp_path: Path) -> None:
     """The same hostile guest as under QEMU (semihosting SYS_SYSTEM via BKPT 0xAB), on Renode's nRF52840.
 

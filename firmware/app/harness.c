@@ -1,5 +1,5 @@
 /* Harness services: the guest side of protocol v1 (input block + UART lines, see harness.h), newlib
- * system calls routed to the UART and the input block, SysTick instruction timing, stack painting. */
+ * system calls (stdout/stderr to the UART, no files), SysTick instruction timing, stack painting. */
 #include "harness.h"
 
 #include <errno.h>
@@ -299,8 +299,6 @@ void tm_fault(const char *what)
 
 /* ----------------------------------------------------------------- newlib system calls (nosys) */
 extern uint8_t __heap_start[], __heap_limit[];
-enum { FD_INPUT = 3, FD_OUTPUT = 4 };
-static uint32_t input_pos;
 
 int _write(int fd, const char *buf, int len);
 int _read(int fd, char *buf, int len);
@@ -319,41 +317,29 @@ int _write(int fd, const char *buf, int len)
         console_write(fd, buf, (uint32_t)len);
         return len;
     }
-    if (fd == FD_OUTPUT) {
-        tm_output_write(buf, (uint32_t)len);
-        return len;
-    }
     errno = EBADF;
     return -1;
 }
 
+/* No files: the guest's only input is the input block, its only output the UART. */
 int _read(int fd, char *buf, int len)
 {
-    uint32_t avail, n;
-    if (fd != FD_INPUT || len < 0 || !input_hdr) {
-        errno = EBADF;
-        return -1;
-    }
-    avail = input_hdr->sample_count * input_hdr->sample_bytes - input_pos;
-    n = (uint32_t)len < avail ? (uint32_t)len : avail;
-    memcpy(buf, (const uint8_t *)input_hdr + input_hdr->samples_offset + input_pos, n);
-    input_pos += n;
-    return (int)n;
+    (void)fd;
+    (void)buf;
+    (void)len;
+    errno = EBADF;
+    return -1;
 }
 
 int _open(const char *name, int flags, ...)
 {
+    (void)name;
     (void)flags;
-    if (strcmp(name, "tm_input.bin") == 0 && (input_hdr || tm_input_open() == 0)) {
-        input_pos = 0;
-        return FD_INPUT;
-    }
-    if (strcmp(name, "tm_output.bin") == 0) return FD_OUTPUT;
     errno = ENOENT;
     return -1;
 }
 
-int _close(int fd) { return (fd >= 0 && fd <= FD_OUTPUT) ? 0 : -1; }
+int _close(int fd) { return (fd >= 0 && fd <= 2) ? 0 : -1; }
 int _lseek(int fd, int off, int whence) { (void)fd; (void)off; (void)whence; errno = ESPIPE; return -1; }
 
 int _fstat(int fd, struct stat *st)

@@ -23,8 +23,9 @@
  *    tm_output_write(p, n)    append n bytes of output (TM:D lines)
  *    tm_report(fmt, ...)      one "TM:" line (fmt without the "TM:" prefix and without '\n')
  *    tm_finish(status)        TM:END and stop (also called by exit() and the fault handlers)
- *  printf() goes to the UART too.  For compatibility, fopen("tm_input.bin","rb") reads the samples and
- *  fopen("tm_output.bin","wb") writes output (same as tm_output_write). */
+ *  printf() goes to the UART too (a stdout line starting with "TM:" is framed like tm_report; a stderr
+ *  line starting with "TM:" is defused to "TM?", so logged model strings cannot forge protocol lines).
+ *  There are no files: fopen() fails. */
 #ifndef TM_HARNESS_H
 #define TM_HARNESS_H
 

@@ -27,6 +27,14 @@ def firmware_provenance(fw: Any) -> dict[str, Any]:
     }
 
 
+def require_model_fits_flash(m: Target) -> None:
+    """:func:`pytest_tinyml.emulate.firmware.require_model_fits_flash`, imported when a firmware item runs
+    (the emulate package is not needed to collect or judge anything else)."""
+    from pytest_tinyml.emulate.firmware import require_model_fits_flash as require
+
+    require(m)
+
+
 def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
     import numpy as np
 
@@ -113,6 +121,7 @@ class FirmwareBitexactCheck:
         return constraints.firmware is not None and constraints.firmware.enabled
 
     def evaluate(self, m: Target) -> Verdict:
+        require_model_fits_flash(m)  # before any TFLM or firmware work on a model that cannot fit
         if not m.tflm_allocation.ok:
             raise NotEvaluable(
                 "TFLM cannot run this model (see the tflm_ops item), so there is no reference output to compare",
@@ -167,6 +176,7 @@ class LatencyCheck:
                 f"has a {m.board.core} core",
                 "measure latency on the board itself, or judge a Cortex-M board (--tinyml-board)",
             )
+        require_model_fits_flash(m)
         fw = m.firmware
         est = emulate.latency_estimate(fw.instructions_per_inference, m.firmware_core, m.board.clock_hz)
         return with_runtime(

@@ -19,6 +19,23 @@ if TYPE_CHECKING:
     from pytest_tinyml.target import Target
 
 
+def require_model_fits_flash(m: Target) -> None:
+    """Raise :class:`NotEvaluable` when the model file alone is larger than the board's flash.
+
+    Checked first by :func:`run` and by the firmware items: such a model cannot link for the board, and compiling a
+    multi-MB model into a firmware image costs minutes and gigabytes. The ``size``/``flash`` items
+    report the failure itself.
+    """
+    size = m.model_info.size_bytes
+    if size > m.board.flash_bytes:
+        raise NotEvaluable(
+            f"the model ({size:,} B) is larger than {m.board.name}'s {m.board.flash_bytes:,} B "
+            "flash, so no firmware was built (see the flash and size items)",
+            "shrink the model (quantize to int8, fewer parameters) or pick a board with more flash (--tinyml-board)",
+        )
+
+
+
 def machine(target: Target) -> str:
     """The emulated machine the target's firmware runs on (the spec's ``firmware.machine`` or the board's)."""
     from pytest_tinyml.emulate.toolchain import MACHINES
@@ -136,6 +153,7 @@ def run(target: Target) -> Any:
 
     if not target.firmware_spec.enabled:
         raise NotEvaluable("firmware items are disabled in the spec", "set constraints.firmware.enabled: true")
+    require_model_fits_flash(target)  # issue 13: never compile a model the board cannot hold
     chosen_emulator = emulator(target)
     status = emulate.toolchain_status(chosen_emulator)
     if not status.ok:
