@@ -286,6 +286,7 @@ class Measurements:
         status = emulate.toolchain_status()
         if not status.ok:
             raise NotEvaluable(f"missing {', '.join(status.missing)}", status.hint)
+        from pytest_tinyml.emulate.insn_plugin import plugin_digest
         from pytest_tinyml.emulate.run import resolve_runtime
 
         runtime = resolve_runtime(self.options.firmware_runtime)
@@ -313,6 +314,8 @@ class Measurements:
             emulator,
             firmware_sources_digest(),
             os.environ.get("TFLM_ROOT", "") if runtime == "tflm" else "",
+            repr(self._flash_cache),
+            plugin_digest(),
         )
         runs = RunCache(self.options.cache_dir / "runs")
         if not self.options.rebuild:
@@ -329,9 +332,17 @@ class Measurements:
             emulator=emulator,
             runtime=runtime,
             arena_bytes=arena_bytes,
+            flash_cache=self._flash_cache,
         )
         runs.save_firmware(key, result)
         return result
+
+    @property
+    def _flash_cache(self) -> tuple[int, int, int]:
+        """The board's flash read cache as the instruction-class plugin models it (emulate/cycles.py)."""
+        from pytest_tinyml.emulate.cycles import memory_timing
+
+        return memory_timing(self.board).plugin_cache
 
     @cached_measurement
     def tflm_outputs(self) -> list[Any]:
@@ -470,6 +481,9 @@ class RunCache:
         meta = {name: getattr(result, name) for name in self._SCALARS}
         meta["elf_path"] = str(result.elf_path)
         meta["count"] = len(result.outputs)
+        counts = getattr(result, "instruction_counts", None)
+        meta["instruction_counts"] = counts.to_dict() if counts is not None else None
+        meta["counts_note"] = getattr(result, "counts_note", "")
         self._write(key, meta, list(result.outputs))
 
     def load_firmware(self, key: str) -> Any | None:
@@ -484,4 +498,21 @@ class RunCache:
         except KeyError:
             return None
         log = [f"cached firmware run {meta.get('seconds', 0):.1f} s"]
-        return FirmwareResult(outputs=outputs, elf_path=Path(meta["elf_path"]), build_cached=True, log=log, **fields)
+        from pytest_tinyml.emulate.insn_plugin import ClassCounts
+
+        counts = None
+        note = str(meta.get("counts_note", ""))
+        if isinstance(meta.get("instruction_counts"), dict):
+            try:
+                counts = ClassCounts.from_dict(meta["instruction_counts"])
+            except (TypeError, ValueError):
+                return None  # a damaged entry: run again
+        return FirmwareResult(
+            outputs=outputs,
+            elf_path=Path(meta["elf_path"]),
+            build_cached=True,
+            log=log,
+            instruction_counts=counts,
+            counts_note=note,
+            **fields,
+        )

@@ -67,6 +67,10 @@ class FirmwareResult:
     emulate_seconds: float = 0.0
     log: list[str] = field(default_factory=list)
     runtime: str = "tinyml"  # "tinyml" (this project's runtime) or "tflm" (real TFLM from TFLM_ROOT)
+    # executed instructions by timing class from the QEMU plugin (emulate/insn_plugin.py), per inference and
+    # per operator; None with ``counts_note`` saying why (no host compiler, Renode, plugin failure)
+    instruction_counts: Any = None
+    counts_note: str = ""
 
 
 def _io_specs(info: Any) -> tuple[list[Any], list[Any]]:
@@ -138,7 +142,8 @@ def _check_args(machine: str, core: str, emulator: str) -> None:
         )
 
 
-def qemu_command(machine: str, elf: Path) -> list[str]:
+def qemu_command(machine: str, elf: Path, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The QEMU command line; ``extra`` is appended (e.g. the ``-plugin`` arguments)."""
     return [
         QEMU,
         "-M",
@@ -154,6 +159,7 @@ def qemu_command(machine: str, elf: Path) -> list[str]:
         "shift=0",
         "-kernel",
         str(elf),
+        *extra,
     ]
 
 
@@ -185,6 +191,8 @@ def run_firmware(
     emulator: str = "qemu",
     runtime: str | None = None,
     arena_bytes: int = 0,
+    count_classes: bool = True,
+    flash_cache: tuple[int, int, int] = (16, 1, 0),
 ) -> FirmwareResult:
     """Build (cached) and run the model on an emulated Cortex-M for every input sample in one run.
 
@@ -192,6 +200,8 @@ def run_firmware(
     runtime, the default) or ``"tflm"`` (real TensorFlow Lite Micro compiled from ``$TFLM_ROOT``, see
     :mod:`pytest_tinyml.emulate.tflm_build`); None reads ``$TINYML_FIRMWARE_RUNTIME``. ``arena_bytes``
     (TFLM only) is the tensor arena given to TFLM; 0 gives it all free RAM of the board.
+    ``count_classes`` loads the instruction-class plugin (QEMU only); ``flash_cache`` is the board's flash
+    read cache (line bytes, lines, ways) the plugin models for flash wait states.
     """
     start = time.perf_counter()
     _check_args(machine, core, emulator)
@@ -231,8 +241,10 @@ def run_firmware(
         run_dir = Path(tmp)
         (run_dir / "tm_input.bin").write_bytes(payload)
         t0 = time.perf_counter()
+        counts_file = run_dir / "tm_classes.txt"
+        extra, counts_note = _plugin_args(count_classes, emulator, cache_dir, built.elf, counts_file, flash_cache)
         if emulator == "qemu":
-            rc, lines = _emulate(qemu_command(machine, built.elf), run_dir, timeout)
+            rc, lines = _emulate(qemu_command(machine, built.elf, extra), run_dir, timeout)
         else:
             from pytest_tinyml.emulate.renode import run_renode
 
@@ -250,6 +262,7 @@ def run_firmware(
         if rc != 0 or "RESULT" not in tags:
             raise FirmwareError(f"emulator exited with code {rc} without a result", stage="emulate", output=lines[-20:])
         raw = (run_dir / "tm_output.bin").read_bytes()
+        counts, counts_note = _read_counts(extra, counts_file, counts_note)
     res, inf, cal = tags["RESULT"], tags.get("INFO", {}), tags.get("CAL", {})
     samples = int(res["samples"])
     if samples != len(inputs):
@@ -287,7 +300,42 @@ def run_firmware(
         emulate_seconds=emulate_seconds,
         log=lines,
         runtime=runtime,
+        instruction_counts=counts,
+        counts_note=counts_note,
     )
+
+
+def _plugin_args(
+    wanted: bool, emulator: str, cache_dir: Path, elf: Path, out: Path, flash_cache: tuple[int, int, int]
+) -> tuple[list[str], str]:
+    """The ``-plugin`` arguments, or none and the reason."""
+    if not wanted:
+        return [], "instruction-class counting not requested"
+    if emulator != "qemu":
+        return [], f"{emulator} has no instruction-class plugin: only the total instruction count is known"
+    from pytest_tinyml.emulate.insn_plugin import PluginUnavailable, build_plugin, flash_range, plugin_args
+
+    try:
+        plugin = build_plugin(cache_dir / "qemu-plugins")
+    except PluginUnavailable as exc:
+        return [], str(exc)
+    line, lines, ways = flash_cache
+    return plugin_args(plugin, out, flash=flash_range(elf), line_bytes=line, lines=lines, ways=ways), ""
+
+
+def _read_counts(extra: list[str], path: Path, note: str) -> tuple[Any, str]:
+    if not extra:
+        return None, note
+    from pytest_tinyml.emulate.insn_plugin import parse_counts
+
+    try:
+        text = path.read_text(errors="replace") if path.stat().st_size <= (4 << 20) else ""
+        counts = parse_counts(text)
+    except (OSError, ValueError) as exc:
+        return None, f"the instruction-class plugin gave no usable counts: {exc}"
+    if counts.inferences == 0:
+        return None, "the firmware executed no inference markers (runtime built without firmware/runtime/tm_prof.h?)"
+    return counts, ""
 
 
 def _split_outputs(raw: bytes, specs: list[Any], samples: int, lines: list[str]) -> list[tuple[np.ndarray, ...]]:

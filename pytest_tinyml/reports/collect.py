@@ -21,6 +21,7 @@ from typing import Any
 
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.reports._format import item_order, jsonable, one_line
+from pytest_tinyml.reports.profile import latency_section
 
 log = logging.getLogger(__name__)
 
@@ -398,6 +399,10 @@ def _target(session: Any, label: str, m: Any, rows: list[Any]) -> dict[str, Any]
     flash = _guard(notes, "flash", lambda: _flash(m, verdicts, notes))
     accuracy = _guard(notes, "accuracy", lambda: _accuracy(m, verdicts, notes))
     size = len(data) if data is not None else None
+    latency = _guard(notes, "latency", lambda: latency_section(verdicts.values()))
+    metrics = _metrics(verdicts, size, arena, flash, accuracy)
+    if metrics.get("latency_seconds") is None and latency:
+        metrics["latency_seconds"] = latency["seconds"]  # the estimate, shown as information
     return {
         "label": label,
         "kind": "spec" if spec_path else "model",
@@ -409,7 +414,7 @@ def _target(session: Any, label: str, m: Any, rows: list[Any]) -> dict[str, Any]
         "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
         "size_bytes": size,
         "items": sorted((_item(r) for r in rows), key=lambda i: item_order(i["check"], i["name"])),
-        "metrics": _metrics(verdicts, size, arena, flash, accuracy),
+        "metrics": metrics,
         "regression_thresholds": _guard(
             notes, "regression thresholds", lambda: _thresholds(session, m, nodeid_file)
         )
@@ -418,6 +423,7 @@ def _target(session: Any, label: str, m: Any, rows: list[Any]) -> dict[str, Any]
         "arena": arena,
         "flash": flash,
         "accuracy": accuracy,
+        "latency": latency,
         "notes": notes,
         "baseline": None,
     }
