@@ -144,6 +144,10 @@ MACHINES: dict[str, Machine] = {
     "mps2-an386": Machine("mps2-an386", "cortex-m4", "mps2-an386.ld", 25_000_000, 25_000_000, 4 << 20, 4 << 20, "sp"),
     "mps2-an385": Machine("mps2-an385", "cortex-m3", "mps2-an386.ld", 25_000_000, 25_000_000, 4 << 20, 4 << 20, "none"),
     "mps2-an500": Machine("mps2-an500", "cortex-m7", "mps2-an386.ld", 25_000_000, 25_000_000, 4 << 20, 4 << 20, "dp"),
+    # QEMU hw/arm/mps2-tz.c: AN505 (Cortex-M33) SYSCLK 20 MHz; secure aliases of SSRAM1 / SSRAM2+3.
+    "mps2-an505": Machine(
+        "mps2-an505", "cortex-m33", "mps2-an505.ld", 20_000_000, 20_000_000, 4 << 20, 4 << 20, "sp"
+    ),
     # QEMU hw/arm/netduinoplus2.c: SYSCLK_FRQ 168 MHz (STM32F405 at full speed).
     "netduinoplus2": Machine(
         "netduinoplus2", "cortex-m4", "netduinoplus2.ld", 168_000_000, 168_000_000, 128 << 10, 1 << 20, "sp"
