@@ -73,6 +73,10 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=os.environ.get("TINYML_MLPERF_MODELS", "/work/mlperf-models"))
     ap.add_argument("--runtime", default="tinyml", choices=("tinyml", "tflm"))
+    ap.add_argument("--kernels", default="cmsis_nn", choices=("cmsis_nn", "reference"),
+                    help="TFLM kernel set with --runtime tflm")
+    ap.add_argument("--tflm-sources", default=os.environ.get("TINYML_TFLM_SOURCES", ""),
+                    help="TFLM source cache (else TFLM_ROOT)")
     ap.add_argument("--boards", default="nucleo_l4r5zi,ek_ra6m4")
     ap.add_argument("--only", default="", help="comma-separated subset of kws,ic,vww,ad")
     ap.add_argument("--cache", default=os.environ.get("TINYML_BENCH_CACHE", ""))
@@ -120,6 +124,18 @@ def main() -> int:
                 print(f"{key} on {bname}: no compiler flags for {run_core}, skipped")
                 continue
             memory = memory_timing(board)
+            extra: dict[str, object] = {}
+            if args.runtime == "tflm":
+                from pytest_tinyml.emulate.tflm_build import tflm_tree
+
+                try:
+                    extra["tflm_tree"] = tflm_tree(
+                        kernels=args.kernels, core=run_core,
+                        cache_dir=Path(args.tflm_sources) if args.tflm_sources else None, offline=True,
+                    )
+                except Exception as exc:
+                    print(f"{key} on {bname}: TFLM sources unavailable: {str(exc).splitlines()[0]}")
+                    continue
             t0 = time.perf_counter()
             try:
                 fw = run_firmware(
@@ -132,6 +148,7 @@ def main() -> int:
                     runtime=args.runtime,
                     flash_cache=memory.plugin_cache,
                     timeout=1800,
+                    **extra,  # type: ignore[arg-type]
                 )
             except Exception as exc:  # a benchmark reports and carries on
                 print(f"{key} on {bname}: firmware run failed: {str(exc).splitlines()[0]}")
@@ -148,7 +165,8 @@ def main() -> int:
             ratio = ms / pub
             ok = abs(ratio - 1.0) <= GOAL[kind]
             rows.append(
-                {"key": key, "board": bname, "runtime": fw.runtime, "ipi": fw.instructions_per_inference, "est": est,
+                {"key": key, "board": bname,
+                 "runtime": fw.runtime + (f"/{getattr(fw, 'kernels', '')}" if getattr(fw, "kernels", "") else ""), "ipi": fw.instructions_per_inference, "est": est,
                  "ms": ms, "pub": pub, "ratio": ratio, "ok": ok, "kind": kind, "src": src, "cov": prof["coverage"],
                  "note": note, "wall": wall}
             )
