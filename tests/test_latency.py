@@ -97,6 +97,16 @@ def test_no_host_compiler_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert fw.instruction_counts is None
     assert "no host C compiler" in fw.counts_note
     assert fw.instructions_per_inference > 0  # the total count still comes from SysTick
+    from types import SimpleNamespace
+
+    from pytest_tinyml.checks.firmware import latency_info
+
+    board = next(b for b in builtin_boards() if b.name == "nucleo_l4r5zi")
+    target = SimpleNamespace(board_core_emulated=True, firmware=fw, firmware_core="cortex-m4", board=board)
+    info = latency_info(target)  # type: ignore[arg-type]
+    assert info["profile"] is None and info["instruction_classes"] is None
+    assert "no host C compiler" in info["method"] and "assumed 1.3 cycles/instruction" in info["method"]
+    assert info["latency_seconds"] == pytest.approx(fw.instructions_per_inference * 1.3 / 120e6)
 
 
 def test_cycle_arithmetic_follows_the_m4_table() -> None:

@@ -118,7 +118,8 @@ def latency_info(m: Measurements) -> dict[str, Any]:
             "clock_hz": clock,
             "core": core,
             "cpi": est.cpi,
-            "method": f"{note}; figure used: {est.method}",
+            "method": f"{note}; figure used: the {getattr(fw, 'emulator', 'emulator')} instruction count x an assumed "
+            f"{est.cpi} cycles/instruction for {core} (emulate/toolchain.py) / {clock} Hz",
         }
     memory = memory_timing(m.board)
     total = estimate_cycles(counts.total, core, memory)
