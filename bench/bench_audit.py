@@ -100,7 +100,7 @@ def audit_figures(model: Path) -> list[str]:
 
 def spec_figures(spec: Path, cache: Path) -> list[str]:
     try:
-        import pytest_tinyml.build  # noqa: F401
+        import pytest_tinyml.pipeline  # noqa: F401
     except ImportError as exc:
         return [f"cached spec re-run: skipped (build package not importable: {exc})"]
     first, rc1, tf1, out1 = _pytest(["--tinyml-spec", str(spec), "-o", f"tinyml_cache_dir={cache}"], REPO)

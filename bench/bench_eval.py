@@ -36,7 +36,7 @@ def main() -> int:
     parser.add_argument("--cache-dir", default=str(REPO / ".pytest_cache" / "d" / "tinyml"))
     args = parser.parse_args()
 
-    from pytest_tinyml.build import build_artifacts, evaluate, load_test_split
+    from pytest_tinyml.pipeline import build_artifacts, evaluate, load_test_split
     from pytest_tinyml.spec import load_spec
 
     spec = load_spec(args.spec)

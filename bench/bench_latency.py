@@ -170,6 +170,7 @@ def main() -> int:
                  "ms": ms, "pub": pub, "ratio": ratio, "ok": ok, "kind": kind, "src": src, "cov": prof["coverage"],
                  "note": note, "wall": wall}
             )
+            print(f"{key} on {bname}: {ms:.2f} ms estimated, {pub:.2f} ms published, ratio {ratio:.2f}", flush=True)
     if not rows:
         return 0
     print()

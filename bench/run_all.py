@@ -5,7 +5,8 @@
 
 Runs, one after another in fresh processes: bench_audit.py (cold audit, peak memory, cached spec re-run,
 firmware per model), bench_eval.py (images/second of float Keras, int8 LiteRT, host TFLM and seed 001's
-one-image tf.lite loop), bench_firmware.py (firmware build/re-link/cached timings) and bench_fuzz.py. The
+one-image tf.lite loop), bench_firmware.py (firmware build/re-link/cached timings), bench_tflm_build.py (real-TFLM first build and
+further models; needs TFLM sources) and bench_fuzz.py. The
 mnist build is shared through one cache directory (bench/_tf_models.py's cache dir, ``spec-cache``).
 """
 
@@ -57,6 +58,7 @@ def main() -> int:
     if not args.skip_spec:
         results["eval"] = _run("bench_eval.py", ["--cache-dir", str(cache)])
     results["firmware"] = _run("bench_firmware.py", ["100"])
+    results["tflm"] = _run("bench_tflm_build.py", [])  # prints "skipped: ..." without TFLM sources
     fuzz_args = [] if args.full_fuzz else ["--cases", "3000", "--tflm", "200", "--firmware", "8", "--pytest", "9",
                                            "--pytest-specs", "4", "--specs", "1000"]
     results["fuzz"] = _run("bench_fuzz.py", fuzz_args)

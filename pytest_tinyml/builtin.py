@@ -1,8 +1,10 @@
-"""The built-in checks and boards, registered through the plugin's own hooks like any other plugin.
+"""The built-in checks, boards and dataset loaders, registered through the plugin's own hooks like any
+other plugin's.
 
-Datasets and model loaders have built-in fallbacks inside :mod:`pytest_tinyml.build` (the names listed in
-README and ``module:function`` builders); the ``pytest_tinyml_datasets`` and ``pytest_tinyml_load_model``
-hooks are consulted first, so a plugin can add names or override how a model is built.
+Model loading has its built-in fallback inside :mod:`pytest_tinyml.pipeline` (``module:function``
+builders, ``.keras`` files, SavedModels); the ``pytest_tinyml_load_model`` hook is consulted first, so a
+plugin can override how a model is built. A plugin's dataset loader of the same name as a built-in one
+replaces it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import pytest
 if TYPE_CHECKING:
     from pytest_tinyml.boards import Board
     from pytest_tinyml.checks.base import Check
+    from pytest_tinyml.pipeline.datasets import Loader
 
 
-@pytest.hookimpl
-def pytest_tinyml_checks() -> list[Check]:
+def builtin_checks() -> list[Check]:
     from pytest_tinyml.checks.accuracy import AccuracyCheck, AccuracyDropCheck
     from pytest_tinyml.checks.firmware import FirmwareBitexactCheck, LatencyCheck
     from pytest_tinyml.checks.io import IoCheck
@@ -37,6 +39,18 @@ def pytest_tinyml_checks() -> list[Check]:
         FirmwareBitexactCheck(),
         FirmwareRamCheck(),
     ]
+
+
+@pytest.hookimpl
+def pytest_tinyml_checks() -> list[Check]:
+    return builtin_checks()
+
+
+@pytest.hookimpl(trylast=True)  # called last: the plugin lets earlier (other plugins') loaders win
+def pytest_tinyml_datasets() -> dict[str, Loader]:
+    from pytest_tinyml.pipeline.datasets import BUILTIN_LOADERS
+
+    return dict(BUILTIN_LOADERS)
 
 
 @pytest.hookimpl

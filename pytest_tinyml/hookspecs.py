@@ -26,7 +26,10 @@ def pytest_tinyml_checks() -> list[Check]:
     """Return constraint checks to run on every spec and audited model.
 
     Each check has a ``name`` (its pytest item name, unique), ``applies(constraints) -> bool`` and
-    ``evaluate(measurements) -> Verdict``; it raises ``NotEvaluable`` to skip with a reason.
+    ``evaluate(target) -> Verdict``; it raises ``NotEvaluable`` to skip with a reason. It declares ``key``
+    (the ``constraints`` field it judges), ``metric`` (the name of the number it measures in reports and
+    baselines, or None), ``unit`` and ``direction`` (``"lower"``/``"higher"`` is better, or ``""``); see
+    :class:`pytest_tinyml.checks.base.Check`.
     """
 
 
@@ -38,7 +41,10 @@ def pytest_tinyml_boards() -> list[Board | tuple[str, Mapping[str, Any]]]:
 
 @hookspec
 def pytest_tinyml_datasets() -> Mapping[str, Callable[[DatasetSpec, Path], Any]]:
-    """Return dataset loaders by name: ``loader(dataset_spec, cache_dir) -> pytest_tinyml.build.datasets.RawDataset``.
+    """Return dataset loaders by name: ``loader(dataset_spec, cache_dir) -> pytest_tinyml.pipeline.datasets.RawDataset``.
+
+    The built-in loaders (mnist, fashion_mnist, svhn, mnist_offline) come through this hook too; a plugin's
+    loader of the same name replaces the built-in one.
 
     A spec selects one with ``dataset: {name: <name>}``.
     """

@@ -1,29 +1,27 @@
-"""pytest entry point: options, collection of specs and models, one item per constraint, fixtures.
+"""pytest entry point: options, configuration and hook wiring.
 
-This module knows pytest, not TensorFlow: building and measuring happen in :mod:`pytest_tinyml.measure`,
-judging in :mod:`pytest_tinyml.checks`.
+The run lives in :mod:`pytest_tinyml.session`, collection and items in :mod:`pytest_tinyml.items`, the
+public fixtures in :mod:`pytest_tinyml.fixtures` (each registered as a plugin here, like the built-in
+checks of :mod:`pytest_tinyml.builtin`). This module knows pytest, not TensorFlow: targets and their
+measurements are :mod:`pytest_tinyml.target`'s, judging is :mod:`pytest_tinyml.checks`'.
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_tinyml import hookspecs
-from pytest_tinyml.boards import DEFAULT_BOARD, Board, BoardRegistry, board_from_mapping
-from pytest_tinyml.checks.base import CANONICAL_NAMES, Check, Verdict
+from pytest_tinyml.boards import BoardRegistry, board_from_mapping
+from pytest_tinyml.checks.base import CANONICAL_NAMES, Check
 from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
-from pytest_tinyml.measure import Measurements, RunOptions, SpecArtifacts
-from pytest_tinyml.spec.model import AUDIT_DEFAULTS, Constraints, Spec
+from pytest_tinyml.session import SESSION_KEY, RunOptions, TinyMLSession, display
 
-SESSION_KEY = pytest.StashKey["TinyMLSession"]()
+__all__ = ["SESSION_KEY", "TinyMLSession"]
 
 
 # --- options --------------------------------------------------------------------------------------
@@ -47,7 +45,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help=".tflite model to audit (repeatable, globs accepted); with --tinyml-spec, the spec's constraints apply",
     )
-    group.addoption("--tinyml-board", default=None, metavar="NAME", help="board to judge against (overrides the spec)")
+    group.addoption(
+        "--tinyml-board",
+        default=None,
+        metavar="NAME",
+        help="board to judge against (overrides the spec); --tinyml-boards lists them, pytest_tinyml/boards.yaml "
+        "has their figures and sources, plugins add more with the pytest_tinyml_boards hook",
+    )
+    group.addoption(
+        "--tinyml-boards",
+        action="store_true",
+        default=False,
+        help="list the boards (name, core, clock, flash, RAM, emulators) and exit",
+    )
     group.addoption("--tinyml-rebuild", action="store_true", default=False, help="ignore the build cache and rebuild")
     group.addoption(
         "--tinyml-emulator",
@@ -66,8 +76,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tinyml-firmware-runtime",
         default=None,
         choices=("tinyml", "tflm"),
-        help="runtime the firmware items build: tinyml (the project's C runtime, default) or tflm "
-        "(real TFLM from the source tree in $TFLM_ROOT)",
+        help="runtime the firmware items build: tflm (real TFLM; default when its sources can be had, "
+        "else the items fall back to tinyml and say so) or tinyml (the project's C runtime)",
+    )
+    group.addoption(
+        "--tinyml-kernels",
+        default=None,
+        choices=("cmsis_nn", "reference"),
+        help="TFLM kernel set (default: the spec's firmware.kernels, else cmsis_nn on Cortex-M4/M7/M33/M55, "
+        "reference elsewhere)",
+    )
+    group.addoption(
+        "--tinyml-offline",
+        action="store_true",
+        default=None,
+        help="never download TFLM sources (use TFLM_ROOT or the source cache, else the project's runtime)",
     )
     group.addoption("--tinyml-export", default=None, metavar="DIR", help="write model_data.c/.h, op resolver and arena size here")
     group.addoption("--tinyml-report", default=None, metavar="DIR", help="write report.json, report.md and report.html here")
@@ -76,7 +99,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("tinyml_model", ".tflite files to audit (like --tinyml-model)", type="linelist", default=[])
     parser.addini("tinyml_board", "board to judge against (like --tinyml-board)", default="")
     parser.addini("tinyml_cache_dir", "build cache directory (default: pytest's cache dir/d/tinyml)", default="")
+    parser.addini("tinyml_tflm_sources", "TFLM source cache directory (default: <cache dir>/tflm-sources)", default="")
+    parser.addini("tinyml_tflm_mirror", "base URL of TFLM source archives (default https://github.com)", default="")
+    parser.addini("tinyml_offline", "never download TFLM sources (like --tinyml-offline)", type="bool", default=False)
     parser.addini("tinyml_tflm_timeout", "seconds one host-TFLM allocation may take in its child (default 60)", default="60")
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("tinyml_boards"):
+        return None
+    config._do_configure()  # as pytest's own --markers does: plugins' boards are registered in configure
+    try:
+        tiny: TinyMLSession = config.stash[SESSION_KEY]
+        for line in board_lines(tiny.boards):
+            print(line)
+    finally:
+        config._ensure_unconfigure()
+    return 0
+
+
+def board_lines(boards: BoardRegistry) -> list[str]:
+    """The board table of ``--tinyml-boards``."""
+    from pytest_tinyml.fmt import fmt_bytes
+
+    rows = [("board", "core", "clock", "flash", "RAM", "emulators")]
+    for board in sorted(boards, key=lambda b: b.name):
+        emulators = [f"{name} {machine}" for name in ("qemu", "renode")
+                     if isinstance(machine := getattr(board, name, None), str) and machine]
+        rows.append((board.name, board.core, f"{board.clock_hz / 1e6:g} MHz", fmt_bytes(board.flash_bytes),
+                     fmt_bytes(board.ram_bytes), ", ".join(emulators) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines.append("(figures and datasheet sources: pytest_tinyml/boards.yaml; --tinyml-board NAME selects one)")
+    return lines
 
 
 def _positive_int(text: str) -> int:
@@ -106,7 +161,7 @@ def _expand(patterns: list[str], option: str, rootdir: Path, want: tuple[str, ..
         for match in matches:
             if match.is_dir():
                 raise pytest.UsageError(
-                    f"{option} {match}: is a directory (fix: name a file, or a glob such as {_display(match)}/*{want[0]})"
+                    f"{option} {match}: is a directory (fix: name a file, or a glob such as {display(match)}/*{want[0]})"
                 )
             if match.is_file() and match.suffix.lower() not in want:
                 raise pytest.UsageError(
@@ -120,76 +175,6 @@ def _expand(patterns: list[str], option: str, rootdir: Path, want: tuple[str, ..
     return out
 
 
-@dataclass
-class ItemResult:
-    """What reports need of one item: filled from the test reports, so it works under pytest-xdist too."""
-
-    nodeid: str
-    target: str
-    name: str
-    status: str  # passed, failed, skipped, error
-    verdict: dict[str, Any] | None = None
-    message: str = ""
-    model_path: str | None = None
-    board: str | None = None
-    mode: str | None = None
-
-
-@dataclass(eq=False)
-class TinyMLSession:
-    config: pytest.Config
-    specs: list[Path]
-    models: list[Path]
-    board_override: str | None
-    boards: BoardRegistry
-    options: RunOptions
-    checks: list[Check]
-    targets: dict[str, Measurements] = field(default_factory=dict)
-    artifacts: dict[Path, SpecArtifacts] = field(default_factory=dict)
-    loaded: dict[Path, Spec | SpecError] = field(default_factory=dict)
-    results: list[ItemResult] = field(default_factory=list)
-    report_outcome: Any = None
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Registered as a plugin: collects item results (from reports, so pytest-xdist works too)."""
-        progress = self.options.progress
-        if progress is not None and hasattr(progress, "close"):
-            progress.close()
-        result = _result_from_report(report)
-        if result is not None:
-            self.results.append(result)
-
-    def board(self, name: str | None, where: str | None = None) -> Board:
-        return self.boards.get(self.board_override or name or DEFAULT_BOARD, where=where)
-
-    def spec(self, path: Path) -> Spec:
-        if path not in self.loaded:
-            from pytest_tinyml.spec import load_spec
-
-            try:
-                self.loaded[path] = load_spec(_display(path))
-            except SpecError as exc:
-                self.loaded[path] = exc
-        value = self.loaded[path]
-        if isinstance(value, SpecError):
-            raise value
-        return value
-
-    def spec_artifacts(self, spec: Spec) -> SpecArtifacts:
-        key = spec.path.resolve()
-        if key not in self.artifacts:
-            self.artifacts[key] = SpecArtifacts(spec, self.options)
-        return self.artifacts[key]
-
-
-def _display(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
-
-
 def _collect_checks(config: pytest.Config) -> list[Check]:
     checks: list[Check] = []
     seen: dict[str, Check] = {}
@@ -200,6 +185,17 @@ def _collect_checks(config: pytest.Config) -> list[Check]:
                 raise pytest.UsageError(f"pytest_tinyml_checks: check {check!r} has no identifier-like 'name'")
             if name in seen:
                 raise pytest.UsageError(f"pytest_tinyml_checks: two checks are named {name!r} (fix: rename one)")
+            metric = getattr(check, "metric", None)
+            direction = getattr(check, "direction", "")
+            if metric is not None and (not isinstance(metric, str) or not metric.isidentifier()):
+                raise pytest.UsageError(f"pytest_tinyml_checks: check {name!r} declares metric {metric!r}, not an identifier")
+            if direction not in ("lower", "higher", ""):
+                raise pytest.UsageError(
+                    f"pytest_tinyml_checks: check {name!r} declares direction {direction!r} "
+                    "(fix: 'lower' when smaller is better, 'higher' when larger is better, or '')"
+                )
+            if metric and direction and metric in {getattr(c, "metric", None) for c in checks}:
+                raise pytest.UsageError(f"pytest_tinyml_checks: two checks declare metric {metric!r} (fix: rename one)")
             seen[name] = check
             checks.append(check)
     order = {n: i for i, n in enumerate(CANONICAL_NAMES)}
@@ -220,16 +216,26 @@ def _collect_boards(config: pytest.Config) -> BoardRegistry:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    from pytest_tinyml import builtin
+    from pytest_tinyml import builtin, fixtures, items
 
     config.addinivalue_line(
         "markers", "tinyml(spec=None, mode=None, model=None): select the spec/mode or .tflite the tinyml_* fixtures use"
     )
-    if not config.pluginmanager.has_plugin("tinyml-builtin"):
-        config.pluginmanager.register(builtin, "tinyml-builtin")
+    config.addinivalue_line(
+        "markers", "firmware: builds firmware and runs it on an emulated MCU (deselect with -m 'not firmware')"
+    )
+    config.addinivalue_line("markers", "slow: needs a model build (training, conversion; deselect with -m 'not slow')")
+    for name, module in (("tinyml-builtin", builtin), ("tinyml-items", items), ("tinyml-fixtures", fixtures)):
+        if not config.pluginmanager.has_plugin(name):
+            config.pluginmanager.register(module, name)
     rootdir = Path(str(config.rootpath))
     specs = _expand(list(config.getoption("tinyml_spec")) or config.getini("tinyml_spec"), "--tinyml-spec", rootdir, (".yaml", ".yml"))
     models = _expand(list(config.getoption("tinyml_model")) or config.getini("tinyml_model"), "--tinyml-model", rootdir, (".tflite",))
+    explicit = config.args_source == pytest.Config.ArgsSource.ARGS
+    if explicit:  # node ids and paths on the command line: pytest 'models/a.tflite::size' selects one item
+        named_models, named_specs = _named_targets(config)
+        models += [p for p in named_models if p not in models]
+        specs += [p for p in named_specs if p not in specs]
     if models and len(specs) > 1:
         raise pytest.UsageError("--tinyml-model with several --tinyml-spec: give one spec whose constraints apply to the models")
     try:
@@ -259,6 +265,7 @@ def pytest_configure(config: pytest.Config) -> None:
             f"tinyml_tflm_timeout = {config.getini('tinyml_tflm_timeout')!r}: expected a positive number of seconds"
         ) from None
     export = config.getoption("tinyml_export")
+    sources = config.getini("tinyml_tflm_sources") or os.environ.get("TINYML_TFLM_SOURCES", "")
     samples = config.getoption("tinyml_firmware_samples")
     options = RunOptions(
         cache_dir=cache_dir,
@@ -271,6 +278,11 @@ def pytest_configure(config: pytest.Config) -> None:
         load_model=lambda ref, spec: config.hook.pytest_tinyml_load_model(ref=ref, spec=spec),
         tflm_timeout=tflm_timeout,
         firmware_runtime=config.getoption("tinyml_firmware_runtime"),
+        kernels=config.getoption("tinyml_kernels"),
+        offline=bool(config.getoption("tinyml_offline") or config.getini("tinyml_offline")
+                     or os.environ.get("TINYML_OFFLINE", "") not in ("", "0")),
+        tflm_sources=Path(sources).expanduser() if sources else None,
+        tflm_mirror=config.getini("tinyml_tflm_mirror") or None,
     )
     session = TinyMLSession(
         config=config,
@@ -293,17 +305,45 @@ def pytest_configure(config: pytest.Config) -> None:
     wanted = models if models else specs
     if not wanted:
         return
-    explicit = config.args_source == pytest.Config.ArgsSource.ARGS
-    paths = [_display(p) for p in wanted]
     if explicit:
-        config.args.extend(p for p in paths if p not in config.args)
+        named = {_arg_file(arg) for arg in config.args}
+        config.args.extend(display(p) for p in wanted if p not in named)
     else:
-        config.args[:] = paths
+        config.args[:] = [display(p) for p in wanted]
+
+
+def _arg_file(arg: str) -> Path | None:
+    """The file a command-line argument names (``models/a.tflite::size`` -> ``models/a.tflite``), resolved."""
+    part = arg.split("::", 1)[0]
+    if not part or part.startswith("-"):
+        return None
+    try:
+        path = Path(part).expanduser().resolve()
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _named_targets(config: pytest.Config) -> tuple[list[Path], list[Path]]:
+    """``.tflite`` files and spec YAML files named as test paths or node ids (``pytest 'a.tflite::size'``)."""
+    models: list[Path] = []
+    specs: list[Path] = []
+    for arg in config.args:
+        path = _arg_file(arg)
+        if path is None:
+            continue
+        suffix = path.suffix.lower()
+        if suffix == ".tflite" and path not in models:
+            models.append(path)
+        elif suffix in (".yaml", ".yml") and path not in specs:
+            specs.append(path)
+    return models, specs
 
 
 def _dataset_loaders(config: pytest.Config) -> dict[str, Any]:
+    """Dataset loaders by name: the built-in ones (called last, listed first), then plugins' (which win)."""
     loaders: dict[str, Any] = {}
-    for group in config.hook.pytest_tinyml_datasets():
+    for group in reversed(config.hook.pytest_tinyml_datasets()):
         loaders.update(group or {})
     return loaders
 
@@ -318,224 +358,15 @@ def _progress_writer(config: pytest.Config) -> Any:
     return ProgressWriter.for_terminal_reporter(reporter, config.pluginmanager.get_plugin("capturemanager"))
 
 
-# --- collection -----------------------------------------------------------------------------------
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    session: TinyMLSession | None = parent.config.stash.get(SESSION_KEY, None)
-    if session is None:
-        return None
-    resolved = file_path.resolve()
-    if session.models and resolved in session.models:
-        return TinyMLModelFile.from_parent(parent, path=file_path)
-    if not session.models and resolved in session.specs:
-        return TinyMLSpecFile.from_parent(parent, path=file_path)
-    return None
-
-
-class TinyMLFailure(Exception):
-    """A constraint that was measured and not met."""
-
-    def __init__(self, verdict: Verdict) -> None:
-        self.verdict = verdict
-        super().__init__(verdict.message)
-
-
-class TinyMLItem(pytest.Item):
-    """One constraint on one target."""
-
-    def __init__(self, *, check: Check, measurements: Measurements, line: int = 0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.check = check
-        self.measurements = measurements
-        self.line = line
-        self.verdict: Verdict | None = None
-        self.user_properties.append(("tinyml_target", measurements.label))
-        self.user_properties.append(("tinyml_board", measurements.board.name))
-        if measurements.mode:
-            self.user_properties.append(("tinyml_mode", measurements.mode))
-
-    def runtest(self) -> None:
-        __tracebackhide__ = True
-        try:
-            verdict = self.check.evaluate(self.measurements)
-        except NotEvaluable as exc:
-            self.user_properties.append(("tinyml_skip", str(exc)))
-            # reported at the item's location (the spec or model), not at pytest's internals
-            raise pytest.skip.Exception(
-                f"{self.check.name}: {exc.reason}; to enable: {exc.enable}", _use_item_location=True
-            ) from None
-        self.verdict = verdict
-        self.user_properties.append(("measured", verdict.measured))
-        self.user_properties.append(("limit", verdict.limit))
-        self.user_properties.append(("unit", verdict.unit))
-        self.user_properties.append(("tinyml_verdict", json.dumps(verdict.to_dict(), default=str)))
-        try:
-            self.user_properties.append(("tinyml_model_path", str(self.measurements.tflite_path)))
-        except (TinyMLError, NotEvaluable):
-            pass
-        if not verdict.passed:
-            raise TinyMLFailure(verdict)
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
-        if isinstance(excinfo.value, TinyMLFailure):
-            return excinfo.value.verdict.failure_text()
-        if isinstance(excinfo.value, TinyMLError):
-            return f"{self.check.name}: {excinfo.value}"
-        return super().repr_failure(excinfo, style=style)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, self.line, f"{self.measurements.label}::{self.name}"
-
-
-class SpecErrorItem(pytest.Item):
-    """Stands in for a spec that cannot be read: fails with the one-line error, other specs still run."""
-
-    def __init__(self, *, error: TinyMLError, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.error = error
-
-    def runtest(self) -> None:
-        raise self.error
-
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
-        if isinstance(excinfo.value, TinyMLError):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo, style=style)
-
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, 0, f"{self.path.name}::spec"
-
-
-def _items_for(
-    parent: pytest.Collector, checks: list[Check], measurements: Measurements, suffix: str, lines: dict[str, int]
-) -> Iterator[pytest.Item]:
-    for check in checks:
-        if check.applies(measurements.constraints):
-            yield TinyMLItem.from_parent(
-                parent,
-                name=f"{check.name}{suffix}",
-                check=check,
-                measurements=measurements,
-                line=lines.get(check.name, 0),
-            )
-
-
-_CONSTRAINT_KEYS = {
-    "size": "max_size",
-    "int8_io": "io_dtype",
-    "tflm_ops": "ops",
-    "arena": "arena",
-    "flash": "flash",
-    "accuracy": "min_accuracy",
-    "accuracy_drop": "max_accuracy_drop",
-    "latency": "max_latency",
-    "firmware_bitexact": "firmware",
-    "firmware_ram": "firmware",
-}
-
-
-def _constraint_lines(spec: Spec) -> dict[str, int]:
-    out = {}
-    for name, key in _CONSTRAINT_KEYS.items():
-        loc = spec.locations.get(("constraints", key))
-        if loc:
-            out[name] = loc[0] - 1
-    return out
-
-
-class TinyMLSpecFile(pytest.File):
-    def collect(self) -> Iterator[pytest.Item]:
-        session: TinyMLSession = self.config.stash[SESSION_KEY]
-        try:
-            spec = session.spec(self.path.resolve())
-            board = session.board(spec.board, where=spec.where("board"))
-        except TinyMLError as exc:
-            yield SpecErrorItem.from_parent(self, name="spec", error=exc)
-            return
-        lines = _constraint_lines(spec)
-        label = _display(self.path)
-        if spec.model.kind == "tflite":
-            assert spec.model.path is not None
-            m = Measurements(label=label, constraints=spec.constraints, board=board, options=session.options, spec=spec, model_path=spec.model.path)
-            session.targets[label] = m
-            yield from _items_for(self, session.checks, m, "", lines)
-            return
-        artifacts = session.spec_artifacts(spec)
-        modes = spec.quantization.modes
-        for mode in modes:
-            suffix = "" if len(modes) == 1 else f"[{mode}]"
-            tlabel = label if len(modes) == 1 else f"{label}[{mode}]"
-            constraints = spec.constraints if mode in ("int8", "qat") or len(modes) == 1 else _relaxed(spec.constraints)
-            m = Measurements(
-                label=tlabel, constraints=constraints, board=board, options=session.options, spec=spec, mode=mode, artifacts=artifacts
-            )
-            session.targets[tlabel] = m
-            yield from _items_for(self, session.checks, m, suffix, lines)
-
-
-def _relaxed(constraints: Constraints) -> Constraints:
-    """In a multi-mode spec, float modes are compared, not deployed: firmware items only run for int8."""
-    from dataclasses import replace
-
-    return replace(constraints, firmware=None, max_latency=None)
-
-
-class TinyMLModelFile(pytest.File):
-    def collect(self) -> Iterator[pytest.Item]:
-        session: TinyMLSession = self.config.stash[SESSION_KEY]
-        spec: Spec | None = None
-        constraints = AUDIT_DEFAULTS
-        lines: dict[str, int] = {}
-        if session.specs:
-            try:
-                spec = session.spec(session.specs[0])
-            except TinyMLError as exc:
-                yield SpecErrorItem.from_parent(self, name="spec", error=exc)
-                return
-            constraints = spec.constraints
-        try:
-            board = session.board(spec.board if spec else None, where=spec.where("board") if spec else None)
-        except TinyMLError as exc:
-            yield SpecErrorItem.from_parent(self, name="spec", error=exc)
-            return
-        label = _display(self.path)
-        m = Measurements(
-            label=label, constraints=constraints, board=board, options=session.options, spec=None, model_path=Path(label)
-        )
-        session.targets[label] = m
-        yield from _items_for(self, session.checks, m, "", lines)
-
-
-# --- results, reports, export ---------------------------------------------------------------------
-def _result_from_report(report: pytest.TestReport) -> ItemResult | None:
-    props = {str(k): v for k, v in report.user_properties}
-    if "tinyml_target" not in props:
-        return None
-    if report.when != "call" and not (report.when == "setup" and (report.failed or report.skipped)):
-        return None
-    verdict = json.loads(str(props["tinyml_verdict"])) if "tinyml_verdict" in props else None
-    if report.skipped:
-        status = "skipped"
-        message = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    else:
-        status = report.outcome if report.when == "call" else "error"
-        crash = getattr(report.longrepr, "reprcrash", None)
-        text = crash.message if crash is not None else (report.longreprtext or "")
-        message = verdict["message"] if verdict else (text.splitlines()[0] if text else "")
-    return ItemResult(
-        nodeid=report.nodeid,
-        target=str(props["tinyml_target"]),
-        name=report.nodeid.rsplit("::", 1)[-1],
-        status=status,
-        verdict=verdict,
-        message=message,
-        model_path=_opt_str(props.get("tinyml_model_path")),
-        board=_opt_str(props.get("tinyml_board")),
-        mode=_opt_str(props.get("tinyml_mode")),
-    )
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
+# --- reports and export (on the controller) ---------------------------------------------------------------------
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """After deselection (-m, -k): targets whose firmware items will run let ``arena``/``flash`` measure on
+    the target as well; with the firmware items deselected they never build firmware."""
+    for item in items:
+        target = getattr(item, "measurements", None)
+        if target is not None and item.get_closest_marker("firmware") is not None:
+            target.firmware_selected = True
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -559,16 +390,33 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _export(tiny: TinyMLSession, out: Path) -> None:
+    """Write each judged target's C export from the items' records (model file and measured arena size)."""
     from pytest_tinyml import emulate
+    from pytest_tinyml.analysis.model import parse_model
+    from pytest_tinyml.reports.collect import merged, read_model
 
-    for label, m in tiny.targets.items():
+    by_label: dict[str, list[Any]] = {}
+    for r in tiny.results:
+        by_label.setdefault(r.target, []).append(r)
+    for label, rows in by_label.items():
+        info = merged(rows)
+        arena_fact = info.facts.get("arena") or {}
+        arena = arena_fact.get("export_bytes") or arena_fact.get("bytes")
+        path = Path(info.model_path) if info.model_path else None
+        if arena is None or path is None:
+            missing = "no arena size (the arena item did not run or measure)" if arena is None else "no model file"
+            tiny.notes.append(f"--tinyml-export: {label} not exported: {missing}")
+            continue
         try:
-            data = m.tflite_bytes
-            arena = m.arena.bytes
-        except (TinyMLError, NotEvaluable):
+            data = read_model(path)
+            if data is None:
+                raise NotEvaluable(f"{path} is gone", "keep the model file until the run ends")
+            model_info = parse_model(data, str(path))
+        except (TinyMLError, NotEvaluable, OSError) as exc:
+            tiny.notes.append(f"--tinyml-export: {label} not exported: {exc}")
             continue
         safe = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
-        emulate.export(data, out / safe, arena_bytes=arena, model_info=m.model_info)
+        emulate.export(data, out / safe, arena_bytes=int(arena), model_info=model_info)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -577,113 +425,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     from pytest_tinyml.reports.terminal import summary_lines
 
+    report = getattr(tiny.report_outcome, "report", None)
+    if report is None and len({r.target for r in tiny.results}) > 1:
+        from pytest_tinyml.reports.collect import build_report
+
+        try:
+            report = build_report(tiny, model_files=False)  # for the comparison table across targets
+        except Exception:  # noqa: BLE001 - the summary must not fail the run; the per-target tables stand
+            report = None
     terminalreporter.section("tinyml summary")
-    for line in summary_lines(tiny.results, outcome=tiny.report_outcome):
+    for line in summary_lines(tiny.results, outcome=tiny.report_outcome, report=report):
         terminalreporter.write_line(line)
-
-
-# --- public fixtures ------------------------------------------------------------------------------
-def _target_for(request: pytest.FixtureRequest) -> Measurements:
-    tiny: TinyMLSession = request.config.stash[SESSION_KEY]
-    marker = request.node.get_closest_marker("tinyml")
-    spec_path: str | None = marker.kwargs.get("spec") if marker else None
-    mode: str | None = marker.kwargs.get("mode") if marker else None
-    model: str | None = marker.kwargs.get("model") if marker else None
-    if model:
-        path = Path(model).resolve()
-        label = _display(path)
-        if label not in tiny.targets:
-            tiny.targets[label] = Measurements(
-                label=label, constraints=AUDIT_DEFAULTS, board=tiny.board(None), options=tiny.options, model_path=path
-            )
-        return tiny.targets[label]
-    if spec_path is None:
-        if not tiny.specs:
-            pytest.skip("no spec: pass --tinyml-spec PATH or mark the test @pytest.mark.tinyml(spec='specs/x.yaml')")
-        spec_file = tiny.specs[0]
-    else:
-        spec_file = Path(spec_path).resolve()
-    try:
-        spec = tiny.spec(spec_file)
-        board = tiny.board(spec.board)
-    except TinyMLError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    mode = mode or spec.quantization.modes[0]
-    label = _display(spec_file) if len(spec.quantization.modes) == 1 else f"{_display(spec_file)}[{mode}]"
-    if label not in tiny.targets:
-        artifacts = tiny.spec_artifacts(spec) if spec.builds else None
-        tiny.targets[label] = Measurements(
-            label=label,
-            constraints=spec.constraints,
-            board=board,
-            options=tiny.options,
-            spec=spec,
-            mode=mode if spec.builds else None,
-            model_path=spec.model.path if not spec.builds else None,
-            artifacts=artifacts,
-        )
-    return tiny.targets[label]
-
-
-def _unwrap(fn: Any) -> Any:
-    __tracebackhide__ = True
-    try:
-        return fn()
-    except NotEvaluable as exc:
-        pytest.skip(f"{exc.reason}; to enable: {exc.enable}")
-    except TinyMLError as exc:
-        pytest.fail(str(exc), pytrace=False)
-
-
-@pytest.fixture
-def tinyml_measurements(request: pytest.FixtureRequest) -> Measurements:
-    """Lazy measurements of the selected target (``@pytest.mark.tinyml(spec=..., mode=...)`` or the first
-    ``--tinyml-spec``): ``.tflite_bytes``, ``.model_info``, ``.tflm_allocation``, ``.arena``, ``.accuracy``..."""
-    return _target_for(request)
-
-
-@pytest.fixture
-def tinyml_spec(tinyml_measurements: Measurements) -> Spec:
-    """The selected spec, validated and typed."""
-    if tinyml_measurements.spec is None:
-        pytest.skip("the selected target is a bare .tflite with no spec")
-    return tinyml_measurements.spec
-
-
-@pytest.fixture
-def tinyml_tflite(tinyml_measurements: Measurements) -> Path:
-    """Path of the selected target's ``.tflite`` (built and cached if the spec builds it)."""
-    return _unwrap(lambda: tinyml_measurements.tflite_path)
-
-
-@pytest.fixture
-def tinyml_tflite_files(tinyml_measurements: Measurements) -> dict[str, Path]:
-    """Every ``.tflite`` the spec builds, by quantization mode."""
-    artifacts = tinyml_measurements.artifacts
-    if artifacts is None:
-        return {"model": _unwrap(lambda: tinyml_measurements.tflite_path)}
-    return dict(_unwrap(lambda: artifacts.build).tflite)
-
-
-@pytest.fixture
-def tinyml_keras_model(tinyml_measurements: Measurements) -> Any:
-    """The trained Keras model (imports Keras; built and cached on first use)."""
-    artifacts = tinyml_measurements.artifacts
-    if artifacts is None:
-        pytest.skip("the selected target has no Keras model (it is a .tflite)")
-    build = _unwrap(lambda: artifacts.build)
-    from pytest_tinyml.build import load_keras_model
-
-    return _unwrap(lambda: load_keras_model(build))
-
-
-@pytest.fixture
-def tinyml_dataset(tinyml_measurements: Measurements) -> Any:
-    """The spec's dataset after preprocessing and splitting (x_train, y_train, x_val, y_val, x_test, y_test)."""
-    spec = tinyml_measurements.spec
-    if spec is None or spec.dataset is None:
-        pytest.skip("the selected spec has no dataset")
-    from pytest_tinyml.build import get_dataset
-
-    options = tinyml_measurements.options
-    return _unwrap(lambda: get_dataset(spec, options.cache_dir, options.extra_loaders))
+    for line in tiny.notes:
+        terminalreporter.write_line(line)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_tinyml.build import datasets as D
 from pytest_tinyml.errors import DatasetError
+from pytest_tinyml.pipeline import datasets as D
 from pytest_tinyml.spec.model import DatasetSpec
 
 UNREACHABLE = "http://127.0.0.1:9/"  # discard port: connection refused at once

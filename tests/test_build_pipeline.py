@@ -19,21 +19,21 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from pytest_tinyml.build import (
+from pytest_tinyml.errors import BuildError, DatasetError, NotEvaluable
+from pytest_tinyml.pipeline import (
     BuildResult,
     build_artifacts,
     evaluate_accuracy,
     load_test_split,
     test_inputs_int8,
 )
-from pytest_tinyml.errors import BuildError, DatasetError, NotEvaluable
 from pytest_tinyml.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
 DATA_MODULE = '''
 import numpy as np
-from pytest_tinyml.build.datasets import RawDataset
+from pytest_tinyml.pipeline.datasets import RawDataset
 
 def load(ds, cache_dir):
     rng = np.random.default_rng(0)
@@ -195,7 +195,7 @@ def test_cached_run_does_not_import_tensorflow(tiny: tuple[Path, Path, BuildResu
         import sys, json
         from pathlib import Path
         from pytest_tinyml.spec import load_spec
-        from pytest_tinyml.build import build_artifacts, evaluate_accuracy
+        from pytest_tinyml.pipeline import build_artifacts, evaluate_accuracy
         spec = load_spec({str(spec_path)!r})
         r = build_artifacts(spec, cache_dir=Path({str(cache)!r}))
         rep = evaluate_accuracy(spec, r, "int8", cache_dir=Path({str(cache)!r}), stages=("litert", "tflm"))
@@ -214,7 +214,7 @@ def test_two_processes_build_once(tmp_path: Path) -> None:
         import json
         from pathlib import Path
         from pytest_tinyml.spec import load_spec
-        from pytest_tinyml.build import build_artifacts
+        from pytest_tinyml.pipeline import build_artifacts
         r = build_artifacts(load_spec({str(spec_path)!r}), cache_dir=Path({str(cache)!r}))
         print(json.dumps({{"cached": r.from_cache, "key": r.key}}))
     """)

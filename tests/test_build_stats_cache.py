@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_tinyml.build import cache as C
-from pytest_tinyml.build import evaluate as E
+from pytest_tinyml.pipeline import cache as C
+from pytest_tinyml.pipeline import evaluate as E
 from pytest_tinyml.spec import load_spec
 
 
@@ -137,7 +137,7 @@ def test_lock_serializes_processes(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from pytest_tinyml.build.cache import Cache
+        from pytest_tinyml.pipeline.cache import Cache
         cache = Cache(Path({str(tmp_path)!r}))
         with cache.locked("k"):
             if cache.verify("k") is None:
@@ -156,3 +156,36 @@ def test_lock_serializes_processes(tmp_path: Path) -> None:
     outs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outs == ["built", "cached", "cached"]
     assert (tmp_path / "builds.log").read_text().count("build") == 1
+
+
+def test_entries_edited_consistently_still_fail_the_index(tmp_path: Path) -> None:
+    """An entry rewritten together with its own checksums (manifest, self-sha) no longer matches the digest
+    kept apart from it in index/, so it is rebuilt rather than trusted."""
+    cache = C.Cache(tmp_path)
+    staging = cache.new_staging("k1")
+    (staging / "int8.tflite").write_bytes(b"real model")
+    cache.commit("k1", staging, {})
+    entry = cache.entry_dir("k1")
+    (entry / "int8.tflite").write_bytes(b"other model")
+    manifest = json.loads((entry / "manifest.json").read_text())
+    manifest["files"]["int8.tflite"] = C.sha256_bytes(b"other model")
+    (entry / "manifest.json").write_text(json.dumps(manifest))
+    assert cache.verify("k1") is None
+    assert (tmp_path / "index" / "builds" / "k1").is_file()
+
+    cache.write_eval("e1", {"predictions": [1, 2, 3]})
+    data = json.loads(cache.eval_path("e1").read_text())
+    data["result"]["predictions"][0] = 9
+    data["sha256"] = C.sha256_bytes(json.dumps(data["result"], sort_keys=True).encode())
+    cache.eval_path("e1").write_text(json.dumps(data))
+    assert cache.read_eval("e1") is None
+
+    runs = C.RunCache(tmp_path / "runs")
+    runs.save_outputs("r1", [np.arange(4, dtype=np.int8)])
+    assert [o.tolist() for o in runs.load_outputs("r1") or []] == [[0, 1, 2, 3]]
+    np.savez(tmp_path / "runs" / "r1" / "outputs.npz", np.zeros(4, dtype=np.int8))
+    assert runs.load_outputs("r1") is None
+    # an entry from a cache without the index is not trusted either
+    runs.save_outputs("r2", [np.arange(2)])
+    (tmp_path / "index" / "runs" / "r2").unlink()
+    assert runs.load_outputs("r2") is None

@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from pytest_tinyml.build.cache import Cache, sha256_file  # noqa: E402
+from pytest_tinyml.pipeline.cache import Cache, sha256_file  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -56,7 +56,7 @@ def test_hang_becomes_a_failed_verdict_after_the_timeout(tmp_path: Path, monkeyp
     alloc = tflm.allocate(path.read_bytes(), timeout=3)
     assert alloc.timed_out and not alloc.ok and "timed out after 3 s" in (alloc.reason or "")
     m = fh.measurements_for(path, tmp_path / "c")
-    m.__dict__["_cache_tflm_allocation"] = alloc  # what Measurements.tflm_allocation computes (60 s timeout)
+    m.preset("tflm_allocation", alloc)  # what Target.tflm_allocation computes (60 s timeout)
     from pytest_tinyml.checks.ops import TflmOpsCheck
 
     verdict = TflmOpsCheck().evaluate(m)

@@ -153,6 +153,41 @@ def pytest_tinyml_boards():
     assert seen["int8.tflite::arena"] == "FAILED"
 
 
+def test_third_party_metric_reaches_reports_and_baseline(pytester: pytest.Pytester, models: Path) -> None:
+    """A plugin check that declares a metric gets a column in report.json and a baseline delta, like the
+    built-in ones: the report tables come from the registered checks."""
+    pytester.makeconftest(
+        """
+from pytest_tinyml.checks.base import Verdict
+
+class OpCount:
+    name = "op_count"
+    key = "max_ops"
+    metric = "op_count"
+    unit = "ops"
+    direction = "lower"
+    def applies(self, constraints):
+        return True
+    def evaluate(self, m):
+        n = len(m.model_info.ops)
+        return Verdict("op_count", True, n, 100, "ops", f"op_count: {n} ops")
+
+def pytest_tinyml_checks():
+    return [OpCount()]
+"""
+    )
+    result = run(pytester, "--tinyml-model", "int8.tflite", "-k", "op_count or size", "--tinyml-report", "r")
+    assert result.ret == 0, result.stdout.str()
+    doc = json.loads((pytester.path / "r" / "report.json").read_text())
+    assert doc["metrics"]["op_count"] == {"name": "op_count", "check": "op_count", "unit": "ops", "worse": 1,
+                                          "threshold": None}
+    assert doc["targets"][0]["metrics"]["op_count"] == 6
+    doc["targets"][0]["metrics"]["op_count"] = 4
+    (pytester.path / "base.json").write_text(json.dumps(doc))
+    result = run(pytester, "--tinyml-model", "int8.tflite", "-k", "op_count", "--tinyml-baseline", "base.json")
+    result.stdout.fnmatch_lines(["*op_count*+2*"])
+
+
 def test_audit_does_not_import_tensorflow(pytester: pytest.Pytester, models: Path) -> None:
     pytester.makeconftest(
         """

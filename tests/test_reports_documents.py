@@ -1,6 +1,6 @@
 """report.json / report.md / report.html / terminal summary / baseline, from a hand-built session.
 
-The session holds real :class:`~pytest_tinyml.measure.Measurements` of real ``.tflite`` files (written by
+The session holds real :class:`~pytest_tinyml.target.Target` of real ``.tflite`` files (written by
 ``tflite_factory``) and verdicts from the real checks' judge functions; measurements a run would have
 computed (accuracy, arena) are placed in the measurement cache the way ``cached_measurement`` stores them.
 """
@@ -22,19 +22,20 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import tflite_factory as factory  # noqa: E402
 
-from pytest_tinyml import reports  # noqa: E402
+from pytest_tinyml import records, reports  # noqa: E402
 from pytest_tinyml.boards import BoardRegistry, builtin_boards  # noqa: E402
 from pytest_tinyml.checks.accuracy import judge_accuracy, judge_drop  # noqa: E402
 from pytest_tinyml.checks.base import Verdict  # noqa: E402
 from pytest_tinyml.checks.memory import judge_bytes  # noqa: E402
 from pytest_tinyml.checks.size import judge_size  # noqa: E402
 from pytest_tinyml.errors import BuildError, NotEvaluable  # noqa: E402
-from pytest_tinyml.measure import Measurements, RunOptions, _Failed  # noqa: E402
-from pytest_tinyml.plugin import ItemResult  # noqa: E402
+from pytest_tinyml.records import ItemRecord  # noqa: E402
 from pytest_tinyml.reports.collect import build_report, tensor_lifetimes  # noqa: E402
 from pytest_tinyml.reports.markdown import render_markdown  # noqa: E402
 from pytest_tinyml.reports.terminal import summary_lines  # noqa: E402
+from pytest_tinyml.session import RunOptions  # noqa: E402
 from pytest_tinyml.spec.model import AUDIT_DEFAULTS, RegressionSpec  # noqa: E402
+from pytest_tinyml.target import Target  # noqa: E402
 
 BOARD = BoardRegistry(builtin_boards()).get("arduino_nano_33_ble_sense")
 HOSTILE = '<script>alert("x")</script>|`$\\frac{a}{b}$` [link](http://evil.example/a.png) <img src=http://evil.example/x.png>'
@@ -57,20 +58,20 @@ class Run:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.results: list[ItemResult] = []
-        self.targets: dict[str, Measurements] = {}
+        self.results: list[ItemRecord] = []
+        self.targets: dict[str, Target] = {}
         self.specs: list[Path] = []
         self.models: list[Path] = []
 
     def target(
         self, label: str, data: bytes, *, mode: str | None = None, regression: RegressionSpec | None = None
-    ) -> Measurements:
+    ) -> Target:
         path = self.root / (
             label.split("[", 1)[0].replace("/", "_") + (f".{mode}" if mode else "") + ".tflite"
         )
         path.write_bytes(data)
         constraints = replace(AUDIT_DEFAULTS, regression=regression or RegressionSpec())
-        m = Measurements(
+        m = Target(
             label=label,
             constraints=constraints,
             board=BOARD,
@@ -81,26 +82,28 @@ class Run:
         self.targets[label] = m
         return m
 
-    def item(self, m: Measurements, status: str, verdict: Verdict | None = None, message: str = "") -> None:
+    def item(self, m: Target, status: str, verdict: Verdict | None = None, message: str = "") -> None:
         check = verdict.name if verdict else message.removeprefix("Skipped: ").split(":", 1)[0]
         name = check + (f"[{m.mode}]" if m.mode else "")
+        # the record travels as JSON, as it does in a test report's user_properties
+        decoded = records.decode(records.encode(m.record(), verdict.to_dict() if verdict else None))
+        assert decoded is not None
+        info, verdict_dict = decoded
         self.results.append(
-            ItemResult(
+            ItemRecord(
                 nodeid=f"{m.label.split('[', 1)[0]}::{name}",
-                target=m.label,
                 name=name,
+                check=check,
                 status=status,
-                verdict=verdict.to_dict() if verdict else None,
+                info=info,
+                verdict=verdict_dict,
                 message=verdict.message if verdict else message,
-                model_path=str(m.model_path),
-                board=BOARD.name,
-                mode=m.mode,
             )
         )
 
     def audit(
         self,
-        m: Measurements,
+        m: Target,
         *,
         size_limit: int = 51200,
         arena: int = 9000,
@@ -113,9 +116,9 @@ class Run:
         largest = [(t.name, t.nbytes) for t in info.largest_tensors(3, constant=True)]
         v = judge_size(size, size_limit, f"{size_limit:,} B", largest)
         self.item(m, "passed" if v.passed else "failed", v)
-        m.__dict__["_cache_arena"] = SimpleNamespace(
+        m.preset("arena", SimpleNamespace(
             bytes=arena, host_bytes=arena + 800, method="host total - 64-bit pointers"
-        )
+        ))
         v = judge_bytes(
             "arena",
             arena,
@@ -127,7 +130,7 @@ class Run:
         )
         self.item(m, "passed" if v.passed else "failed", v)
         if accuracy is not None:
-            m.__dict__["_cache_accuracy"] = accuracy
+            m.preset("accuracy", accuracy)
             v = judge_accuracy(accuracy, 90.0)
             self.item(m, "passed" if v.passed else "failed", v)
             v = judge_drop(accuracy, 1.0)
@@ -155,7 +158,7 @@ def run(tmp_path: Path) -> Run:
     return Run(tmp_path)
 
 
-def one_model(run: Run, **kwargs: Any) -> Measurements:
+def one_model(run: Run, **kwargs: Any) -> Target:
     m = run.target("models/cnn.tflite", factory.int8_cnn(0), regression=kwargs.pop("regression", None))
     run.audit(m, **kwargs)
     return m
@@ -226,20 +229,20 @@ def test_json_never_fails_on_missing_or_broken_measurements(
     run: Run, tmp_path: Path, schema: dict[str, Any]
 ) -> None:
     m = run.target("broken.tflite", b"not a model at all, just text")
-    m.__dict__["_cache_accuracy"] = _Failed(NotEvaluable("no dataset", "add a dataset"))
+    m.preset("accuracy", NotEvaluable("no dataset", "add a dataset"))
     run.item(m, "failed", message="tflm_ops: TFLM refused the model")
     weird = Verdict(
         "size", False, float("nan"), float("inf"), "B", "size: odd", extra={"path": Path("/x"), "t": (1, 2)}
     )
     run.item(m, "failed", weird)
-    ghost = Measurements(
+    ghost = Target(
         label="ghost.yaml[int8]",
         constraints=AUDIT_DEFAULTS,
         board=BOARD,
         options=RunOptions(cache_dir=tmp_path),
         mode="int8",
     )  # spec never built: no model at all
-    ghost.__dict__["_cache_tflite_path"] = _Failed(BuildError("training diverged", where="ghost.yaml"))
+    ghost.preset("tflite_path", BuildError("training diverged", where="ghost.yaml"))
     run.targets[ghost.label] = ghost
     run.item(ghost, "skipped", message="Skipped: size: build failed; to enable: fix the spec")
     outcome = reports.finish(run, report_dir=tmp_path / "out", baseline=None, plots=False)
@@ -267,7 +270,7 @@ def test_unwritable_report_dir_is_an_error_line_not_an_exception(run: Run, tmp_p
 def _table_rows(md: str) -> list[list[str]]:
     rows = []
     for line in md.splitlines():
-        if line.startswith("| ") and not line.startswith("| Status"):
+        if line.startswith("| ") and not line.startswith("| Status") and "---" not in line:
             cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
             rows.append([c.strip() for c in cells])
     return rows
@@ -291,9 +294,15 @@ def test_markdown_puts_failures_first_and_escapes(run: Run, tmp_path: Path) -> N
     )
     run.item(bad, "failed", v)
     md = render_markdown(build_report(run))
+    # every target is one row of the comparison table; only the failing one gets a section
     sections = re.findall(r"^### (\S+) (.+)$", md, re.M)
-    assert sections == [("❌", "bad.tflite"), ("✅", "good.tflite")]
+    assert sections == [("❌", "bad.tflite")]
     rows = _table_rows(md)
+    assert rows[0] == ["target", "size", "arena", "verdicts"]
+    assert rows[1][0] == "❌ bad.tflite" and rows[1][2] == "120,000 B" and rows[1][3] == "2 failed, 1 passed, 1 skipped"
+    assert rows[2][0] == "✅ good.tflite" and rows[2][3] == "2 passed, 1 skipped"
+    assert md.count("good.tflite") == 2  # its table row and the one skip line ("latency skipped on ...")
+    rows = rows[3:]
     header_cells = 5
     assert all(len(r) == header_cells for r in rows), rows  # a '|' in a message does not add a column
     bad_rows = rows[:4]  # bad.tflite: size, arena, latency from audit() + int8_io

@@ -85,3 +85,31 @@ def test_terminal_summary_shows_deltas(pytester: pytest.Pytester, spec: Path) ->
             "no regressions against baseline*",
         ]
     )
+
+
+def _without_time(doc: dict[str, object]) -> dict[str, object]:
+    doc = dict(doc)
+    doc.pop("generated", None)
+    return doc
+
+
+def test_same_report_and_export_serially_and_under_xdist(pytester: pytest.Pytester) -> None:
+    """Reports and export are built only from the items' records, which reach the controller the same
+    way from xdist workers: report.json (but its timestamp) and every exported file are identical."""
+    pytest.importorskip("xdist")
+    for i in range(3):
+        (pytester.path / f"m{i}.tflite").write_bytes(tflite_factory.int8_cnn(i, filters=4 + 4 * i))
+    common = ("--tinyml-model", "m*.tflite", "-m", "not firmware", "-o", "tinyml_cache_dir=cache")
+    serial = run(pytester, *common, "--tinyml-report", "r1", "--tinyml-export", "e1")
+    assert serial.ret == 0, serial.stdout.str()
+    parallel = run(pytester, *common, "-n", "2", "--tinyml-report", "r2", "--tinyml-export", "e2")
+    assert parallel.ret == 0, parallel.stdout.str()
+    one, two = (json.loads((pytester.path / d / "report.json").read_text()) for d in ("r1", "r2"))
+    assert _without_time(one) == _without_time(two)
+    assert one["summary"]["passed"] == 15 and len(one["targets"]) == 3
+    for t in one["targets"]:
+        assert t["arena"]["method"] and t["flash"]["model_bytes"] and t["model"]["num_ops"] == 6, t["label"]
+    files = sorted(p.relative_to(pytester.path / "e1") for p in (pytester.path / "e1").rglob("*") if p.is_file())
+    assert len(files) >= 3 * 3, files  # model data, resolver and arena header per model
+    for rel in files:
+        assert (pytester.path / "e1" / rel).read_bytes() == (pytester.path / "e2" / rel).read_bytes(), rel

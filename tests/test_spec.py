@@ -152,3 +152,11 @@ def test_repo_specs_load() -> None:
     specs = sorted((root / "specs").glob("*.yaml"))
     for path in specs:
         load_spec(path)
+
+
+def test_firmware_kernels_key(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, GOOD + "  firmware:\n    kernels: reference\n"))
+    assert spec.constraints.firmware is not None and spec.constraints.firmware.kernels == "reference"
+    assert load_spec(write(tmp_path, GOOD + "  firmware:\n    samples: 5\n")).constraints.firmware.kernels is None
+    with pytest.raises(SpecError, match=r"constraints\.firmware\.kernels"):
+        load_spec(write(tmp_path, GOOD + "  firmware:\n    kernels: cmsis\n"))

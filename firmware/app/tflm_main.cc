@@ -4,7 +4,9 @@
 //   model_data.h          g_model / g_model_len (16-byte aligned flatbuffer)
 //   tinyml_op_resolver.h  TinyMLOpResolver + RegisterTinyMLOps()
 //   tinyml_arena.h        TINYML_ARENA_SIZE (0: use all free RAM)
-// Only compiled when TFLM_ROOT points at a tflite-micro checkout.
+// Compiled by pytest_tinyml.emulate.tflm_build against TFLM sources it locates (never shipped).
+// Before the samples run, the smallest arena that AllocateTensors() accepts is found by bisection
+// (TM:ARENA line) and the samples run with that arena.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -16,15 +18,33 @@
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/micro/system_setup.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+#include "tensorflow/lite/micro/micro_op_resolver.h"
 #include "tinyml_arena.h"
-#include "tinyml_op_resolver.h"
+
+// tflm_resolver.cc: the model's MicroMutableOpResolver, with exactly its operators registered.
+const tflite::MicroOpResolver* TinyMLCreateResolver();
+
+#ifndef TINYML_ARENA_BISECT
+#define TINYML_ARENA_BISECT 1
+#endif
 
 namespace {
 
 // Placement-constructed, never destroyed: no static destructors to register (no __dso_handle needed
 // without crtbegin.o).
-alignas(TinyMLOpResolver) unsigned char g_resolver_storage[sizeof(TinyMLOpResolver)];
 alignas(tflite::MicroInterpreter) unsigned char g_interpreter_storage[sizeof(tflite::MicroInterpreter)];
+
+// Tears down the previous interpreter (if any) and builds a new one over the first ``size`` bytes of
+// ``arena``; true when AllocateTensors() succeeds.
+// Set in main() before the first allocate(): the op-boundary marker profiler (MarkerProfiler, below).
+tflite::MicroProfilerInterface* g_profiler = nullptr;
+
+bool allocate(const tflite::Model* model, const tflite::MicroOpResolver& resolver, uint8_t* arena, size_t size,
+              tflite::MicroInterpreter** interp) {
+  if (*interp != nullptr) (*interp)->~MicroInterpreter();
+  *interp = new (g_interpreter_storage) tflite::MicroInterpreter(model, resolver, arena, size, nullptr, g_profiler);
+  return (*interp)->AllocateTensors() == kTfLiteOk;
+}
 
 int fail(const char* stage, int code, const char* msg) {
   std::printf("TM:ERROR stage=%s code=%d op=-1 opname=- msg=%s\n", stage, code, msg);
@@ -69,13 +89,44 @@ int main(void) {
 
   const tflite::Model* model = tflite::GetModel(g_model);
   if (model->version() != TFLITE_SCHEMA_VERSION) return fail("init", 1, "model schema version mismatch");
-  TinyMLOpResolver* resolver = new (g_resolver_storage) TinyMLOpResolver();
-  if (RegisterTinyMLOps(*resolver) != kTfLiteOk) return fail("init", 2, "op resolver registration failed");
-  tflite::MicroInterpreter* interp =
-      new (g_interpreter_storage) tflite::MicroInterpreter(model, *resolver, arena, arena_size, nullptr,
-                                                           new (g_profiler_storage) MarkerProfiler());
-  if (interp->AllocateTensors() != kTfLiteOk)
+  const tflite::MicroOpResolver* resolver = TinyMLCreateResolver();
+  if (resolver == nullptr) return fail("init", 2, "op resolver registration failed");
+
+  // The whole arena first: the model must allocate at all, and arena_used_bytes() there is a lower bound.
+  tflite::MicroInterpreter* interp = nullptr;
+  g_profiler = new (g_profiler_storage) MarkerProfiler();
+  if (!allocate(model, *resolver, arena, arena_size, &interp))
     return fail("init", 3, "TFLM AllocateTensors() failed (see the TFLM log lines above)");
+  size_t used_full = interp->arena_used_bytes();
+#if TINYML_ARENA_BISECT
+  // Smallest arena (a multiple of 16 B, from the same 16-byte aligned start) that AllocateTensors()
+  // accepts: bisection between a failing size (lo) and an allocating one (hi), re-constructing the
+  // interpreter on the same buffer each time. Prepare-time temporaries can need more than
+  // arena_used_bytes(), so lo starts below it and every size is tried for real.
+  size_t lo = (used_full / 2u) & ~static_cast<size_t>(15u);
+  size_t hi = (arena_size & ~static_cast<size_t>(15u));
+  unsigned steps = 0;
+  if (lo > 0u) {
+    steps++;
+    if (allocate(model, *resolver, arena, lo, &interp)) hi = lo, lo = 0;
+  }
+  while (hi - lo > 16u) {
+    size_t mid = (lo + (hi - lo) / 2u) & ~static_cast<size_t>(15u);
+    if (mid <= lo) mid = lo + 16u;
+    steps++;
+    if (allocate(model, *resolver, arena, mid, &interp)) hi = mid; else lo = mid;
+  }
+  // Run the samples with the smallest arena: Invoke() must work there too.
+  if (!allocate(model, *resolver, arena, hi, &interp))
+    return fail("init", 3, "TFLM AllocateTensors() failed at the arena size that allocated during bisection");
+  arena_size = hi;
+  std::printf("TM:ARENA min=%lu used=%lu used_at=%lu used_full=%lu avail=%lu steps=%u\n",
+              static_cast<unsigned long>(hi), static_cast<unsigned long>(interp->arena_used_bytes()),
+              static_cast<unsigned long>(hi), static_cast<unsigned long>(used_full),
+              static_cast<unsigned long>(avail), steps);
+#else
+  (void)used_full;
+#endif
 
   size_t in_bytes = 0, out_bytes = 0;
   for (size_t i = 0; i < interp->inputs_size(); ++i) in_bytes += interp->input(i)->bytes;

@@ -157,6 +157,8 @@ def main(argv: list[str]) -> int:
                         interpreter.set_input(arrays[k][i].reshape(shapes[k]), k)
                     interpreter.invoke()
                     outputs.append(np.array(interpreter.get_output(0), copy=True))
+                    for j in range(1, int(request.get("num_outputs", 1))):  # every output: localize a mismatch
+                        np.save(workdir / f"outputs_{i}_{j}.npy", np.array(interpreter.get_output(j), copy=True))
         except Exception as exc:
             result["error"] = f"{type(exc).__name__}: {exc}"
             result["failed_sample"] = len(outputs)

@@ -321,8 +321,10 @@ def invoke(
     timeout: float = 600.0,
     workers: int = 1,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    num_outputs: int = 1,
 ) -> list[numpy.ndarray]:
-    """Run host TFLM on each sample (batch 1, in order) and return the first output per sample.
+    """Run host TFLM on each sample (batch 1, in order) and return the first output per sample (with
+    ``num_outputs`` > 1: a tuple of the first ``num_outputs`` outputs per sample).
 
     For a model with several inputs, each sample is a tuple/list with one array per input. ``workers``
     > 1 splits the samples over that many child processes (each allocates its own interpreter; results
@@ -383,6 +385,7 @@ def invoke(
                     "memory_limit": memory_limit,
                     "num_inputs": n_inputs,
                     "input_shapes": [[max(d, 1) for d in s.shape] for s in specs],
+                    "num_outputs": num_outputs,
                 },
             )
             workdirs.append(wd)
@@ -402,7 +405,12 @@ def invoke(
                 failed = bounds[w] + int(run.result.get("failed_sample", 0))
                 raise TflmError(f"sample {failed}: {_reason(run, 'invoke')}", stage="invoke")
             out = np.load(run.workdir / "outputs.npy", allow_pickle=False)
-            outputs.extend(out[i] for i in range(len(out)))
+            if num_outputs == 1:
+                outputs.extend(out[i] for i in range(len(out)))
+                continue
+            for i in range(len(out)):  # a tuple of every output per sample
+                rest = [np.load(run.workdir / f"outputs_{i}_{j}.npy", allow_pickle=False) for j in range(1, num_outputs)]
+                outputs.append((out[i], *rest))  # type: ignore[arg-type]
         return outputs
     finally:
         shutil.rmtree(root, ignore_errors=True)

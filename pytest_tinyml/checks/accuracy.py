@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from pytest_tinyml.checks.base import Verdict
 
 if TYPE_CHECKING:
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints
+    from pytest_tinyml.target import Target
 
 
 def _stage_lines(report: Any) -> list[str]:
@@ -74,21 +74,30 @@ def judge_drop(report: Any, limit: float) -> Verdict:
 
 class AccuracyCheck:
     name = "accuracy"
+    key = "min_accuracy"
+    metric = "accuracy_pct"
+    unit = "%"
+    direction = "higher"
+    threshold = "accuracy_points"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.min_accuracy is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         assert m.constraints.min_accuracy is not None
         return judge_accuracy(m.accuracy, m.constraints.min_accuracy)
 
 
 class AccuracyDropCheck:
     name = "accuracy_drop"
+    key = "max_accuracy_drop"
+    metric = "accuracy_drop_pt"
+    unit = "pt"
+    direction = "lower"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.max_accuracy_drop is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         assert m.constraints.max_accuracy_drop is not None
         return judge_drop(m.accuracy, m.constraints.max_accuracy_drop)

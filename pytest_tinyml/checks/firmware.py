@@ -9,8 +9,8 @@ from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.spec.units import format_seconds
 
 if TYPE_CHECKING:
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints
+    from pytest_tinyml.target import Target
 
 
 def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
@@ -61,13 +61,43 @@ def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine
     )
 
 
+def runtime_properties(fw: Any) -> dict[str, Any]:
+    """``runtime`` (``tflm`` or ``tinyml``), the TFLM kernel set, and why the project's runtime ran."""
+    props: dict[str, Any] = {"runtime": fw.runtime}
+    if fw.runtime == "tflm":
+        props["kernels"] = fw.kernels or "reference"
+    if getattr(fw, "runtime_note", ""):
+        props["runtime_note"] = fw.runtime_note
+    return props
+
+
+def runtime_label(fw: Any) -> str:
+    """The message suffix naming the firmware runtime that measured a figure."""
+    if fw.runtime == "tflm":
+        return f"[runtime tflm, {fw.kernels or 'reference'} kernels]"
+    note = getattr(fw, "runtime_note", "")
+    return f"[runtime tinyml (the project's own), {note}]" if note else "[runtime tinyml (the project's own)]"
+
+
+def with_runtime(verdict: Verdict, fw: Any) -> Verdict:
+    """Say in the message and in ``extra`` which firmware runtime measured the verdict."""
+    verdict.message = f"{verdict.message} {runtime_label(fw)}"
+    verdict.extra.update(runtime_properties(fw))
+    return verdict
+
+
 class FirmwareBitexactCheck:
     name = "firmware_bitexact"
+    key = "firmware"
+    metric = None
+    unit = "mismatching samples"
+    direction = "lower"
+    markers = ("firmware",)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         if not m.tflm_allocation.ok:
             raise NotEvaluable(
                 "TFLM cannot run this model (see the tflm_ops item), so there is no reference output to compare",
@@ -75,6 +105,11 @@ class FirmwareBitexactCheck:
             )
         fw = m.firmware
         verdict = judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
+        mismatched = verdict.extra.get("mismatched") or []
+        if not verdict.passed and mismatched:
+            where = m.firmware_divergence(int(mismatched[0]))
+            verdict.details.append(f"sample {mismatched[0]}: {where}")
+            verdict.extra["first_divergence"] = where
         if m.constraints.max_latency is None:
             # no latency limit: the estimate still reaches the summary and reports, as information
             try:
@@ -83,10 +118,10 @@ class FirmwareBitexactCheck:
                 info = None
             if info is not None:
                 verdict.extra.update(info, latency_informational=True)
-        return verdict
+        return with_runtime(verdict, fw)
 
 
-def latency_info(m: Measurements) -> dict[str, Any]:
+def latency_info(m: Target) -> dict[str, Any]:
     """The latency estimate on the board and the per-operator profile, as ``Verdict.extra`` keys.
 
     Keys: ``latency_seconds``, ``cycles``, ``instructions``, ``instruction_classes`` (per inference),
@@ -170,14 +205,20 @@ def _top_ops(profile: Any, n: int = 5) -> list[str]:
 
 class LatencyCheck:
     name = "latency"
+    key = "max_latency"
+    metric = "latency_seconds"
+    unit = "s"
+    direction = "lower"
+    threshold = "latency_seconds"
+    markers = ("firmware",)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.max_latency is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         assert m.constraints.max_latency is not None
         info = latency_info(m)
-        return judge_latency(
+        verdict = judge_latency(
             info["latency_seconds"],
             m.constraints.max_latency,
             info["instructions"],
@@ -186,3 +227,4 @@ class LatencyCheck:
             info["method"],
             extra=info,
         )
+        return with_runtime(verdict, m.firmware)

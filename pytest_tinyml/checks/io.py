@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from pytest_tinyml.checks.base import Verdict
 
 if TYPE_CHECKING:
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints
+    from pytest_tinyml.target import Target
 
 
 def judge_io(want: str, inputs: list[tuple[str, str]], outputs: list[tuple[str, str]]) -> Verdict:
@@ -31,11 +31,15 @@ def judge_io(want: str, inputs: list[tuple[str, str]], outputs: list[tuple[str, 
 
 class IoCheck:
     name = "int8_io"
+    key = "io_dtype"
+    metric = None
+    unit = "dtype"
+    direction = ""
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.io_dtype not in (None, "any")
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         info = m.model_info
         want = m.constraints.io_dtype
         assert want is not None

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
+from pytest_tinyml.checks.firmware import runtime_label, runtime_properties, with_runtime
 
 if TYPE_CHECKING:
     from pytest_tinyml.boards import Board
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints, Limit
+    from pytest_tinyml.target import Target
 
 
 def byte_limit(limit: Limit, board: Board, board_limit: int, what: str) -> tuple[int, str]:
@@ -37,19 +38,23 @@ def judge_bytes(
     )
 
 
-def _reserve(m: Measurements) -> int:
+def _reserve(m: Target) -> int:
     reserve = m.constraints.ram_reserve
     return reserve.bytes if reserve is not None else m.board.ram_reserve
 
 
 class ArenaCheck:
     name = "arena"
+    key = "arena"
+    metric = "arena_bytes"
+    unit = "B"
+    direction = "lower"
+    threshold = "arena_bytes"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.arena is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
-        arena = m.arena
+    def evaluate(self, m: Target) -> Verdict:
         board = m.board
         reserve = _reserve(m)
         assert m.constraints.arena is not None
@@ -59,29 +64,52 @@ class ArenaCheck:
             max(0, board.arena_ram_bytes - reserve),
             f"{board.name}: {fmt_bytes(board.arena_ram_bytes)} RAM block - {fmt_bytes(reserve)} reserve",
         )
+        fix = (
+            "shrink the largest activations (fewer filters early, stride or pooling sooner), "
+            "or pick a board with more RAM (--tinyml-board)"
+        )
+        fw = m.firmware_for_memory()
+        if fw is not None and fw.runtime == "tflm" and fw.arena_min_bytes:
+            details = [
+                f"smallest arena AllocateTensors() accepts on {fw.machine} ({fw.core}): "
+                f"{fmt_bytes(fw.arena_min_bytes)} (bisection to 16 B on the target); "
+                f"arena_used_bytes() {fmt_bytes(fw.arena_bytes)} with a {fmt_bytes(fw.arena_used_at)} arena",
+                "method: target",
+            ]
+            extra = {"method": "target", "used": fw.arena_bytes, "used_at": fw.arena_used_at, "board": board.name,
+                     **runtime_properties(fw)}
+            verdict = judge_bytes("arena", fw.arena_min_bytes, limit, text, details, fix, extra)
+            verdict.message += f" {runtime_label(fw)}"
+            return verdict
+        arena = m.arena
         details = [
             f"32-bit Cortex-M arena {fmt_bytes(arena.bytes)} (host 64-bit TFLM reported {fmt_bytes(arena.host_bytes)})",
-            f"method: {arena.method}",
+            f"method: host estimate ({arena.method})",
         ]
+        if fw is not None:
+            details.append(f"not measured on the target: {runtime_label(fw)}")
         return judge_bytes(
             "arena",
             arena.bytes,
             limit,
             text,
             details,
-            "shrink the largest activations (fewer filters early, stride or pooling sooner), "
-            "or pick a board with more RAM (--tinyml-board)",
-            {"host_bytes": arena.host_bytes, "board": board.name},
+            fix,
+            {"host_bytes": arena.host_bytes, "board": board.name, "method": "host estimate"},
         )
 
 
 class FlashCheck:
     name = "flash"
+    key = "flash"
+    metric = "flash_bytes"
+    unit = "B"
+    direction = "lower"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.flash is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         est = m.flash
         board = m.board
         assert m.constraints.flash is not None
@@ -96,7 +124,27 @@ class FlashCheck:
             f"model {fmt_bytes(est.model_bytes)} + TFLM runtime code estimate {fmt_bytes(est.runtime_code_bytes)}",
             f"method: {est.method}",
         ]
-        fw = m.firmware_if_available()
+        fw = m.firmware_for_memory()
+        if fw is not None and fw.runtime == "tflm":
+            verdict = judge_bytes(
+                "flash",
+                fw.flash_bytes,
+                limit,
+                text,
+                [
+                    f"real TFLM harness ELF ({fw.machine}, {fw.core}): text {fmt_bytes(fw.text_bytes)}, rodata "
+                    f"{fmt_bytes(fw.rodata_bytes)} (model {fmt_bytes(est.model_bytes)}), flash image "
+                    f"{fmt_bytes(fw.flash_bytes)}",
+                    f"host estimate was {fmt_bytes(total)} ({est.method})",
+                    "method: target ELF sections",
+                ],
+                "quantize to int8 to shrink the weights, register only the ops the model uses, or pick a board "
+                "with more flash (--tinyml-board)",
+                {"model_bytes": est.model_bytes, "text_bytes": fw.text_bytes, "rodata_bytes": fw.rodata_bytes,
+                 "method": "target", **runtime_properties(fw)},
+            )
+            verdict.message += f" {runtime_label(fw)}"
+            return verdict
         if fw is not None:
             details.append(
                 f"measured harness ELF ({fw.machine}): text {fmt_bytes(fw.text_bytes)}, rodata {fmt_bytes(fw.rodata_bytes)}, "
@@ -115,19 +163,26 @@ class FlashCheck:
 
 class FirmwareRamCheck:
     name = "firmware_ram"
+    key = "firmware"
+    metric = None
+    unit = "B"
+    direction = "lower"
+    markers = ("firmware",)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         fw = m.firmware
         board = m.board
-        used = fw.static_ram_bytes + fw.arena_bytes + fw.stack_bytes
+        arena = fw.arena_min_bytes if fw.runtime == "tflm" and fw.arena_min_bytes else fw.arena_bytes
+        what = "smallest allocating arena" if arena == fw.arena_min_bytes and arena else "arena"
+        used = fw.static_ram_bytes + arena + fw.stack_bytes
         details = [
-            f"static data {fmt_bytes(fw.static_ram_bytes)} + arena {fmt_bytes(fw.arena_bytes)} "
+            f"static data {fmt_bytes(fw.static_ram_bytes)} + {what} {fmt_bytes(arena)} "
             f"+ stack high-water {fmt_bytes(fw.stack_bytes)} (painted stack, {fw.machine})",
         ]
-        return judge_bytes(
+        verdict = judge_bytes(
             "firmware_ram",
             used,
             board.ram_bytes,
@@ -136,7 +191,8 @@ class FirmwareRamCheck:
             "reduce the arena (smaller activations) or pick a board with more RAM",
             {
                 "static_bytes": fw.static_ram_bytes,
-                "arena_bytes": fw.arena_bytes,
+                "arena_bytes": arena,
                 "stack_bytes": fw.stack_bytes,
             },
         )
+        return with_runtime(verdict, fw)

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from pytest_tinyml.checks.base import Verdict
 
 if TYPE_CHECKING:
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints
+    from pytest_tinyml.target import Target
 
 
 def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdict:
@@ -59,10 +59,14 @@ def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdic
 
 class TflmOpsCheck:
     name = "tflm_ops"
+    key = "ops"
+    metric = None
+    unit = "unsupported ops"
+    direction = ""
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.ops == "tflm"
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         info = m.model_info
         return judge_tflm_ops(m.tflm_allocation, m.tflm_ops, [op.name for op in info.ops])

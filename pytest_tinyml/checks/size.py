@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
 
 if TYPE_CHECKING:
-    from pytest_tinyml.measure import Measurements
     from pytest_tinyml.spec.model import Constraints
+    from pytest_tinyml.target import Target
 
 
 def judge_size(
@@ -43,11 +43,16 @@ def _size_fix(quantization: str) -> str:
 
 class SizeCheck:
     name = "size"
+    key = "max_size"
+    metric = "size_bytes"
+    unit = "B"
+    direction = "lower"
+    threshold = "size_bytes"
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.max_size is not None
 
-    def evaluate(self, m: Measurements) -> Verdict:
+    def evaluate(self, m: Target) -> Verdict:
         limit = m.constraints.max_size
         assert limit is not None
         largest = [(t.name, t.nbytes) for t in m.model_info.largest_tensors(10, constant=True)]

@@ -66,7 +66,11 @@ class FirmwareResult:
     all_outputs: list[tuple[np.ndarray, ...]] = field(default_factory=list)  # every output per sample
     emulate_seconds: float = 0.0
     log: list[str] = field(default_factory=list)
-    runtime: str = "tinyml"  # "tinyml" (this project's runtime) or "tflm" (real TFLM from TFLM_ROOT)
+    runtime: str = "tinyml"  # "tinyml" (this project's runtime) or "tflm" (real TFLM)
+    kernels: str = ""  # TFLM kernel set ("cmsis_nn" or "reference"); "" for the tinyml runtime
+    arena_min_bytes: int = 0  # TFLM: smallest arena AllocateTensors() accepted on the target (bisection, 16 B)
+    arena_used_at: int = 0  # TFLM: the arena size arena_bytes (arena_used_bytes()) was taken with
+    runtime_note: str = ""  # why this runtime ran (e.g. the reason real TFLM was unavailable)
     # executed instructions by timing class from the QEMU plugin (emulate/insn_plugin.py), per inference and
     # per operator; None with ``counts_note`` saying why (no host compiler, Renode, plugin failure)
     instruction_counts: Any = None
@@ -193,13 +197,17 @@ def run_firmware(
     arena_bytes: int = 0,
     count_classes: bool = True,
     flash_cache: tuple[int, int, int] = (16, 1, 0),
+    tflm_tree: Any = None,
+    progress: Any = None,
 ) -> FirmwareResult:
     """Build (cached) and run the model on an emulated Cortex-M for every input sample in one run.
 
     ``runtime`` picks the inference code linked into the firmware: ``"tinyml"`` (this project's int8
     runtime, the default) or ``"tflm"`` (real TensorFlow Lite Micro compiled from ``$TFLM_ROOT``, see
     :mod:`pytest_tinyml.emulate.tflm_build`); None reads ``$TINYML_FIRMWARE_RUNTIME``. ``arena_bytes``
-    (TFLM only) is the tensor arena given to TFLM; 0 gives it all free RAM of the board.
+    (TFLM only) is the tensor arena given to TFLM; 0 gives it all free RAM of the board. ``tflm_tree``
+    (a :class:`~pytest_tinyml.emulate.tflm_build.TflmTree`: sources and kernel set) defaults to
+    ``$TFLM_ROOT`` with reference kernels.
     ``count_classes`` loads the instruction-class plugin (QEMU only); ``flash_cache`` is the board's flash
     read cache (line bytes, lines, ways) the plugin models for flash wait states.
     """
@@ -213,11 +221,11 @@ def run_firmware(
 
     data = bytes(model)
     info = parse_model(data, "<model>")
-    tree = None
-    if runtime == "tflm":
-        from pytest_tinyml.emulate.tflm_build import tflm_tree
+    tree = tflm_tree
+    if runtime == "tflm" and tree is None:
+        from pytest_tinyml.emulate.tflm_build import tflm_tree as locate
 
-        tree = tflm_tree()  # NotEvaluable with the reason when TFLM_ROOT is unset or incomplete
+        tree = locate()  # NotEvaluable with the reason when TFLM_ROOT is unset or incomplete
     bad = unsupported_ops(info) if runtime == "tinyml" else []
     if bad:
         raise NotEvaluable(
@@ -230,10 +238,10 @@ def run_firmware(
     payload = _pack_inputs(list(inputs), in_specs)
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    if tree is not None:
+    if runtime == "tflm":
         from pytest_tinyml.emulate.tflm_build import build_tflm_app
 
-        built = build_tflm_app(data, machine, core, cache_dir, arena_bytes=arena_bytes, tree=tree)
+        built = build_tflm_app(data, machine, core, cache_dir, arena_bytes=arena_bytes, tree=tree, progress=progress)
     else:
         built = build_app(data, machine, core, cache_dir)
     m = MACHINES[machine]
@@ -263,7 +271,7 @@ def run_firmware(
             raise FirmwareError(f"emulator exited with code {rc} without a result", stage="emulate", output=lines[-20:])
         raw = (run_dir / "tm_output.bin").read_bytes()
         counts, counts_note = _read_counts(extra, counts_file, counts_note)
-    res, inf, cal = tags["RESULT"], tags.get("INFO", {}), tags.get("CAL", {})
+    res, inf, cal, arena = tags["RESULT"], tags.get("INFO", {}), tags.get("CAL", {}), tags.get("ARENA", {})
     samples = int(res["samples"])
     if samples != len(inputs):
         raise FirmwareError(f"firmware ran {samples} of {len(inputs)} samples", stage="io", output=lines[-20:])
@@ -302,6 +310,9 @@ def run_firmware(
         runtime=runtime,
         instruction_counts=counts,
         counts_note=counts_note,
+        kernels=getattr(tree, "kernels", "") if runtime == "tflm" else "",
+        arena_min_bytes=int(arena.get("min", 0)),
+        arena_used_at=int(arena.get("used_at", 0)),
     )
 
 

@@ -1,13 +1,20 @@
-"""Building the firmware harness against real TensorFlow Lite Micro (opt-in, ``TFLM_ROOT``).
+"""Building the firmware harness against real TensorFlow Lite Micro, reference or CMSIS-NN kernels.
 
-The project ships no TFLM code. When the environment variable ``TFLM_ROOT`` names a tflite-micro source
-checkout whose third-party headers were fetched the way TFLM's own Makefile does (``make -f
-tensorflow/lite/micro/tools/make/Makefile third_party_downloads`` puts flatbuffers, gemmlowp and ruy under
-``tensorflow/lite/micro/tools/make/downloads``), this module compiles TFLM's reference kernels for a
-Cortex-M core with ``arm-none-eabi-g++`` and links ``firmware/app/tflm_main.cc`` with the files
+The project ships no TFLM code: :mod:`pytest_tinyml.emulate.tflm_sources` finds the sources (``TFLM_ROOT``,
+the verified source cache, or a pinned download). This module compiles TFLM for a Cortex-M core with
+``arm-none-eabi-g++``, object by object and only what the model's ops need, and links
+``firmware/app/tflm_main.cc`` with the files
 :func:`pytest_tinyml.emulate.export` generates (model array, op resolver, arena size). The ELF speaks the
 same semihosting protocol as the tinyml-rt harness, so :func:`pytest_tinyml.emulate.run_firmware` runs it
 unchanged (``runtime="tflm"``).
+
+Kernel sets (``kernels``): ``reference`` (TFLM's portable kernels) or ``cmsis_nn`` (TFLM built the way its
+Makefile builds ``OPTIMIZED_KERNEL_DIR=cmsis_nn`` with ``targets/cortex_m_generic_makefile.inc``: every
+``kernels/X.cc`` that has a ``kernels/cmsis_nn/X.cc`` is replaced by it, ``-DCMSIS_NN
+-DARM_NN_ENABLE_F16=0 -DARM_NN_ENABLE_F32=0``, the CMSIS-NN, CMSIS Core and Cortex_DFP device include
+directories, ``-DCPU_<core>=1 -DARMC<core>`` and the device header define; CMSIS-NN's ``Source/*.c``, minus
+the f16/f32 files, are compiled on demand when the link needs a function they define). The default is
+``cmsis_nn`` on cores with the DSP or MVE extension (Cortex-M4, M7, M33, M55), ``reference`` elsewhere.
 
 Source selection follows TFLM's ``tools/make/sources.inc``: the ``.cc`` files of ``tensorflow/lite/micro``
 (top level, ``arena_allocator``, ``memory_planner``, ``tflite_bridge``), the shared TFLite sources under
@@ -24,6 +31,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,21 +43,34 @@ from pytest_tinyml.emulate.build import (
     _publish,
     _run,
     build_library,
-    core_cflags,
     link_command,
 )
 from pytest_tinyml.emulate.errors import FirmwareError
+from pytest_tinyml.emulate.tflm_sources import SourceSet, locate_sources, pins, projects_for
 from pytest_tinyml.emulate.toolchain import CORES, GCC, MACHINES, compiler_version, firmware_dir
 from pytest_tinyml.errors import NotEvaluable
+
+Progress = Callable[[str], None]
 
 TFLM_ENV = "TFLM_ROOT"
 GXX = "arm-none-eabi-g++"
 DOWNLOADS = Path("tensorflow/lite/micro/tools/make/downloads")
-TFLM_BUILD_FORMAT = "tflm-build-1"
+TFLM_BUILD_FORMAT = "tflm-build-2"
+SOURCES_ENV = "TINYML_TFLM_SOURCES"  # source cache directory (the ini tinyml_tflm_sources for the plugin)
+OFFLINE_ENV = "TINYML_OFFLINE"  # non-empty and not "0": never download TFLM sources
 SETUP_HINT = (
-    "set TFLM_ROOT to a tflite-micro checkout (github.com/tensorflow/tflite-micro) in which "
-    "`make -f tensorflow/lite/micro/tools/make/Makefile third_party_downloads` has been run"
+    "let pytest-tinyml download the pinned TFLM sources (drop --tinyml-offline / TINYML_OFFLINE), point the "
+    f"source cache (ini tinyml_tflm_sources, ${SOURCES_ENV}) at a filled one, or set TFLM_ROOT to a tflite-micro "
+    "checkout after `make -f tensorflow/lite/micro/tools/make/Makefile third_party_downloads`"
 )
+
+
+def offline_from_env() -> bool:
+    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+KERNEL_SETS = ("cmsis_nn", "reference")
+DSP_CORES = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")  # DSP or MVE extension
+_CORE_TOKEN = {"cortex-m0plus": "M0plus", "cortex-m3": "M3", "cortex-m4": "M4", "cortex-m7": "M7",
+               "cortex-m33": "M33", "cortex-m55": "M55"}
 
 _COMMON = (
     "-fno-unwind-tables",
@@ -56,8 +78,11 @@ _COMMON = (
     "-ffunction-sections",
     "-fdata-sections",
     "-fmessage-length=0",
+    "-fomit-frame-pointer",
+    "-funsigned-char",
     "-DTF_LITE_STATIC_MEMORY",
     "-DTF_LITE_DISABLE_X86_NEON",
+    "-DTF_LITE_MCU_DEBUG_LOG",
     "-Wno-unused-parameter",
 )
 CXXFLAGS = ("-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics", *_COMMON)
@@ -70,12 +95,32 @@ _SUBDIRS = ("tensorflow/lite/micro", "tensorflow/lite/micro/arena_allocator",
 _KERNEL_RE = re.compile(r"\$\(TENSORFLOW_ROOT\)(tensorflow/lite/micro/kernels/[\w/]+\.(?:cc|c))")
 
 
+def default_kernels(core: str) -> str:
+    """``cmsis_nn`` on cores with the DSP or MVE extension, ``reference`` elsewhere."""
+    return "cmsis_nn" if core in DSP_CORES else "reference"
+
+
+def resolve_kernels(kernels: str | None, core: str) -> str:
+    value = kernels or default_kernels(core)
+    if value not in KERNEL_SETS:
+        raise ValueError(f"unknown kernel set {value!r}; known: {', '.join(KERNEL_SETS)}")
+    return value
+
+
 @dataclass(frozen=True)
 class TflmTree:
     root: Path
     includes: tuple[Path, ...]
     core_sources: tuple[Path, ...]
     kernel_sources: tuple[Path, ...]
+    kernels: str = "reference"
+    sources: SourceSet | None = None
+    library_sources: tuple[Path, ...] = ()  # CMSIS-NN Source/*.c, compiled when the link needs them
+    defines: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        where = self.sources.describe() if self.sources else f"TFLM from {self.root}"
+        return f"{where}, {self.kernels} kernels"
 
 
 def tflm_root(root: str | os.PathLike[str] | None = None) -> Path | None:
@@ -88,7 +133,7 @@ def _is_test(path: Path) -> bool:
     return path.stem.endswith("_test") or "benchmark" in path.stem
 
 
-def _kernel_sources(root: Path) -> list[Path]:
+def _kernel_sources(root: Path, kernels: str) -> list[Path]:
     sources_inc = root / "tensorflow/lite/micro/tools/make/sources.inc"
     found: list[Path] = []
     if sources_inc.is_file():
@@ -99,6 +144,9 @@ def _kernel_sources(root: Path) -> list[Path]:
             found = [root / rel for rel in _KERNEL_RE.findall(block)]
     if not found:  # older/newer layout: every non-test kernel file
         found = [p for p in sorted((root / "tensorflow/lite/micro/kernels").glob("*.cc")) if not _is_test(p)]
+    if kernels == "cmsis_nn":  # TFLM's Makefile: an optimized kernels/<dir>/X.cc replaces kernels/X.cc
+        opt = root / "tensorflow/lite/micro/kernels/cmsis_nn"
+        found = [opt / p.name if (opt / p.name).is_file() else p for p in found]
     return [p for p in found if p.is_file()]
 
 
@@ -117,40 +165,81 @@ def _core_sources(root: Path) -> list[Path]:
     return out
 
 
-def tflm_tree(root: str | os.PathLike[str] | None = None) -> TflmTree:
-    """Locate TFLM sources and third-party headers; raises NotEvaluable saying exactly what is missing."""
-    base = tflm_root(root)
-    if base is None:
-        raise NotEvaluable(f"{TFLM_ENV} is not set: real TFLM firmware builds need a tflite-micro checkout", SETUP_HINT)
-    if not (base / "tensorflow/lite/micro/micro_interpreter.h").is_file():
-        raise NotEvaluable(
-            f"{TFLM_ENV}={base} is not a tflite-micro checkout (tensorflow/lite/micro/micro_interpreter.h missing)",
-            SETUP_HINT,
-        )
-    dl = base / DOWNLOADS
-    needed = {
-        "flatbuffers": dl / "flatbuffers/include/flatbuffers/flatbuffers.h",
-        "gemmlowp": dl / "gemmlowp/fixedpoint/fixedpoint.h",
-        "ruy": dl / "ruy/ruy/profiler/instrumentation.h",
-    }
-    missing = [name for name, path in needed.items() if not path.is_file()]
-    if missing:
-        raise NotEvaluable(
-            f"TFLM third-party headers missing under {dl}: {', '.join(missing)}",
-            SETUP_HINT,
-        )
+def _cmsis_nn_sources(cmsis_nn: Path) -> list[Path]:
+    """CMSIS-NN ``Source/**/*.c`` as TFLM's cmsis_nn.inc selects them with F16/F32 off."""
+    out = []
+    for path in sorted((cmsis_nn / "Source").rglob("*.c")):
+        if path.name.endswith(("_f16.c", "_f32.c")) or path.name == "arm_nntables_flt.c":
+            continue
+        out.append(path)
+    return out
+
+
+def tree_from_sources(src: SourceSet, kernels: str, core: str) -> TflmTree:
+    """The compile plan (sources, include directories, defines) for ``kernels`` on ``core``."""
+    includes = [src.tflm, src.gemmlowp, src.flatbuffers / "include", src.ruy]
+    defines: list[str] = []
+    library: list[Path] = []
+    if kernels == "cmsis_nn":
+        if src.cmsis_nn is None or src.cmsis is None:
+            raise NotEvaluable("CMSIS-NN kernels need the CMSIS-NN and CMSIS sources", SETUP_HINT)
+        token = _CORE_TOKEN.get(core, "M4")
+        includes += [src.cmsis, src.cmsis_nn, src.cmsis / "CMSIS/Core/Include", src.cmsis_nn / "Include"]
+        if src.cortex_dfp is not None:
+            includes.append(src.cortex_dfp / f"Device/ARMC{token}/Include")
+        defines += ["-DCMSIS_NN", "-DARM_NN_ENABLE_F16=0", "-DARM_NN_ENABLE_F32=0", f"-DCPU_{token}=1",
+                    f"-DARMC{token}", f'-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE="ARMC{token}.h"']
+        library = _cmsis_nn_sources(src.cmsis_nn)
+    return TflmTree(
+        src.tflm, tuple(includes), tuple(_core_sources(src.tflm)), tuple(_kernel_sources(src.tflm, kernels)),
+        kernels, src, tuple(library), tuple(defines),
+    )
+
+
+def tflm_tree(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    kernels: str = "reference",
+    core: str = "cortex-m4",
+    cache_dir: Path | None = None,
+    offline: bool | None = None,
+    mirror: str | None = None,
+    progress: Progress | None = None,
+) -> TflmTree:
+    """Locate TFLM sources (``root``/``$TFLM_ROOT``, the source cache ``cache_dir``, or a download) for a
+    ``kernels`` build; raises NotEvaluable saying exactly what is missing."""
     if shutil.which(GXX) is None:
         raise NotEvaluable(f"{GXX} not found", "apt-get install -y g++-arm-none-eabi libstdc++-arm-none-eabi-newlib")
-    includes = (base, dl, dl / "gemmlowp", dl / "flatbuffers/include", dl / "ruy")
-    return TflmTree(base, includes, tuple(_core_sources(base)), tuple(_kernel_sources(base)))
+    if cache_dir is None and os.environ.get(SOURCES_ENV):
+        cache_dir = Path(os.environ[SOURCES_ENV]).expanduser()
+    if root is None and not os.environ.get(TFLM_ENV) and cache_dir is None:
+        raise NotEvaluable(f"{TFLM_ENV} is not set and no TFLM source cache was given (${SOURCES_ENV})", SETUP_HINT)
+    src = locate_sources(
+        Path(cache_dir) if cache_dir is not None else Path("."),
+        kernels=kernels,
+        offline=offline_from_env() if offline is None else offline,
+        mirror=mirror,
+        progress=progress,
+        tflm_root=root,
+    )
+    return tree_from_sources(src, kernels, core)
 
 
 def _tree_key(tree: TflmTree) -> bytes:
-    """Cheap identity of the tree: path, size and mtime of every source and header that can be included."""
-    h = hashlib.sha256(str(tree.root).encode())
+    """Identity of the tree: the pins and kernel set for pinned sources (their digests were verified);
+    for a user's ``TFLM_ROOT``, path, size and mtime of every source and header that can be included."""
+    h = hashlib.sha256(f"{tree.kernels}|{' '.join(tree.defines)}".encode())
+    if tree.sources is not None and tree.sources.commit:
+        for name in projects_for(tree.kernels):
+            pin = pins()[name]
+            h.update(f"{name}:{pin.commit}:{pin.cache_sha256}\n".encode())
+        return h.digest()
+    h.update(str(tree.root).encode())
     roots = [tree.root / "tensorflow", tree.root / "signal"] + [
         tree.root / DOWNLOADS / d for d in ("flatbuffers/include", "gemmlowp/fixedpoint", "ruy/ruy/profiler")
     ]
+    if tree.kernels == "cmsis_nn":
+        roots += [tree.root / DOWNLOADS / d for d in ("cmsis_nn/Include", "cmsis_nn/Source", "cmsis/CMSIS/Core")]
     for top in roots:
         if not top.is_dir():
             continue
@@ -168,13 +257,14 @@ def _cpu_flags(core: str) -> list[str]:
 def _compile_cmd(tree: TflmTree, src: Path, obj: Path, core: str, opt: str) -> list[str]:
     incs = [f"-I{p}" for p in tree.includes]
     if src.suffix == ".c":
-        return [GCC, *_cpu_flags(core), opt, *CFLAGS, *incs, "-c", str(src), "-o", str(obj)]
-    return [GXX, *_cpu_flags(core), opt, *CXXFLAGS, *incs, "-c", str(src), "-o", str(obj)]
+        return [GCC, *_cpu_flags(core), opt, *CFLAGS, *tree.defines, *incs, "-c", str(src), "-o", str(obj)]
+    return [GXX, *_cpu_flags(core), opt, *CXXFLAGS, *tree.defines, *incs, "-c", str(src), "-o", str(obj)]
 
 
 _OPTIONAL_CORE = ("test_helper", "fake_", "mock_", "recording_", "hexdump")
 _GENERIC_HELPERS = ("kernel_util.cc", "micro_tensor_utils.cc")
 _DEF_RE = re.compile(r"\bRegister_(\w+)\s*\(\s*\)\s*\{")
+_C_DEF_RE = re.compile(r"^(?!static\b)[A-Za-z_][\w \t\*]*?\b(arm_\w+)\s*\(", re.M)
 
 
 def _method_registrations(tree: TflmTree, methods: list[str]) -> set[str] | None:
@@ -203,6 +293,38 @@ def _kernel_index(tree: TflmTree) -> dict[str, Path]:
     return index
 
 
+def _library_index(tree: TflmTree) -> dict[str, Path]:
+    """Function name -> CMSIS-NN source defining it (non-static definitions at the start of a line)."""
+    index: dict[str, Path] = {}
+    for src in tree.library_sources:
+        for name in _C_DEF_RE.findall(src.read_text(errors="replace")):
+            index.setdefault(name, src)
+    return index
+
+
+_ARM_CALL_RE = re.compile(r"\b(arm_\w+)\s*\(")
+
+
+def _library_closure(tree: TflmTree, chosen: list[Path]) -> list[Path]:
+    """The CMSIS-NN sources defining the ``arm_*`` functions ``chosen`` calls, and what those call in turn
+    (saves link rounds; the link loop still adds anything this misses)."""
+    index = _library_index(tree)
+    if not index:
+        return []
+    found: list[Path] = []
+    seen: set[Path] = set()
+    queue = list(chosen)
+    while queue:
+        src = queue.pop()
+        for name in _ARM_CALL_RE.findall(src.read_text(errors="replace")):
+            lib = index.get(name)
+            if lib is not None and lib not in seen:
+                seen.add(lib)
+                found.append(lib)
+                queue.append(lib)
+    return sorted(found)
+
+
 def select_sources(tree: TflmTree, methods: list[str]) -> list[Path] | None:
     """The TFLM sources an app registering ``methods`` (``Conv2D``, ``Softmax``...) needs, or None when
     the selection cannot be derived (then every library source is compiled)."""
@@ -221,43 +343,67 @@ def select_sources(tree: TflmTree, methods: list[str]) -> list[Path] | None:
             chosen.append(src)
         elif src not in defining and any(src.stem.startswith(s + "_") for s in stems):
             chosen.append(src)  # conv_common.cc for conv.cc, pooling_common.cc for pooling.cc, ...
-    return chosen
+    return chosen + _library_closure(tree, [p for p in chosen if p in set(tree.kernel_sources)])
+
+
+def _object_name(tree: TflmTree, src: Path) -> str:
+    if src.is_relative_to(tree.root):
+        rel = str(src.relative_to(tree.root).with_suffix(""))
+    else:  # a third-party library source (CMSIS-NN)
+        rel = "lib/" + str(src.with_suffix("")).lstrip("/")[-120:]
+    return rel.replace("/", "__") + ".o"
+
+
+def object_dir(tree: TflmTree, core: str, cache_dir: Path) -> Path:
+    """One object directory per (TFLM tree, kernel set, core, flags, compiler): shared by every model."""
+    key = _digest(
+        TFLM_BUILD_FORMAT.encode(),
+        _tree_key(tree),
+        " ".join([*_cpu_flags(core), *CXXFLAGS, *CFLAGS, *tree.defines, CORE_OPT, KERNEL_OPT]).encode(),
+        compiler_version().encode(),
+    )
+    return cache_dir / f"tflm-obj-{core}-{tree.kernels}-{key}"
 
 
 def tflm_objects(
     tree: TflmTree, core: str, cache_dir: Path, sources: list[Path] | tuple[Path, ...] | None = None,
-    jobs: int | None = None,
+    jobs: int | None = None, progress: Progress | None = None,
 ) -> tuple[list[Path], bool]:
     """Object files of ``sources`` (default: the whole library) for ``core``, compiled on demand and cached
-    one by one under ``cache_dir`` (keyed by the TFLM tree, flags and compiler). Returns (objects, all_cached)."""
-    key = _digest(
-        TFLM_BUILD_FORMAT.encode(),
-        _tree_key(tree),
-        " ".join([*_cpu_flags(core), *CXXFLAGS, *CFLAGS, CORE_OPT, KERNEL_OPT]).encode(),
-        compiler_version().encode(),
-    )
-    obj_dir = cache_dir / f"tflm-obj-{core}-{key}"
+    one by one under ``cache_dir`` (keyed by the TFLM tree, kernel set, flags and compiler). Returns
+    (objects, all_cached)."""
+    obj_dir = object_dir(tree, core, cache_dir)
     obj_dir.mkdir(parents=True, exist_ok=True)
-    kernels = set(tree.kernel_sources)
+    kernels = set(tree.kernel_sources) | set(tree.library_sources)
     wanted = list(sources) if sources is not None else [*tree.core_sources, *tree.kernel_sources]
     objects: list[Path] = []
     todo: list[tuple[list[str], Path, Path]] = []
     for src in wanted:
-        rel = src.relative_to(tree.root)
-        obj = obj_dir / (str(rel.with_suffix("")).replace("/", "__") + ".o")
+        obj = obj_dir / _object_name(tree, src)
         objects.append(obj)
         if not obj.is_file():
             tmp = obj_dir / f".{obj.name}.{os.getpid()}.tmp.o"
             todo.append((_compile_cmd(tree, src, tmp, core, KERNEL_OPT if src in kernels else CORE_OPT), tmp, obj))
+
+    done = [0]
+    lock = threading.Lock()
+    say = progress or (lambda _m: None)
 
     def compile_one(item: tuple[list[str], Path, Path]) -> subprocess.CompletedProcess[str]:
         cmd, tmp, obj = item
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
         if proc.returncode == 0:
             os.replace(tmp, obj)
+        with lock:
+            done[0] += 1
+            n = done[0]
+        if n == len(todo) or n % 10 == 0:
+            say(f"tinyml: compiling TFLM ({tree.kernels} kernels, {core}): {n}/{len(todo)} files")
         return proc
 
     if todo:
+        say(f"tinyml: compiling {len(todo)} TFLM files ({tree.kernels} kernels, {core}); "
+            f"{len(objects) - len(todo)} already cached")
         with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
             results = list(pool.map(compile_one, todo))
         failures = [(item, proc) for item, proc in zip(todo, results, strict=True) if proc.returncode != 0]
@@ -276,6 +422,23 @@ def tflm_objects(
             )
     return objects, not todo
 
+
+_MODEL_ASM = """/* Generated by pytest-tinyml: the .tflite flatbuffer, byte for byte. */
+    .section .rodata.g_model,"a"
+    .balign 16
+    .global g_model
+    .type g_model, %object
+g_model:
+    .incbin "model.tflite"
+    .size g_model, {size}
+    .section .rodata.g_model_len,"a"
+    .balign 4
+    .global g_model_len
+    .type g_model_len, %object
+g_model_len:
+    .word {size}
+    .size g_model_len, 4
+"""
 
 _UNDEFINED_RE = re.compile(r"undefined reference to [`']([^']+)'")
 
@@ -313,6 +476,7 @@ def build_tflm_app(
     *,
     arena_bytes: int = 0,
     tree: TflmTree | None = None,
+    progress: Progress | None = None,
 ) -> BuildOutput:
     """Link ``tflm_main.cc`` + the export() files for ``model`` against TFLM (cached by content).
 
@@ -336,14 +500,15 @@ def build_tflm_app(
         model,
         str(int(arena_bytes)).encode(),
         main_src.read_bytes(),
+        (fw / "app" / "tflm_resolver.cc").read_bytes(),
         (fw / "app" / "harness.h").read_bytes(),
         script.read_bytes(),
         (boards / "sections.ld").read_bytes(),
         machine.encode(),
-        " ".join([*_cpu_flags(core), *CXXFLAGS, CORE_OPT]).encode(),
+        " ".join([*_cpu_flags(core), *CXXFLAGS, *tree.defines, CORE_OPT]).encode(),
         compiler_version().encode(),
     )
-    final = cache_dir / f"tflm-app-{machine}-{core}-{key}"
+    final = cache_dir / f"tflm-app-{machine}-{core}-{tree.kernels}-{key}"
     if (final / "app.elf").is_file():
         return BuildOutput(final / "app.elf", True, harness_cached, final)
     tmp = Path(tempfile.mkdtemp(prefix=".tflm-app-", dir=cache_dir))
@@ -352,22 +517,45 @@ def build_tflm_app(
         methods = sorted({m for m in (tflm_method(op) for op in exported.ops) if m})
         cpu = _cpu_flags(core)
         incs = [f"-I{tmp}", f"-I{fw / 'app'}", *[f"-I{p}" for p in tree.includes]]
-        _run([GCC, *core_cflags(core), "-c", str(tmp / "model_data.c"), "-o", str(tmp / "model_data.o")], "compile")
-        _run([GXX, *cpu, CORE_OPT, *CXXFLAGS, *incs, "-c", str(main_src), "-o", str(tmp / "tflm_main.o")], "compile")
+        # The model goes in with .incbin (assembling a 300 KB C array takes seconds); the same bytes, symbol,
+        # 16-byte alignment and section family as model_data.c.
+        (tmp / "model.tflite").write_bytes(model)
+        (tmp / "model_data.s").write_text(_MODEL_ASM.format(size=len(model)))
+        _run([GCC, *cpu, "-c", str(tmp / "model_data.s"), "-o", str(tmp / "model_data.o")], "compile", cwd=tmp)
+        # tflm_main.o depends on no model (only the arena size): compiled once per TFLM build. The resolver
+        # TU depends on the model's set of operators: compiled once per set. Both cached with the objects.
+        objs = object_dir(tree, core, cache_dir)
+        resolver_src = fw / "app" / "tflm_resolver.cc"
+        for src, name, parts in (
+            (main_src, "tflm_main.o", (main_src.read_bytes(), (fw / "app" / "harness.h").read_bytes(),
+                                       str(int(arena_bytes)).encode())),
+            (resolver_src, "tflm_resolver.o", (resolver_src.read_bytes(), exported.resolver.read_bytes())),
+        ):
+            cached_obj = objs / f"app-{Path(name).stem}-{_digest(*parts)}.o"
+            if not cached_obj.is_file():
+                objs.mkdir(parents=True, exist_ok=True)
+                part = cached_obj.with_name(f".{cached_obj.name}.{os.getpid()}.tmp.o")
+                if progress is not None:
+                    progress(f"tinyml: compiling {src.name} ({tree.kernels} kernels, {core})")
+                _run([GXX, *cpu, CORE_OPT, *CXXFLAGS, *tree.defines, *incs, "-c", str(src), "-o", str(part)],
+                     "compile")
+                os.replace(part, cached_obj)
+            shutil.copyfile(cached_obj, tmp / name)
         link_cmd = link_command(
             GXX,
             cpu,
             boards,
             script,
             tmp,
-            [harness_dir / "startup.o", harness_dir / "harness.o", tmp / "tflm_main.o", tmp / "model_data.o",
-             tmp / "libtflm.a"],
+            [harness_dir / "startup.o", harness_dir / "harness.o", tmp / "tflm_main.o", tmp / "tflm_resolver.o",
+             tmp / "model_data.o", tmp / "libtflm.a"],
         )
         lib_cached = True
         selection = select_sources(tree, methods)
         everything = [*tree.core_sources, *tree.kernel_sources]
-        while True:
-            objects, cached = tflm_objects(tree, core, cache_dir, selection)
+        library = _library_index(tree)
+        for _round in range(64):
+            objects, cached = tflm_objects(tree, core, cache_dir, selection, progress=progress)
             lib_cached = lib_cached and cached
             (tmp / "libtflm.a").unlink(missing_ok=True)
             _run(["arm-none-eabi-ar", "rcs", str(tmp / "libtflm.a"), *map(str, objects)], "archive")
@@ -381,11 +569,60 @@ def build_tflm_app(
                     stage="link",
                     output=lines[-20:],
                 )
-            extra = _sources_mentioning(missing, [p for p in everything if p not in selection])
+            extra = sorted({library[n] for n in missing if n in library} - set(selection))
+            if not extra:
+                extra = _sources_mentioning(missing, [p for p in everything if p not in selection])
             selection = [*selection, *extra] if extra else None  # nothing found: compile the whole library
+        else:
+            raise FirmwareError("linking against TFLM did not converge", stage="link", output=[])
         (tmp / "libtflm.a").unlink(missing_ok=True)
         _publish(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return BuildOutput(final / "app.elf", False, harness_cached and lib_cached, final)
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """Which firmware runtime a run uses, with the TFLM tree for ``tflm`` and, for a fallback, why."""
+
+    runtime: str  # "tflm" or "tinyml"
+    tree: TflmTree | None
+    kernels: str  # the TFLM kernel set asked for (also recorded when falling back)
+    note: str  # "" when the requested/default runtime runs; else the reason for the fallback
+
+
+_UNAVAILABLE: dict[tuple[str, ...], NotEvaluable] = {}  # one failed source lookup per process and setting
+
+
+def choose_runtime(
+    requested: str | None,
+    *,
+    core: str,
+    kernels: str | None,
+    sources_dir: Path,
+    offline: bool = False,
+    mirror: str | None = None,
+    progress: Progress | None = None,
+) -> RuntimeChoice:
+    """``tflm`` when TFLM sources and ``arm-none-eabi-g++`` are available, else ``tinyml`` with the reason.
+
+    ``requested="tflm"`` raises NotEvaluable instead of falling back; ``"tinyml"`` never looks for TFLM.
+    A failed lookup (no network, digest mismatch...) is remembered for the rest of the process, so one
+    session tries a download once."""
+    kset = resolve_kernels(kernels, core)
+    if requested == "tinyml":
+        return RuntimeChoice("tinyml", None, kset, "")
+    memo = (str(sources_dir), kset, core, str(offline), mirror or "", os.environ.get(TFLM_ENV, ""))
+    exc = _UNAVAILABLE.get(memo)
+    if exc is None:
+        try:
+            tree = tflm_tree(None, kernels=kset, core=core, cache_dir=sources_dir, offline=offline, mirror=mirror,
+                             progress=progress)
+            return RuntimeChoice("tflm", tree, kset, "")
+        except NotEvaluable as err:
+            exc = _UNAVAILABLE[memo] = err
+    if requested == "tflm":
+        raise exc
+    return RuntimeChoice("tinyml", None, kset, f"real TFLM unavailable ({exc.reason}); fix: {exc.enable}")

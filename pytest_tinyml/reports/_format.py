@@ -1,4 +1,5 @@
-"""Formatting shared by the terminal, Markdown and HTML reports: units, deltas, JSON-safe values."""
+"""What the terminal, Markdown and HTML reports share: status marks, item order, JSON-safe values
+(units and numbers are formatted by :mod:`pytest_tinyml.fmt`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,16 @@ import math
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
+
+from pytest_tinyml.fmt import (  # noqa: F401  (re-exported for the report renderers)
+    fmt_bytes,
+    fmt_delta,
+    fmt_seconds,
+    fmt_size_delta,
+    fmt_value,
+    metric_unit,
+    one_line,
+)
 
 STATUS_MARK = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP", "error": "ERROR"}
 #: Sort order of item statuses in reports: what needs attention first.
@@ -20,93 +31,6 @@ def item_order(check: str, name: str) -> tuple[int, str]:
         return CANONICAL_NAMES.index(check), name
     except ValueError:
         return len(CANONICAL_NAMES), name
-
-
-def fmt_bytes(n: float) -> str:
-    """``53936`` -> ``'53,936 B'``."""
-    return f"{int(round(n)):,} B"
-
-
-def fmt_seconds(seconds: float) -> str:
-    """``0.0123`` -> ``'12.3 ms'``; ``4.2e-5`` -> ``'42 µs'``."""
-    a = abs(seconds)
-    if a >= 1:
-        return f"{seconds:.3g} s"
-    if a >= 1e-3:
-        return f"{seconds * 1e3:.3g} ms"
-    if a >= 1e-6 or a == 0:
-        return f"{seconds * 1e6:.3g} µs"
-    return f"{seconds * 1e9:.3g} ns"
-
-
-def fmt_value(value: Any, unit: str | None) -> str:
-    """A measured value or limit with its unit, for people: bytes with separators, s as ms/µs, % and pt."""
-    unit = unit or ""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            return str(value)
-        if unit == "B":
-            return fmt_bytes(value)
-        if unit == "s":
-            return fmt_seconds(float(value))
-        if unit == "%":
-            return f"{value:.2f} %"
-        if unit == "pt":
-            return f"{value:.2f} pt"
-        number = f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
-        return f"{number} {unit}" if unit and unit != "dtype" else number
-    return str(value)
-
-
-def fmt_size_delta(delta: float) -> str:
-    """``3277`` -> ``'+3.2 KiB'``; ``-512`` -> ``'-512 B'``."""
-    sign = "+" if delta > 0 else "-" if delta < 0 else "±"
-    a = abs(delta)
-    if a >= 1024 * 1024:
-        return f"{sign}{a / (1024 * 1024):.2f} MiB"
-    if a >= 1024:
-        return f"{sign}{a / 1024:.1f} KiB"
-    return f"{sign}{int(round(a)):,} B"
-
-
-def fmt_delta(metric: str, delta: float | None) -> str:
-    """A change of one metric (see :data:`pytest_tinyml.reports.baseline.METRICS`) for people."""
-    if delta is None:
-        return "-"
-    unit = metric_unit(metric)
-    if unit == "B":
-        return fmt_size_delta(delta)
-    if unit == "s":
-        text = fmt_seconds(abs(delta))
-        return ("+" if delta > 0 else "-" if delta < 0 else "±") + text
-    if unit in ("%", "pt"):
-        return "±0.00 pt" if round(delta, 2) == 0 else f"{delta:+.2f} pt"
-    return f"{delta:+g}"
-
-
-def metric_unit(metric: str) -> str:
-    if metric.endswith("_bytes"):
-        return "B"
-    if metric.endswith("_seconds"):
-        return "s"
-    if metric.endswith("_pct"):
-        return "%"
-    if metric.endswith("_pt"):
-        return "pt"
-    return ""
-
-
-def one_line(text: Any, limit: int | None = None) -> str:
-    """Collapse whitespace (and control characters) to single spaces; cut to ``limit`` characters."""
-    s = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    s = " ".join(s.split())
-    if limit is not None and len(s) > limit:
-        s = s[: max(limit - 1, 0)].rstrip() + "…"
-    return s
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:

@@ -17,28 +17,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_tinyml.checks.base import Metric, builtin_metrics
 from pytest_tinyml.errors import TinyMLError
 from pytest_tinyml.reports._format import fmt_delta, fmt_value, metric_unit
-from pytest_tinyml.reports.collect import METRICS, SCHEMA_ID, SCHEMA_VERSION
+from pytest_tinyml.reports.collect import SCHEMA_ID, SCHEMA_VERSION
 
 #: Baseline files above this size are refused (a report of a few hundred targets is a few MB).
 MAX_BASELINE_BYTES = 64 * 1024 * 1024
 
 _FIX = "pass a report.json written by --tinyml-report, or drop --tinyml-baseline"
 
-#: How each metric is named in messages, and the spec key that sets its threshold.
-_WORDS = {
-    "size_bytes": ("size", "constraints.regression.size"),
-    "flash_bytes": ("flash", None),
-    "arena_bytes": ("arena", "constraints.regression.arena"),
-    "accuracy_pct": ("accuracy", "constraints.regression.accuracy"),
-    "accuracy_drop_pt": ("accuracy drop", None),
-    "latency_seconds": ("latency", "constraints.regression.latency"),
-}
+
+def metric_table(report: dict[str, Any]) -> dict[str, Metric]:
+    """The metrics a report document declares (from the checks that ran), else the built-in checks'."""
+    raw = report.get("metrics")
+    if not isinstance(raw, dict) or not raw:
+        return builtin_metrics()
+    out: dict[str, Metric] = {}
+    for name, m in raw.items():
+        if not isinstance(m, dict) or m.get("worse") not in (1, -1) or not isinstance(m.get("check"), str):
+            continue
+        threshold = m.get("threshold")
+        out[str(name)] = Metric(
+            name=str(name), check=m["check"], unit=str(m.get("unit") or ""), worse=int(m["worse"]),
+            threshold=threshold if isinstance(threshold, str) else None,
+        )
+    return out
 
 
-#: Metric -> the word people use for it.
-METRIC_WORDS = {metric: words[0] for metric, words in _WORDS.items()}
+@dataclass
+class Vocabulary:
+    """How a report names its metrics: which check measures which metric, and the word for each."""
+
+    metrics: dict[str, Metric]
+
+    @classmethod
+    def of(cls, report: dict[str, Any]) -> Vocabulary:
+        return cls(metric_table(report))
+
+    def metric_of(self, check: str) -> str | None:
+        """``size`` -> ``size_bytes``; None for a pass/fail check."""
+        return next((m.name for m in self.metrics.values() if m.check == check), None)
+
+    def word(self, metric: str) -> str:
+        """``accuracy_drop_pt`` -> ``accuracy drop``."""
+        m = self.metrics.get(metric)
+        return m.word if m is not None else metric
 
 
 class BaselineError(TinyMLError):
@@ -109,6 +133,8 @@ class Delta:
     current: float
     threshold: float | None
     regression: bool
+    word: str = ""  # how people name the metric (default: the metric's name)
+    spec_key: str | None = None  # the spec key that sets its threshold
 
     @property
     def delta(self) -> float:
@@ -116,7 +142,7 @@ class Delta:
 
     @property
     def name(self) -> str:
-        return _WORDS.get(self.metric, (self.metric, None))[0]
+        return self.word or self.metric
 
     def text(self) -> str:
         """``size +3.2 KiB``."""
@@ -189,8 +215,7 @@ def _as_number(value: Any) -> float | None:
 
 def _regression_text(label: str, d: Delta) -> str:
     unit = metric_unit(d.metric)
-    word, key = _WORDS.get(d.metric, (d.metric, None))
-    direction, _ = METRICS[d.metric]
+    word, key = d.name, d.spec_key
     change = "grew" if d.delta > 0 else "fell"
     amount = fmt_delta(d.metric, d.delta).lstrip("+-±")
     allowed = fmt_delta(d.metric, d.threshold).lstrip("+-±") if d.threshold is not None else "?"
@@ -210,6 +235,7 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], path: str) -> Comp
     comp = Comparison(
         path=path, generated=baseline.get("generated") if isinstance(baseline.get("generated"), str) else None
     )
+    metrics = metric_table(report)
     current = [t for t in report.get("targets", []) if isinstance(t, dict)]
     base = [t for t in baseline.get("targets", []) if isinstance(t, dict) and isinstance(t.get("label"), str)]
     matched = _match(current, base)
@@ -224,14 +250,15 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], path: str) -> Comp
         before: dict[str, Any] = raw if isinstance(raw, dict) else {}
         thresholds = t.get("regression_thresholds") or {}
         deltas = []
-        for metric, (direction, _) in METRICS.items():
+        for metric, m in metrics.items():
             cur, old = _as_number(now.get(metric)), _as_number(before.get(metric))
             if cur is None or old is None:
                 continue
             threshold = _as_number(thresholds.get(metric))
-            worse_by = (cur - old) * direction
+            worse_by = (cur - old) * m.worse
             regression = threshold is not None and worse_by > threshold + 1e-9 * max(abs(threshold), 1.0)
-            d = Delta(metric=metric, baseline=old, current=cur, threshold=threshold, regression=regression)
+            d = Delta(metric=metric, baseline=old, current=cur, threshold=threshold, regression=regression,
+                      word=m.word, spec_key=m.spec_key)
             deltas.append(d)
             if regression:
                 comp.regressions.append(_regression_text(t["label"], d))

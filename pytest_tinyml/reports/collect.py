@@ -1,25 +1,25 @@
 """Gather what a run measured into one plain, JSON-ready dict (the ``report.json`` document).
 
-Sources, in order of preference:
-
-1. the verdicts in the item results (these reach the controller under pytest-xdist too);
-2. measurements already computed in this process (``Measurements.__dict__["_cache_<name>"]``);
-3. the ``.tflite`` file itself, parsed again for model facts (milliseconds; no build, no TFLM, no firmware).
-
-Nothing here triggers a build, a TFLM allocation or a firmware run. A missing or failing source leaves
-its section out (``null``) with a line in the target's ``notes``: a report never fails the run.
+Built only from the items' records (:mod:`pytest_tinyml.records`: verdicts, the target each judged and the
+facts measured by then), which reach the controller the same way serially and under pytest-xdist, plus
+the ``.tflite`` file a record names, parsed again for model facts (milliseconds; no build, no TFLM, no
+firmware). A missing or failing source leaves its section out (``null``) with a line in the target's
+``notes``: a report never fails the run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_tinyml.checks.base import Metric, builtin_metrics, metrics_of
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
+from pytest_tinyml.records import ItemRecord, TargetRecord
 from pytest_tinyml.reports._format import item_order, jsonable, one_line
 from pytest_tinyml.reports.profile import latency_section
 
@@ -28,35 +28,14 @@ log = logging.getLogger(__name__)
 SCHEMA_ID = "pytest-tinyml/report"
 SCHEMA_VERSION = 1
 
-#: Metrics compared with a baseline: name -> (direction in which it gets worse, RegressionSpec field).
-METRICS: dict[str, tuple[int, str | None]] = {
-    "size_bytes": (+1, "size_bytes"),
-    "flash_bytes": (+1, None),
-    "arena_bytes": (+1, "arena_bytes"),
-    "accuracy_pct": (-1, "accuracy_points"),
-    "accuracy_drop_pt": (+1, None),
-    "latency_seconds": (+1, "latency_seconds"),
-}
 
-_MISSING = object()
+def session_metrics(session: Any) -> dict[str, Metric]:
+    """The metrics the session's registered checks declare (the built-in ones for a lookalike without)."""
+    checks = getattr(session, "checks", None)
+    return metrics_of(checks) if checks else builtin_metrics()
 
 #: Model files above this size are not read again for report facts.
 MAX_MODEL_BYTES = 256 * 1024 * 1024
-
-
-def _cached(m: Any, name: str, notes: list[str] | None = None) -> Any:
-    """The measurement ``name`` if this process already computed it, else None (never computes it)."""
-    if m is None:
-        return None
-    value = getattr(m, "__dict__", {}).get(f"_cache_{name}", _MISSING)
-    if value is _MISSING or value is None:
-        return None
-    exc = getattr(value, "exc", None)
-    if isinstance(exc, BaseException) and type(value).__name__ == "_Failed":
-        if notes is not None:
-            notes.append(f"{name}: not measured ({one_line(exc, 200)})")
-        return None
-    return value
 
 
 def _guard(notes: list[str], what: str, fn: Callable[[], Any]) -> Any:
@@ -178,14 +157,9 @@ def _io(t: Any) -> dict[str, Any]:
 
 
 # --- per-target sections ---------------------------------------------------------------------------
-def _verdicts(rows: list[Any]) -> dict[str, dict[str, Any]]:
+def _verdicts(rows: list[ItemRecord]) -> dict[str, dict[str, Any]]:
     """Check name -> verdict dict (item names carry a ``[mode]`` suffix in multi-mode specs)."""
-    out: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        v = r.verdict
-        if isinstance(v, dict):
-            out[str(v.get("name") or r.name.split("[", 1)[0])] = v
-    return out
+    return {r.check: r.verdict for r in rows if isinstance(r.verdict, dict)}
 
 
 def _number(value: Any) -> float | None:
@@ -194,16 +168,29 @@ def _number(value: Any) -> float | None:
     return value
 
 
-def _accuracy(m: Any, verdicts: dict[str, dict[str, Any]], notes: list[str]) -> dict[str, Any] | None:
-    report = _cached(m, "accuracy", notes)
-    stages: dict[str, Any] = {}
-    drop: float | None = None
-    drop_ci: list[float] | None = None
-    if report is not None:
-        stages = dict(report.stages)
-        drop = getattr(report, "drop_points", None)
-        ci = getattr(report, "drop_ci", None)
-        drop_ci = list(ci) if ci is not None else None
+def merged(rows: list[ItemRecord]) -> TargetRecord:
+    """One target's record from its items' records: facts added up, the first known model path."""
+    info = TargetRecord.from_dict(asdict(rows[0].info))
+    for r in rows:
+        for key, value in r.info.facts.items():
+            if key == "not_measured" and isinstance(value, dict):
+                info.facts.setdefault(key, {}).update(value)
+            elif value is not None:
+                info.facts[key] = value
+        info.model_path = info.model_path or r.info.model_path
+        info.runtime = info.runtime or r.info.runtime
+    for name in list(info.facts.get("not_measured") or {}):
+        if name in info.facts:  # measured by a later item after all
+            del info.facts["not_measured"][name]
+    return info
+
+
+def _accuracy(facts: dict[str, Any], verdicts: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    measured = facts.get("accuracy") or {}
+    stages: dict[str, Any] = dict(measured.get("stages") or {})
+    drop = _number(measured.get("drop_points"))
+    ci = measured.get("drop_ci")
+    drop_ci: list[float] | None = list(ci) if isinstance(ci, (list, tuple)) and len(ci) == 2 else None
     for name in ("accuracy", "accuracy_drop"):
         v = verdicts.get(name)
         if v and not stages:
@@ -223,14 +210,11 @@ def _accuracy(m: Any, verdicts: dict[str, dict[str, Any]], notes: list[str]) -> 
     return {"stages": rows, "drop_points": drop, "drop_ci": drop_ci}
 
 
-def _arena(m: Any, verdicts: dict[str, dict[str, Any]], notes: list[str]) -> dict[str, Any] | None:
-    arena = _cached(m, "arena", notes)
-    if arena is not None:
-        return {
-            "bytes": int(arena.bytes),
-            "host_bytes": _number(getattr(arena, "host_bytes", None)),
-            "method": str(getattr(arena, "method", "") or "") or None,
-        }
+def _arena(facts: dict[str, Any], verdicts: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    arena = facts.get("arena")
+    if isinstance(arena, dict) and _number(arena.get("bytes")) is not None:
+        return {"bytes": int(arena["bytes"]), "host_bytes": _number(arena.get("host_bytes")),
+                "method": arena.get("method") if isinstance(arena.get("method"), str) else None}
     v = verdicts.get("arena")
     if v and _number(v.get("measured")) is not None:
         extra = v.get("extra") or {}
@@ -238,12 +222,11 @@ def _arena(m: Any, verdicts: dict[str, dict[str, Any]], notes: list[str]) -> dic
     return None
 
 
-def _flash(m: Any, verdicts: dict[str, dict[str, Any]], notes: list[str]) -> dict[str, Any] | None:
-    est = _cached(m, "flash", notes)
-    if est is not None:
-        model = int(est.model_bytes)
-        runtime = int(est.runtime_code_bytes)
-        return {"bytes": model + runtime, "model_bytes": model, "runtime_code_bytes": runtime}
+def _flash(facts: dict[str, Any], verdicts: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    flash = facts.get("flash")
+    if isinstance(flash, dict) and _number(flash.get("bytes")) is not None:
+        return {"bytes": int(flash["bytes"]), "model_bytes": _number(flash.get("model_bytes")),
+                "runtime_code_bytes": _number(flash.get("runtime_code_bytes"))}
     v = verdicts.get("flash")
     if v and _number(v.get("measured")) is not None:
         extra = v.get("extra") or {}
@@ -255,47 +238,22 @@ def _flash(m: Any, verdicts: dict[str, dict[str, Any]], notes: list[str]) -> dic
     return None
 
 
-def _model_path(m: Any, rows: list[Any], notes: list[str]) -> Path | None:
-    if m is not None and getattr(m, "model_path", None) is not None:
-        return Path(m.model_path)
-    cached = _cached(m, "tflite_path", notes)
-    if cached is not None:
-        return Path(cached)
-    for r in rows:
-        if r.model_path:
-            return Path(r.model_path)
-    return None
+def read_model(path: Path | None) -> bytes | None:
+    """The bytes of the model file a record names (None when there is none; refused when huge)."""
+    if path is None or not path.is_file():
+        return None
+    size = path.stat().st_size
+    if size > MAX_MODEL_BYTES:
+        raise NotEvaluable(f"{path} is {size:,} bytes, too large to read for a report", "audit a smaller model")
+    return path.read_bytes()
 
 
-def _model_bytes(m: Any, path: Path | None) -> bytes | None:
-    data = _cached(m, "tflite_bytes")
-    if data is not None:
-        return bytes(data)
-    if path is not None and path.is_file():
-        size = path.stat().st_size
-        if size > MAX_MODEL_BYTES:
-            raise NotEvaluable(
-                f"{path} is {size:,} bytes, too large to read for a report", "audit a smaller model"
-            )
-        return path.read_bytes()
-    return None
-
-
-def _model_info(m: Any, data: bytes | None, path: Path | None) -> Any:
-    info = _cached(m, "model_info")
-    if info is not None or data is None:
-        return info
-    from pytest_tinyml.analysis.model import parse_model
-
-    return parse_model(data, str(path) if path is not None else "model")
-
-
-def _item(r: Any) -> dict[str, Any]:
+def _item(r: ItemRecord) -> dict[str, Any]:
     v = r.verdict if isinstance(r.verdict, dict) else {}
     return {
         "nodeid": r.nodeid,
         "name": r.name,
-        "check": v.get("name") or r.name.split("[", 1)[0],
+        "check": r.check,
         "status": r.status,
         "passed": v.get("passed") if v else None,
         "measured": v.get("measured"),
@@ -308,117 +266,81 @@ def _item(r: Any) -> dict[str, Any]:
     }
 
 
-def _thresholds(session: Any, m: Any, nodeid_file: str | None) -> dict[str, float]:
-    """Regression thresholds (``constraints.regression``) by metric name."""
-    constraints = getattr(m, "constraints", None)
-    if constraints is None and nodeid_file and nodeid_file.endswith((".yaml", ".yml")):
-        spec = _spec_for(session, nodeid_file)
-        constraints = getattr(spec, "constraints", None)
-    if constraints is None:
-        specs = list(getattr(session, "specs", None) or [])
-        if len(specs) == 1 and getattr(session, "models", None):
-            spec = _spec_for(session, str(specs[0]))
-            constraints = getattr(spec, "constraints", None)
-    reg = getattr(constraints, "regression", None)
-    out: dict[str, float] = {}
-    if reg is None:
-        return out
-    for metric, (_, field_name) in METRICS.items():
-        if field_name is not None:
-            value = getattr(reg, field_name, None)
-            if value is not None:
-                out[metric] = value
-    return out
-
-
-def _spec_for(session: Any, path: str) -> Any:
-    """The spec at ``path`` (relative to the rootdir or cwd) through the session's loader, or None."""
-    loader = getattr(session, "spec", None)
-    if not callable(loader):
-        return None
-    root = getattr(getattr(session, "config", None), "rootpath", None)
-    candidates = [Path(path)] + ([Path(str(root)) / path] if root is not None else [])
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                return loader(candidate.resolve())
-            except Exception:  # noqa: BLE001 - the spec items already report a broken spec
-                return None
-    return None
-
-
 def _metrics(
+    metrics: dict[str, Metric],
     verdicts: dict[str, dict[str, Any]],
     size: int | None,
     arena: dict[str, Any] | None,
     flash: dict[str, Any] | None,
     accuracy: dict[str, Any] | None,
 ) -> dict[str, float | None]:
-    def measured(name: str) -> float | None:
-        v = verdicts.get(name)
-        return _number(v.get("measured")) if v else None
-
-    acc = measured("accuracy")
-    if acc is None and accuracy:
-        by_name = {s["name"]: s["accuracy_pct"] for s in accuracy["stages"]}
-        for stage in ("litert", "tflm"):
-            if _number(by_name.get(stage)) is not None:
-                acc = by_name[stage]
-                break
-    drop = measured("accuracy_drop")
-    if drop is None and accuracy:
-        drop = _number(accuracy.get("drop_points"))
-    return {
-        "size_bytes": measured("size") if measured("size") is not None else size,
-        "flash_bytes": measured("flash") if measured("flash") is not None else (flash or {}).get("bytes"),
-        "arena_bytes": measured("arena") if measured("arena") is not None else (arena or {}).get("bytes"),
-        "accuracy_pct": acc,
-        "accuracy_drop_pt": drop,
-        "latency_seconds": measured("latency"),
+    """Every declared metric: the measured value of its check's verdict, else what the run's other
+    sources give for the built-in ones (file size, arena/flash sections, accuracy stages)."""
+    fallback: dict[str, Any] = {
+        "size_bytes": size,
+        "flash_bytes": (flash or {}).get("bytes"),
+        "arena_bytes": (arena or {}).get("bytes"),
+        "accuracy_drop_pt": _number((accuracy or {}).get("drop_points")),
     }
+    if accuracy:
+        by_name = {s["name"]: s["accuracy_pct"] for s in accuracy["stages"]}
+        fallback["accuracy_pct"] = next(
+            (by_name[stage] for stage in ("litert", "tflm") if _number(by_name.get(stage)) is not None), None
+        )
+    out: dict[str, float | None] = {}
+    for name in (*builtin_metrics(), *metrics):  # the built-in names are always present (schema)
+        metric = metrics.get(name)
+        v = verdicts.get(metric.check) if metric is not None else None
+        value = _number(v.get("measured")) if v else None
+        out[name] = value if value is not None else fallback.get(name)
+    return out
 
 
-def _target(session: Any, label: str, m: Any, rows: list[Any]) -> dict[str, Any]:
+def _thresholds(info: TargetRecord, metrics: dict[str, Metric]) -> dict[str, float]:
+    """Regression thresholds (``constraints.regression``) by metric name."""
+    out: dict[str, float] = {}
+    for metric in metrics.values():
+        value = info.regression.get(metric.threshold) if metric.threshold else None
+        if _number(value) is not None:
+            out[metric.name] = value  # type: ignore[assignment]
+    return out
+
+
+def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = True) -> dict[str, Any]:
     notes: list[str] = []
-    nodeid_file = rows[0].nodeid.split("::", 1)[0] if rows else None
-    spec = getattr(m, "spec", None)
-    spec_path = str(spec.path) if spec is not None and getattr(spec, "path", None) is not None else None
-    if spec_path is None and nodeid_file and nodeid_file.endswith((".yaml", ".yml")):
-        spec_path = nodeid_file
-    board = getattr(getattr(m, "board", None), "name", None) or next((r.board for r in rows if r.board), None)
-    mode = getattr(m, "mode", None) or next((r.mode for r in rows if r.mode), None)
+    info = merged(rows)
     verdicts = _verdicts(rows)
-
-    path = _guard(notes, "model path", lambda: _model_path(m, rows, notes))
-    data = _guard(notes, "model file", lambda: _model_bytes(m, path))
+    checks = {r.check for r in rows}
+    for name, why in (info.facts.get("not_measured") or {}).items():
+        if name not in checks:  # an item of that name already says why
+            notes.append(f"{name}: not measured ({one_line(why, 200)})")
+    path = Path(info.model_path) if info.model_path else None
+    data = _guard(notes, "model file", lambda: read_model(path)) if read else None
     if data is None and not any("model" in n for n in notes):
         notes.append("model facts left out: the model was not built or read in this run")
-    info = _guard(notes, "model facts", lambda: _model_info(m, data, path)) if data is not None else None
-    model = _guard(notes, "model facts", lambda: model_facts(info)) if info is not None else None
-    arena = _guard(notes, "arena", lambda: _arena(m, verdicts, notes))
-    flash = _guard(notes, "flash", lambda: _flash(m, verdicts, notes))
-    accuracy = _guard(notes, "accuracy", lambda: _accuracy(m, verdicts, notes))
+    parsed = _guard(notes, "model facts", lambda: _parse(data, path)) if data is not None else None
+    model = _guard(notes, "model facts", lambda: model_facts(parsed)) if parsed is not None else None
+    arena = _guard(notes, "arena", lambda: _arena(info.facts, verdicts))
+    flash = _guard(notes, "flash", lambda: _flash(info.facts, verdicts))
+    accuracy = _guard(notes, "accuracy", lambda: _accuracy(info.facts, verdicts))
     size = len(data) if data is not None else None
     latency = _guard(notes, "latency", lambda: latency_section(verdicts.values()))
-    metrics = _metrics(verdicts, size, arena, flash, accuracy)
-    if metrics.get("latency_seconds") is None and latency:
-        metrics["latency_seconds"] = latency["seconds"]  # the estimate, shown as information
+    values = _metrics(metrics, verdicts, size, arena, flash, accuracy)
+    if values.get("latency_seconds") is None and latency:
+        values["latency_seconds"] = latency["seconds"]  # the estimate, shown as information
     return {
-        "label": label,
-        "kind": "spec" if spec_path else "model",
-        "spec": spec_path,
-        "spec_name": getattr(spec, "name", None),
-        "mode": mode,
-        "board": board,
+        "label": info.label,
+        "kind": info.kind,
+        "spec": info.spec,
+        "spec_name": info.spec_name,
+        "mode": info.mode,
+        "board": info.board,
         "model_path": str(path) if path is not None else None,
         "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
         "size_bytes": size,
         "items": sorted((_item(r) for r in rows), key=lambda i: item_order(i["check"], i["name"])),
-        "metrics": metrics,
-        "regression_thresholds": _guard(
-            notes, "regression thresholds", lambda: _thresholds(session, m, nodeid_file)
-        )
-        or {},
+        "metrics": values,
+        "regression_thresholds": _thresholds(info, metrics),
         "model": model,
         "arena": arena,
         "flash": flash,
@@ -429,28 +351,23 @@ def _target(session: Any, label: str, m: Any, rows: list[Any]) -> dict[str, Any]
     }
 
 
-def _labels(targets: dict[str, Any], results: Iterable[Any]) -> list[str]:
-    labels = list(targets)
-    for r in results:
-        if r.target not in labels:
-            labels.append(r.target)
-    return labels
+def _parse(data: bytes, path: Path | None) -> Any:
+    from pytest_tinyml.analysis.model import parse_model
+
+    return parse_model(data, str(path) if path is not None else "model")
 
 
-def build_report(session: Any, *, generated: datetime | None = None) -> dict[str, Any]:
-    """The report document for ``session`` (a :class:`~pytest_tinyml.plugin.TinyMLSession` or lookalike
-    with ``.results`` and ``.targets``). Never raises for a missing measurement."""
-    results = list(getattr(session, "results", None) or [])
-    targets: dict[str, Any] = dict(getattr(session, "targets", None) or {})
-    by_label: dict[str, list[Any]] = {}
+def build_report(session: Any, *, generated: datetime | None = None, model_files: bool = True) -> dict[str, Any]:
+    """The report document for ``session`` (a :class:`~pytest_tinyml.session.TinyMLSession` or lookalike
+    with ``.results``, a list of :class:`~pytest_tinyml.records.ItemRecord`, and optionally ``.checks``).
+    Never raises for a missing measurement. ``model_files=False`` leaves out what needs the model files
+    (model facts, sha256, file size): enough for the terminal's comparison table."""
+    results: list[ItemRecord] = list(getattr(session, "results", None) or [])
+    metrics = session_metrics(session)
+    by_label: dict[str, list[ItemRecord]] = {}
     for r in results:
         by_label.setdefault(r.target, []).append(r)
-    out = []
-    for label in _labels(targets, results):
-        rows = by_label.get(label, [])
-        if not rows:
-            continue  # a target the run did not judge (e.g. deselected with -k): nothing to report
-        out.append(_target(session, label, targets.get(label), rows))
+    out = [_target(by_label[label], metrics, model_files) for label in sorted(by_label)]  # the same order under xdist
     counts = {s: 0 for s in ("passed", "failed", "skipped", "error")}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -463,6 +380,7 @@ def build_report(session: Any, *, generated: datetime | None = None) -> dict[str
         "generated": when.isoformat(timespec="seconds"),
         "tool": {"name": "pytest-tinyml", "version": str(version)},
         "summary": {"targets": len(out), **counts},
+        "metrics": {name: metric.to_dict() for name, metric in metrics.items()},
         "targets": out,
         "baseline": None,
     }

@@ -11,10 +11,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pytest_tinyml.reports import compare_table
 from pytest_tinyml.reports._format import STATUS_ORDER, fmt_bytes, fmt_delta, fmt_value, one_line
-from pytest_tinyml.reports.baseline import METRIC_WORDS
+from pytest_tinyml.reports.baseline import Vocabulary
 from pytest_tinyml.reports.profile import html_section as profile_html_section
-from pytest_tinyml.reports.terminal import CHECK_METRIC, skip_reason
+from pytest_tinyml.reports.terminal import skip_reason
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def _chart(notes: list[str], what: str, fn: Callable[[], bytes | None]) -> str:
     return _img(png, what) if png else ""
 
 
-def _items_table(t: dict[str, Any]) -> str:
+def _items_table(t: dict[str, Any], vocab: Vocabulary) -> str:
     deltas = {d["metric"]: d for d in ((t.get("baseline") or {}).get("deltas") or [])}
     with_base = t.get("baseline") is not None
     head = "<tr><th>status</th><th>constraint</th><th class=num>measured</th><th class=num>limit</th>"
@@ -90,7 +91,7 @@ def _items_table(t: dict[str, Any]) -> str:
             f"<td class=num>{e(fmt_value(i.get('limit'), unit))}</td>",
         ]
         if with_base:
-            metric = CHECK_METRIC.get(i["check"])
+            metric = vocab.metric_of(i["check"])
             d = deltas.get(metric) if metric else None
             text = fmt_delta(d["metric"], d["delta"]) if d else ""
             cls = "num reg" if d and d.get("regression") else "num"
@@ -235,7 +236,7 @@ def _model_tables(t: dict[str, Any]) -> str:
     return "<h3>Model</h3>" + "".join(out)
 
 
-def _target_section(idx: int, t: dict[str, Any], plots: bool, charts: Any) -> str:
+def _target_section(idx: int, t: dict[str, Any], plots: bool, charts: Any, vocab: Vocabulary) -> str:
     notes = list(t.get("notes") or [])
     bad = any(i["status"] in ("failed", "error") for i in t["items"])
     counts: dict[str, int] = {}
@@ -247,15 +248,15 @@ def _target_section(idx: int, t: dict[str, Any], plots: bool, charts: Any) -> st
     parts = [
         f'<section id="t{idx}" class="{"bad" if bad else "good"}"><h2>{e(t["label"])} {badges}</h2>',
         _meta(t),
-        _items_table(t),
+        _items_table(t, vocab),
     ]
     base = t.get("baseline")
     if base:
-        shown = {CHECK_METRIC.get(i["check"]) for i in t["items"]}
+        shown = {vocab.metric_of(i["check"]) for i in t["items"]}
         rest = [d for d in base.get("deltas") or [] if d["metric"] not in shown]
         if rest:
             text = ", ".join(
-                f"{METRIC_WORDS.get(d['metric'], d['metric'])} {fmt_delta(d['metric'], d['delta'])}"
+                f"{vocab.word(d['metric'])} {fmt_delta(d['metric'], d['delta'])}"
                 + (" (regression)" if d.get("regression") else "")
                 for d in rest
             )
@@ -323,13 +324,19 @@ def render_html(report: dict[str, Any], *, plots: bool = True) -> tuple[str, lis
                 + "</p>"
             )
         body.append(f'<div class="box">{inner}</div>')
-    if len(targets) > 1:
-        items = []
-        for t in targets:
-            st = min((STATUS_ORDER.get(i["status"], 9) for i in t["items"]), default=9)
-            status = next((s for s, o in STATUS_ORDER.items() if o == st), "skipped")
-            items.append(f'<li><a href="#t{index[id(t)]}">{e(t["label"])}</a> {_badge(status)}</li>')
-        body.append('<nav class="box"><b>Targets</b><ul>' + "".join(items) + "</ul></nav>")
+    if len(targets) > 1:  # the comparison table across targets, each row linking to its section
+        header, rows, title = compare_table.rows(targets)
+        text_cols = 2 if header[1] == "board" else 1
+        head = "".join(f"<th{'' if k < text_cols or k == len(header) - 1 else ' class=num'}>{e(h)}</th>"
+                       for k, h in enumerate(header))
+        trs = []
+        for t, row in zip(targets, rows, strict=True):
+            cells = [f'<td><a href="#t{index[id(t)]}">{e(row[0])}</a></td>']
+            cells += [f"<td>{e(c)}</td>" for c in row[1:text_cols]]
+            cells += [f"<td class=num>{e(c)}</td>" for c in row[text_cols:-1]]
+            cells.append(f"<td>{_badge(compare_table.worst(t['items']), row[-1])}</td>")
+            trs.append("<tr>" + "".join(cells) + "</tr>")
+        body.append(f'<nav class="box"><b>{e(title)}</b><table><tr>{head}</tr>{"".join(trs)}</table></nav>')
     if charts is not None:
         groups: dict[str, list[dict[str, Any]]] = {}
         for t in report.get("targets") or []:
@@ -344,7 +351,7 @@ def render_html(report: dict[str, Any], *, plots: bool = True) -> tuple[str, lis
                     f'<div class="box"><h3>Quantization modes of <code>{e(spec)}</code></h3>{img}</div>'
                 )
     for t in targets:
-        body.append(_target_section(index[id(t)], t, plots, charts))
+        body.append(_target_section(index[id(t)], t, plots, charts, Vocabulary.of(report)))
     if notes:
         body.append(
             '<div class="box"><ul class=notes>' + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul></div>"

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_tinyml.reports import compare_table
 from pytest_tinyml.reports._format import STATUS_ORDER, fmt_bytes, fmt_delta, fmt_value, one_line
-from pytest_tinyml.reports.baseline import METRIC_WORDS
+from pytest_tinyml.reports.baseline import Vocabulary
 from pytest_tinyml.reports.profile import markdown_lines as profile_markdown_lines
-from pytest_tinyml.reports.terminal import CHECK_METRIC, skip_reason
+from pytest_tinyml.reports.terminal import skip_reason
 
 #: GitHub refuses comments above 65,536 characters; stay below with room for a header the CI adds.
 MAX_CHARS = 60_000
@@ -83,16 +84,50 @@ def _facts(t: dict[str, Any]) -> list[str]:
     return out
 
 
-def _target_section(t: dict[str, Any], with_baseline: bool, full: bool) -> list[str]:
+def _comparison(targets: list[dict[str, Any]], with_baseline: bool) -> list[str]:
+    """One line per target: the comparison table (size, flash, arena, latency, verdicts)."""
+    header, rows, title = compare_table.rows(targets)
+    header = [*header, "vs baseline"] if with_baseline else header
+    lines = [f"{md(title)}:", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for t, row in zip(targets, rows, strict=True):
+        icon = "❌" if compare_table.worst(t["items"]) in ("failed", "error") else "✅"
+        cells = [f"{icon} {md(row[0], 100)}", *(md(c, 80) for c in row[1:])]
+        if with_baseline:
+            deltas = (t.get("baseline") or {}).get("deltas") or []
+            regs = [d for d in deltas if d.get("regression")]
+            cells.append(f"**{len(regs)} regression{'s' if len(regs) != 1 else ''}**" if regs
+                         else ("no regression" if t.get("baseline") else "not in baseline"))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _skips(targets: list[dict[str, Any]], shorts: dict[str, str]) -> list[str]:
+    """Skipped items of targets without a section of their own, once per reason."""
+    by_reason: dict[tuple[str, str], list[str]] = {}
+    for t in targets:
+        for i in t["items"]:
+            if i["status"] == "skipped":
+                by_reason.setdefault((i["check"], skip_reason(i.get("message") or "", 160)), []).append(shorts[t["label"]])
+    lines = []
+    for (check, reason), labels in by_reason.items():
+        where = f"{len(labels)} targets" if len(labels) > 2 else ", ".join(code(x) for x in labels)
+        lines.append(f"- ⏭️ {md(check)} skipped on {where}: {md(reason)}")
+    return lines + ([""] if lines else [])
+
+
+def _target_section(t: dict[str, Any], with_baseline: bool, full: bool, vocab: Vocabulary, label: str) -> list[str]:
     items = sorted(t["items"], key=lambda i: STATUS_ORDER.get(i["status"], 9))
     bad = any(i["status"] in ("failed", "error") for i in items)
-    lines = [f"### {'❌' if bad else '✅'} {md(t['label'])}", ""]
+    lines = [f"### {'❌' if bad else '✅'} {md(label)}", ""]
     meta = []
     if t.get("board"):
         meta.append(f"board {code(t['board'])}")
     if t.get("mode"):
         meta.append(f"mode {code(t['mode'])}")
-    if t.get("model_path"):
+    if t.get("model_path") and t["model_path"] != t["label"]:
         size = f" ({fmt_bytes(t['size_bytes'])})" if t.get("size_bytes") is not None else ""
         meta.append(f"model {code(t['model_path'])}{size}")
     if t.get("sha256"):
@@ -118,7 +153,7 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool) -> list[
             md(fmt_value(i.get("limit"), unit), 80),
         ]
         if with_baseline:
-            metric = CHECK_METRIC.get(i["check"])
+            metric = vocab.metric_of(i["check"])
             d = deltas.get(metric) if metric else None
             cell = md(fmt_delta(d["metric"], d["delta"])) if d else ""
             cells.append(f"**{cell} regression**" if d and d.get("regression") else cell)
@@ -137,13 +172,13 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool) -> list[
         if hidden:
             lines.append(f"\n{hidden} passed or skipped items not shown (see report.html)")
     lines.append("")
-    shown = {CHECK_METRIC.get(i["check"]) for i in items}
+    shown = {vocab.metric_of(i["check"]) for i in items}
     rest = [d for m, d in deltas.items() if m not in shown]
     if with_baseline and rest:
         lines.append(
             "vs baseline: "
             + ", ".join(
-                f"{METRIC_WORDS.get(d['metric'], d['metric'])} {md(fmt_delta(d['metric'], d['delta']))}"
+                f"{vocab.word(d['metric'])} {md(fmt_delta(d['metric'], d['delta']))}"
                 for d in rest
             )
         )
@@ -199,8 +234,16 @@ def _render(report: dict[str, Any], full: bool) -> str:
                 f"- in the baseline but not in this run: {', '.join(code(x) for x in base['missing_targets'])}"
             )
         lines.append("")
+    vocab = Vocabulary.of(report)
+    shorts, _ = compare_table.short_labels([t["label"] for t in targets])
+    if len(targets) > 1:
+        # every target once in the comparison table; a section only for targets with a failure or error
+        lines += _comparison(targets, bool(base))
+        quiet = [t for t in targets if compare_table.worst(t["items"]) not in ("failed", "error")]
+        lines += _skips(quiet, shorts)
+        targets = [t for t in targets if t not in quiet]
     for t in targets:
-        lines += _target_section(t, bool(base), full)
+        lines += _target_section(t, bool(base), full, vocab, shorts[t["label"]])
     lines.append(
         f"<sub>pytest-tinyml {md((report.get('tool') or {}).get('version', ''))} · {md(report.get('generated', ''))}</sub>"
     )

@@ -9,16 +9,6 @@ from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, ite
 from pytest_tinyml.reports.profile import latency_section
 from pytest_tinyml.reports.profile import terminal_lines as profile_terminal_lines
 
-#: Item (check) name -> the report metric it measures, for the baseline delta column.
-CHECK_METRIC = {
-    "size": "size_bytes",
-    "flash": "flash_bytes",
-    "arena": "arena_bytes",
-    "accuracy": "accuracy_pct",
-    "accuracy_drop": "accuracy_drop_pt",
-    "latency": "latency_seconds",
-}
-
 
 def check_name(result: Any) -> str:
     v = result.verdict if isinstance(result.verdict, dict) else {}
@@ -43,21 +33,42 @@ def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
     return [indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
-def summary_lines(results: Iterable[Any], *, outcome: Any = None) -> list[str]:
+def comparison_lines(report: dict[str, Any]) -> list[str]:
+    """The comparison table across targets (size, flash, arena, latency, verdicts)."""
+    from pytest_tinyml.reports import compare_table
+
+    targets = report.get("targets") or []
+    if len(targets) < 2:
+        return []
+    header, rows, title = compare_table.rows(targets)
+    return [title, *_table([tuple(header), *(tuple(r) for r in rows)])]
+
+
+def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[str, Any] | None = None) -> list[str]:
     """Lines for pytest's terminal summary.
 
     ``results``: :class:`~pytest_tinyml.plugin.ItemResult` objects. ``outcome``: the
     :class:`~pytest_tinyml.reports.Outcome` of :func:`pytest_tinyml.reports.finish` (optional): adds a
     delta column and the regressions when a baseline was compared, the report errors, and where the
-    reports were written.
+    reports were written. ``report``: the report document (else the outcome's), for the comparison table
+    across targets; with several targets, only those with an item that did not pass get a table of
+    their own.
     """
+    from pytest_tinyml.reports.baseline import Vocabulary
+
     comparison = getattr(outcome, "comparison", None)
+    doc = report if isinstance(report, dict) else getattr(outcome, "report", None)
+    doc = doc if isinstance(doc, dict) else {}
+    vocab = Vocabulary.of(doc)
     results_list = list(results)
     by_target: dict[str, list[Any]] = {}
     for r in results_list:
         by_target.setdefault(r.target, []).append(r)
-    lines: list[str] = []
+    lines: list[str] = comparison_lines(doc)
+    several = len(by_target) > 1 and bool(doc.get("targets"))
     for target, rows in by_target.items():
+        if several and all(r.status == "passed" for r in rows) and not (comparison and comparison.deltas.get(target)):
+            continue  # one line in the comparison table says it all
         board = next((r.board for r in rows if r.board), None)
         head = target + (f"  (board {board})" if board else "")
         if comparison is not None and target in comparison.new:
@@ -75,7 +86,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None) -> list[str]:
             name = check_name(r)
             row: tuple[str, ...] = (name, fmt_value(v.get("limit"), unit), fmt_value(v.get("measured"), unit))
             if comparison is not None:
-                metric = CHECK_METRIC.get(name)
+                metric = vocab.metric_of(name)
                 d = comparison.delta(target, metric) if metric else None
                 if d is not None:
                     shown.add(d.metric)

@@ -165,10 +165,11 @@ def _schema_error(ctx: _Ctx, error: jsonschema.ValidationError) -> SpecError:
     return ctx.error(path, error.message, description)
 
 
-def validate(data: Any, ctx: _Ctx) -> None:
+def validate(data: Any, ctx: _Ctx, *, model_required: bool = True) -> None:
     if not isinstance(data, dict):
         raise SpecError("the spec must be a mapping", where=ctx.source, fix="start with 'version: 1'")
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    schema = SCHEMA if model_required else {**SCHEMA, "required": [k for k in SCHEMA["required"] if k != "model"]}
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), e.path))
     if errors:
         # the deepest error is the most specific; required/unknown at top level first
@@ -219,12 +220,15 @@ def _model_ref(ctx: _Ctx, data: dict[str, Any], base: Path) -> ModelRef:
     return ModelRef(kind, value, path)
 
 
-def build_spec(data: dict[str, Any], path: Path, locations: dict[Path_, tuple[int, int]]) -> Spec:
+def build_spec(
+    data: dict[str, Any], path: Path, locations: dict[Path_, tuple[int, int]], *, model_required: bool = True
+) -> Spec:
     source = str(path)
     ctx = _Ctx(source, locations)
-    validate(data, ctx)
+    validate(data, ctx, model_required=model_required)
     base = path.parent
-    model = _model_ref(ctx, data["model"], base)
+    # a spec that only sets constraints and board for --tinyml-model audits may leave the model out
+    model = _model_ref(ctx, data["model"], base) if "model" in data else ModelRef("none", "")
 
     ds = data.get("dataset")
     dataset = None
@@ -292,6 +296,7 @@ def build_spec(data: dict[str, Any], path: Path, locations: dict[Path_, tuple[in
                 machine=fw.get("machine"),
                 emulator=fw.get("emulator", "qemu"),
                 enabled=fw.get("enabled", True),
+                kernels=fw.get("kernels"),
             )
             if fw is not None
             else None
@@ -312,7 +317,7 @@ def build_spec(data: dict[str, Any], path: Path, locations: dict[Path_, tuple[in
     if (constraints.max_accuracy_drop is not None or constraints.min_accuracy is not None) and dataset is None:
         key = "max_accuracy_drop" if constraints.max_accuracy_drop is not None else "min_accuracy"
         raise ctx.error(("constraints", key), "an accuracy constraint needs a dataset", "add a 'dataset:' section")
-    if model.kind != "tflite" and dataset is None:
+    if model.kind not in ("tflite", "none") and dataset is None:
         raise ctx.error(("model", model.kind), "building a model needs a dataset", "add a 'dataset:' section")
     return Spec(
         path=path,
@@ -329,8 +334,11 @@ def build_spec(data: dict[str, Any], path: Path, locations: dict[Path_, tuple[in
     )
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read, validate and type a spec file. Raises :class:`SpecError` with file:line:col."""
+def load_spec(path: str | Path, *, model_required: bool = True) -> Spec:
+    """Read, validate and type a spec file. Raises :class:`SpecError` with file:line:col.
+
+    ``model_required=False`` (a spec whose constraints and board apply to ``--tinyml-model`` audits)
+    accepts a spec without ``model:``; its ``model.kind`` is then ``"none"``."""
     p = Path(path)
     source = str(p)
     if not p.exists():
@@ -349,4 +357,4 @@ def load_spec(path: str | Path) -> Spec:
     except UnicodeDecodeError as exc:
         raise SpecError(f"not UTF-8 text (byte offset {exc.start})", where=source, fix="save the spec as UTF-8") from None
     data, locations = parse_yaml(text, source)
-    return build_spec(data, p, locations)
+    return build_spec(data, p, locations, model_required=model_required)

@@ -11,7 +11,8 @@ from pytest_tinyml.spec.units import Size
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Where the model comes from: ``kind`` is builder, keras, saved_model or tflite."""
+    """Where the model comes from: ``kind`` is builder, keras, saved_model or tflite (``none`` for a spec
+    that only gives constraints and a board to ``--tinyml-model`` audits)."""
 
     kind: str
     value: str
@@ -64,6 +65,7 @@ class FirmwareSpec:
     machine: str | None = None
     emulator: str = "qemu"
     enabled: bool = True
+    kernels: str | None = None  # TFLM kernel set: cmsis_nn or reference; None = by the board's core
 
 
 @dataclass(frozen=True)
@@ -125,4 +127,4 @@ class Spec:
     @property
     def builds(self) -> bool:
         """True when the model has to be built (trained or converted) rather than read as a .tflite."""
-        return self.model.kind != "tflite"
+        return self.model.kind not in ("tflite", "none")

@@ -93,6 +93,7 @@ SCHEMA: dict[str, Any] = _obj(
                         "machine": NAME,
                         "emulator": {"enum": ["qemu", "renode"]},
                         "enabled": {"type": "boolean"},
+                        "kernels": {"enum": ["cmsis_nn", "reference"]},
                     }
                 ),
                 "regression": _obj(

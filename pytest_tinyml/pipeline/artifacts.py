@@ -1,11 +1,7 @@
 """Build a spec's artifacts: dataset -> (train) -> convert per quantization mode -> cache; evaluate accuracy.
 
-Public API (importing this package imports nothing heavy; TensorFlow is imported only when a build has to
-train or convert, never on a cached run):
-
-- :func:`build_artifacts` -> :class:`BuildResult`
-- :func:`evaluate_accuracy` -> :class:`~pytest_tinyml.build.evaluate.AccuracyReport`
-- :func:`load_test_split`, :func:`test_inputs_int8`
+Nothing heavy is imported at module level; TensorFlow is imported only when a build has to train or
+convert, never on a cached run.
 """
 
 from __future__ import annotations
@@ -22,11 +18,9 @@ from pytest_tinyml.errors import BuildError, DatasetError, NotEvaluable
 if TYPE_CHECKING:
     import numpy as np
 
-    from pytest_tinyml.build.datasets import Dataset
-    from pytest_tinyml.build.evaluate import AccuracyReport
+    from pytest_tinyml.pipeline.datasets import Dataset
+    from pytest_tinyml.pipeline.evaluate import AccuracyReport
     from pytest_tinyml.spec.model import ModelRef, Spec
-
-__all__ = ["BuildResult", "build_artifacts", "evaluate_accuracy", "load_test_split", "test_inputs_int8"]
 
 Progress = Callable[[str], None] | None
 ENTRY_RESULTS = "results.json"
@@ -65,7 +59,7 @@ _DATASETS: dict[str, Dataset] = {}
 
 
 def _dataset_memo_key(spec: Spec, cache_dir: Path, extra_loaders: Mapping[str, Any] | None) -> str:
-    from pytest_tinyml.build.cache import _plain
+    from pytest_tinyml.pipeline.cache import _plain
 
     assert spec.dataset is not None
     return json.dumps([_plain(spec.dataset), str(Path(cache_dir).resolve()), str(Path(spec.path).resolve()),
@@ -73,8 +67,8 @@ def _dataset_memo_key(spec: Spec, cache_dir: Path, extra_loaders: Mapping[str, A
 
 
 def get_dataset(spec: Spec, cache_dir: Path, extra_loaders: Mapping[str, Any] | None = None) -> Dataset:
-    from pytest_tinyml.build import datasets
-    from pytest_tinyml.build.train import search_paths
+    from pytest_tinyml.pipeline import datasets
+    from pytest_tinyml.pipeline.train import search_paths
 
     if spec.dataset is None:
         raise DatasetError("this spec has no dataset", where=spec.where("dataset"), fix="add a 'dataset:' section")
@@ -125,8 +119,8 @@ def build_artifacts(
     A mode that cannot be built in this environment (e.g. qat without tf_keras support) is listed in
     ``BuildResult.skipped`` with the reason; ``BuildResult.tflite_path(mode)`` raises NotEvaluable for it.
     """
-    from pytest_tinyml.build.cache import Cache, build_key, try_lock
-    from pytest_tinyml.build.train import search_paths
+    from pytest_tinyml.pipeline.cache import Cache, build_key
+    from pytest_tinyml.pipeline.train import search_paths
 
     if not spec.builds:
         raise BuildError("the model is a .tflite file: there is nothing to build", where=spec.where("model", "tflite"))
@@ -139,19 +133,11 @@ def build_artifacts(
         manifest = cache.verify(key)
         if manifest is not None:
             return _result_from_entry(key, cache.entry_dir(key), manifest, cache_dir, True)
-    fd = try_lock(cache.lock_path(key))
-    if fd is None and progress is not None:
-        progress(f"waiting for another process that is building {key[:12]}")
-    import fcntl
-    import os
+    def on_wait() -> None:
+        if progress is not None:
+            progress(f"waiting for another process that is building {key[:12]}")
 
-    if fd is None:
-        fd = os.open(cache.lock_path(key), os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        waited = True
-    else:
-        waited = False
-    try:
+    with cache.locked(key, on_wait) as waited:
         manifest = cache.verify(key)
         if manifest is not None and (not rebuild or waited):
             return _result_from_entry(key, cache.entry_dir(key), manifest, cache_dir, True)
@@ -169,16 +155,13 @@ def build_artifacts(
             cache.discard(staging)
             raise
         return _result_from_entry(key, cache.entry_dir(key), manifest, cache_dir, False)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _build_into(staging: Path, spec: Spec, data: Dataset, progress: Progress,
                 load_model_hook: Callable[[ModelRef, Spec], Any] | None) -> dict[str, Any]:
     import numpy as np
 
-    from pytest_tinyml.build import quantize, train
+    from pytest_tinyml.pipeline import quantize, train
 
     log: list[str] = []
 
@@ -208,7 +191,7 @@ def _build_into(staging: Path, spec: Spec, data: Dataset, progress: Progress,
             staging, modes, lambda mode: quantize.convert_saved_model(saved_model, mode, rep=rep, where=where_q),
             say, skipped, built, timings,
         )
-        from pytest_tinyml.build import evaluate
+        from pytest_tinyml.pipeline import evaluate
 
         float_blob = (staging / "float32.tflite").read_bytes() if "float32" in built else \
             quantize.convert_saved_model(spec.model.path, "float32", rep=None, where=where_q)
@@ -258,7 +241,7 @@ def _build_into(staging: Path, spec: Spec, data: Dataset, progress: Progress,
             )
 
         _convert_modes(staging, modes, convert, say, skipped, built, timings)
-    from pytest_tinyml.build.cache import library_versions
+    from pytest_tinyml.pipeline.cache import library_versions
 
     info["timings"] = timings
     info["versions"] = library_versions()
@@ -316,8 +299,8 @@ def evaluate_accuracy(
     """
     import numpy as np
 
-    from pytest_tinyml.build import evaluate
-    from pytest_tinyml.build.cache import Cache, sha256_bytes
+    from pytest_tinyml.pipeline import evaluate
+    from pytest_tinyml.pipeline.cache import Cache, sha256_bytes
 
     path = build.tflite_path(mode)
     model = path.read_bytes()
@@ -386,7 +369,7 @@ def test_inputs_int8(spec: Spec, build: BuildResult, mode: str, n: int, *,
                      extra_loaders: Mapping[str, Any] | None = None) -> list[np.ndarray]:
     """The first ``n`` test images, each shaped and typed like ``mode``'s input tensor (batch 1), quantized
     with its own scale / zero point for int8/uint8 inputs (float models get float32 arrays)."""
-    from pytest_tinyml.build import evaluate
+    from pytest_tinyml.pipeline import evaluate
 
     model = build.tflite_path(mode).read_bytes()
     cache_dir = build.cache_dir if build.cache_dir is not None else build.entry_dir.parent.parent

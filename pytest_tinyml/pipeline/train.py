@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_tinyml.build._imports import import_with_paths
 from pytest_tinyml.errors import BuildError
+from pytest_tinyml.pipeline._imports import import_with_paths
 
 if TYPE_CHECKING:
-    from pytest_tinyml.build.datasets import Dataset
-    from pytest_tinyml.spec.model import ModelRef, Spec, TrainingSpec
+    from pytest_tinyml.pipeline.datasets import Dataset
+    from pytest_tinyml.spec.model import Spec, TrainingSpec
 
 Progress = Callable[[str], None] | None
 
@@ -127,22 +127,6 @@ def load_keras_file(spec: Spec) -> Any:
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         raise BuildError(f"cannot load Keras model {path}: {first}", where=where,
                          fix="save it with model.save('model.keras') from Keras 3") from None
-
-
-def load_model(spec: Spec, hook: Callable[[ModelRef, Spec], Any] | None = None) -> Any:
-    """The Keras model a spec names (builder or .keras/.h5 file). SavedModels are converted directly."""
-    if hook is not None:
-        model = hook(spec.model, spec)
-        if model is not None:
-            if not _is_keras_model(model):
-                raise BuildError(f"the pytest_tinyml_load_model hook returned {type(model).__name__}, not a Keras model",
-                                 where=spec.where("model"), fix="return a keras.Model or None")
-            return model
-    if spec.model.kind == "builder":
-        return call_builder(spec, import_builder(spec))
-    if spec.model.kind == "keras":
-        return load_keras_file(spec)
-    raise BuildError(f"model kind {spec.model.kind!r} is not built by Keras", where=spec.where("model"))
 
 
 def check_input_shape(spec: Spec, model: Any, data: Dataset) -> None:

@@ -30,7 +30,7 @@ from pytest_tinyml.errors import BuildError, NotEvaluable
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pytest_tinyml.build.datasets import Dataset
+    from pytest_tinyml.pipeline.datasets import Dataset
     from pytest_tinyml.spec.model import Spec
 
 MODES = ("float32", "float16", "dynamic_range", "int8", "qat")
@@ -141,7 +141,7 @@ def convert_saved_model(path: Path, mode: str, *, rep: np.ndarray | None, where:
 
 def _tf_keras_copy(spec: Spec, trained: Any, builder: Callable[..., Any] | None) -> Any:
     """The trained model rebuilt with tf_keras (same builder, keras_module='tf_keras') with its weights."""
-    from pytest_tinyml.build.train import builder_accepts_keras_module
+    from pytest_tinyml.pipeline.train import builder_accepts_keras_module
 
     if builder is None or not builder_accepts_keras_module(builder):
         raise NotEvaluable(
@@ -179,7 +179,7 @@ def convert_qat(spec: Spec, trained: Any, builder: Callable[..., Any] | None, da
     except Exception as exc:
         raise NotEvaluable(f"tensorflow-model-optimization does not import: {type(exc).__name__}: {exc}",
                            "pip install tensorflow-model-optimization tf-keras") from None
-    from pytest_tinyml.build.train import last_layer_is_probability
+    from pytest_tinyml.pipeline.train import last_layer_is_probability
 
     try:
         qmodel = tfmot.quantization.keras.quantize_model(copy)

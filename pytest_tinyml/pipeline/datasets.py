@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_tinyml.build._imports import import_with_paths
 from pytest_tinyml.errors import DatasetError
+from pytest_tinyml.pipeline._imports import import_with_paths
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import DatasetSpec
@@ -412,18 +412,17 @@ def _import_callable(target: str, search: list[Path]) -> Callable[..., Any]:
 
 def resolve_loader(name: str, extra_loaders: Mapping[str, Loader] | None = None, *, search: list[Path] | None = None,
                    where: str | None = None) -> Loader:
-    """A loader for a dataset name: built-in, from the ``pytest_tinyml_datasets`` hook, or ``module:function``."""
-    extra = dict(extra_loaders or {})
+    """A loader for a dataset name: one of ``extra_loaders`` (the ``pytest_tinyml_datasets`` hook's, which
+    include the built-in ones; None means the built-in ones only), or ``module:function``."""
+    extra = dict(BUILTIN_LOADERS if extra_loaders is None else extra_loaders)
     if name in extra:
         return extra[name]
-    if name in BUILTIN_LOADERS:
-        return BUILTIN_LOADERS[name]
     if ":" in name:
         try:
             return _import_callable(name, list(search or []))
         except DatasetError as exc:
             raise DatasetError(exc.message, where=where, fix=exc.fix) from None
-    known = sorted({*BUILTIN_LOADERS, *extra})
+    known = sorted(extra)
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     raise DatasetError(
         f"unknown dataset {name!r}",
@@ -444,7 +443,7 @@ def _as_raw(result: Any, name: str, where: str | None) -> RawDataset:
         raise DatasetError(
             f"dataset loader for {name!r} returned {type(result).__name__}",
             where=where,
-            fix="return pytest_tinyml.build.datasets.RawDataset or ((x_train, y_train), (x_test, y_test))",
+            fix="return pytest_tinyml.pipeline.datasets.RawDataset or ((x_train, y_train), (x_test, y_test))",
         )
     raw.info.setdefault("name", name)
     return _normalize(raw, name, where)

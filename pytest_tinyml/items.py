@@ -1,0 +1,190 @@
+"""Collection: a spec or ``.tflite`` file becomes one pytest item per constraint of each of its targets.
+
+Registered as the ``tinyml-items`` plugin by :mod:`pytest_tinyml.plugin`. Targets are made by the
+session (:meth:`pytest_tinyml.session.TinyMLSession.spec_targets`), never here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_tinyml import records
+from pytest_tinyml.checks.base import Check, Verdict
+from pytest_tinyml.errors import NotEvaluable, TinyMLError
+from pytest_tinyml.session import SESSION_KEY, TinyMLSession
+from pytest_tinyml.spec.model import Spec
+from pytest_tinyml.target import Target
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    session: TinyMLSession | None = parent.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return None
+    resolved = file_path.resolve()
+    nodeid = file_nodeid(file_path, parent.config.rootpath)
+    if session.models and resolved in session.models:
+        return TinyMLModelFile.from_parent(parent, path=file_path, nodeid=nodeid)
+    if not session.models and resolved in session.specs:
+        return TinyMLSpecFile.from_parent(parent, path=file_path, nodeid=nodeid)
+    return None
+
+
+def file_nodeid(path: Path, rootpath: Path) -> str:
+    """The node id of a spec or model file: its path relative to the rootdir, or its absolute path when it
+    lies outside (pytest would give such a file an empty id: ``::size`` for every model, which loses items
+    under ``--dist loadfile`` and breaks ``--lf``, ``-k`` and JUnit classnames)."""
+    absolute = Path(os.path.normpath(path.absolute()))
+    try:
+        return absolute.relative_to(rootpath).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+class TinyMLFailure(Exception):
+    """A constraint that was measured and not met."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        self.verdict = verdict
+        super().__init__(verdict.message)
+
+
+class TinyMLItem(pytest.Item):
+    """One constraint on one target."""
+
+    def __init__(self, *, check: Check, measurements: Target, line: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+        self.measurements = measurements
+        self.line = line
+        self.verdict: Verdict | None = None
+        self._record()  # a setup error still reports what the item was about
+
+    @property
+    def target(self) -> Target:
+        return self.measurements
+
+    def _record(self) -> None:
+        """(Re)write the item's record into its user properties (carried to the controller by its report)."""
+        text = records.encode(self.measurements.record(), self.verdict.to_dict() if self.verdict else None)
+        self.user_properties[:] = [(k, v) for k, v in self.user_properties if k != records.PROPERTY]
+        self.user_properties.append((records.PROPERTY, text))
+
+    def runtest(self) -> None:
+        __tracebackhide__ = True
+        try:
+            self._judge()
+        finally:
+            self._record()
+
+    def _judge(self) -> None:
+        __tracebackhide__ = True
+        try:
+            verdict = self.check.evaluate(self.measurements)
+        except NotEvaluable as exc:
+            # reported at the item's location (the spec or model), not at pytest's internals
+            raise pytest.skip.Exception(
+                f"{self.check.name}: {exc.reason}; to enable: {exc.enable}", _use_item_location=True
+            ) from None
+        self.verdict = verdict
+        self.user_properties.append(("measured", verdict.measured))
+        self.user_properties.append(("limit", verdict.limit))
+        self.user_properties.append(("unit", verdict.unit))
+        if not verdict.passed:
+            raise TinyMLFailure(verdict)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, TinyMLFailure):
+            return excinfo.value.verdict.failure_text()
+        if isinstance(excinfo.value, TinyMLError):
+            return f"{self.check.name}: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, self.line, f"{self.measurements.label}::{self.name}"
+
+
+class SpecErrorItem(pytest.Item):
+    """Stands in for a spec that cannot be read: fails with the one-line error, other specs still run."""
+
+    def __init__(self, *, error: TinyMLError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def runtest(self) -> None:
+        raise self.error
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
+        if isinstance(excinfo.value, TinyMLError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, 0, f"{self.path.name}::spec"
+
+
+def constraint_lines(spec: Spec | None, checks: list[Check]) -> dict[str, int]:
+    """Check name -> 0-based line of the constraint it judges in the spec (from each check's ``key``)."""
+    out: dict[str, int] = {}
+    if spec is None:
+        return out
+    for check in checks:
+        key = getattr(check, "key", None)
+        loc = spec.locations.get(("constraints", key)) if isinstance(key, str) else None
+        if loc:
+            out[check.name] = loc[0] - 1
+    return out
+
+
+def items_for(parent: pytest.Collector, checks: list[Check], targets: list[Target]) -> Iterator[pytest.Item]:
+    """One item per check that applies to each target (``name[mode]`` for one mode of several)."""
+    for target in targets:
+        lines = constraint_lines(target.spec, checks)
+        suffix = f"[{target.mode}]" if target.label.endswith(f"[{target.mode}]") else ""
+        for check in checks:
+            if check.applies(target.constraints):
+                item = TinyMLItem.from_parent(
+                    parent,
+                    name=f"{check.name}{suffix}",
+                    check=check,
+                    measurements=target,
+                    line=lines.get(check.name, 0),
+                )
+                for marker in item_markers(check, target):
+                    item.add_marker(marker)
+                yield item
+
+
+def item_markers(check: Check, target: Target) -> list[str]:
+    """``firmware`` for items that build and run firmware (cross-compiler, emulator); ``slow`` for items of a
+    spec that builds its model (training, conversion); plus what the check declares."""
+    markers = [str(m) for m in getattr(check, "markers", ()) or ()]
+    if target.artifacts is not None and "slow" not in markers:
+        markers.append("slow")
+    return markers
+
+
+class TinyMLSpecFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        session: TinyMLSession = self.config.stash[SESSION_KEY]
+        try:
+            targets = session.spec_targets(self.path.resolve())
+        except TinyMLError as exc:
+            yield SpecErrorItem.from_parent(self, name="spec", error=exc)
+            return
+        yield from items_for(self, session.checks, targets)
+
+
+class TinyMLModelFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        session: TinyMLSession = self.config.stash[SESSION_KEY]
+        try:
+            target = session.model_target(self.path.resolve())
+        except TinyMLError as exc:
+            yield SpecErrorItem.from_parent(self, name="spec", error=exc)
+            return
+        yield from items_for(self, session.checks, [target])

@@ -1,0 +1,451 @@
+"""The one cache of pytest-tinyml: builds, evaluations and deterministic runs. No TensorFlow here.
+
+Layout under the directory the caller passes (pytest's ``.pytest_cache/d/tinyml`` by default)::
+
+    builds/<key>/manifest.json   {"key", "files": {name: sha256}, "meta": {...}}
+    builds/<key>/model.keras, <mode>.tflite, float_pred.npy, results.json
+    builds/<key>.lock            fcntl lock held while checking or building the entry
+    eval/<key>.json              evaluation results keyed by tflite sha256 + dataset checksum + stage
+    runs/<key>/result.json, outputs.npz   deterministic runs (firmware under an emulator, host TFLM)
+    index/<kind>/<key>           sha256 of each entry above (builds: its manifest; eval: the file; runs:
+                                 its files), kept apart from the entry and checked on every read
+
+An entry is written into a temporary directory next to it and renamed into place as a whole, so readers
+never see half an entry. A corrupted or truncated entry (a file missing or its sha256 differing from the
+manifest) is detected on the next run and rebuilt. Entries that decide verdicts are also checked against
+the digest the index keeps for them outside the entry: an entry edited on its own (a result.json claiming
+fewer instructions, a manifest rewritten to match an edited model) does not match and is rebuilt. The
+index lives in the same writable directory, so it stops accidents and edits of one entry, not someone
+who rewrites both: a writable cache is trusted input (see README, "What the cache protects against").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_tinyml.pipeline._imports import module_source
+
+if TYPE_CHECKING:
+    from pytest_tinyml.spec.model import Spec
+
+#: Bump when the layout of an entry or the meaning of a build changes.
+CACHE_FORMAT = 1
+LIBRARIES = ("tensorflow", "keras", "tf-keras", "tensorflow-model-optimization", "numpy", "tflite-micro", "ai-edge-litert")
+_PIPELINE_FILES = ("datasets.py", "train.py", "quantize.py", "artifacts.py", "cache.py")
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_tree(path: Path) -> str:
+    """Hash of a file, or of every file (relative name + content) under a directory."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(path)).encode() + b"\0" + sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def build_fields(spec: Spec) -> dict[str, Any]:
+    """The parts of a spec that change the artifacts (not constraints, board or file locations)."""
+    model = {"kind": spec.model.kind, "value": spec.model.value, "args": _plain(spec.model.args)}
+    dataset = _plain(spec.dataset) if spec.dataset is not None else None
+    if isinstance(dataset, dict):
+        dataset.pop("cache_dir", None)
+    return {"model": model, "dataset": dataset, "training": _plain(spec.training),
+            "quantization": _plain(spec.quantization)}
+
+
+def model_source_digest(spec: Spec, search: list[Path]) -> str:
+    """sha256 of the builder's module source (and its parent packages'), or of the model file/directory."""
+    ref = spec.model
+    if ref.kind == "builder":
+        module_name = ref.value.partition(":")[0]
+        h = hashlib.sha256()
+        parts = module_name.split(".")
+        for i in range(1, len(parts) + 1):
+            name = ".".join(parts[:i])
+            origin, data = module_source(name, search)
+            h.update(name.encode() + b"\0" + (data if data is not None else b"<no source>") + b"\0")
+        return h.hexdigest()
+    if ref.path is not None and Path(ref.path).exists():
+        return sha256_tree(Path(ref.path))
+    return sha256_bytes(ref.value.encode())
+
+
+def pipeline_digest() -> str:
+    here = Path(__file__).parent
+    h = hashlib.sha256(f"format {CACHE_FORMAT}".encode())
+    for name in _PIPELINE_FILES:
+        p = here / name
+        h.update(name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"") + b"\0")
+    return h.hexdigest()
+
+
+def build_key(spec: Spec, *, dataset_checksum: str, search: list[Path]) -> tuple[str, dict[str, Any]]:
+    """The cache key of a spec's artifacts, and the inputs it was computed from."""
+    inputs = {
+        "format": CACHE_FORMAT,
+        "spec": build_fields(spec),
+        "model_source": model_source_digest(spec, search),
+        "dataset_checksum": dataset_checksum,
+        "versions": library_versions(),
+        "pipeline": pipeline_digest(),
+    }
+    blob = json.dumps(inputs, sort_keys=True, default=str).encode()
+    return sha256_bytes(blob), inputs
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """An exclusive ``fcntl.flock`` on ``path`` (created if needed); blocks until it is free.
+
+    Yields True when another process held the lock and this one waited for it (``on_wait`` is called
+    once before waiting)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    waited = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waited = True
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield waited
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+_INDEX_KEY = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
+
+
+class DigestIndex:
+    """``<root>/index/<kind>/<key>``: the sha256 of a cache entry, kept apart from the entry itself."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "index"
+
+    def _path(self, kind: str, key: str) -> Path | None:
+        if not _INDEX_KEY.fullmatch(kind) or not _INDEX_KEY.fullmatch(key):
+            return None
+        return self.root / kind / key
+
+    def put(self, kind: str, key: str, digest: str) -> None:
+        path = self._path(kind, key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(digest + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def matches(self, kind: str, key: str, digest: str) -> bool:
+        """True when the index holds ``digest`` for the entry (a missing or unreadable index entry: False)."""
+        path = self._path(kind, key)
+        if path is None:
+            return False
+        try:
+            with path.open("rb") as f:
+                kept = f.read(200).decode("ascii", "replace").strip()
+        except OSError:
+            return False
+        return kept == digest
+
+
+def entry_digest(files: Mapping[str, bytes]) -> str:
+    """sha256 over the names and contents of an entry's files."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + sha256_bytes(files[name]).encode() + b"\0")
+    return h.hexdigest()
+
+
+class Cache:
+    """The build and evaluation cache rooted at ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.builds = self.root / "builds"
+        self.evals = self.root / "eval"
+        self.index = DigestIndex(self.root)
+
+    def entry_dir(self, key: str) -> Path:
+        return self.builds / key
+
+    def lock_path(self, key: str) -> Path:
+        return self.builds / f"{key}.lock"
+
+    @contextlib.contextmanager
+    def locked(self, key: str, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+        """Hold the entry's lock; yields True when another process held it first (and may have built it)."""
+        with file_lock(self.lock_path(key), on_wait) as waited:
+            yield waited
+
+    def verify(self, key: str) -> dict[str, Any] | None:
+        """The manifest of a complete, intact entry, else None."""
+        entry = self.entry_dir(key)
+        try:
+            raw = (entry / "manifest.json").read_bytes()
+            if not self.index.matches("builds", key, sha256_bytes(raw)):
+                return None  # edited, or written without this index: rebuild
+            manifest = json.loads(raw)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(manifest, dict) or manifest.get("key") != key or not isinstance(manifest.get("files"), dict):
+            return None
+        for name, digest in manifest["files"].items():
+            p = entry / name
+            if "/" in name or name.startswith(".") or not p.is_file():
+                return None
+            try:
+                if sha256_file(p) != digest:
+                    return None
+            except OSError:
+                return None
+        return manifest
+
+    def new_staging(self, key: str) -> Path:
+        self.builds.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=self.builds))
+
+    def commit(self, key: str, staging: Path, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """Write the manifest into ``staging`` and move it into place (replacing a stale entry)."""
+        files = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file() and p.name != "manifest.json"}
+        manifest = {"key": key, "files": files, "created": time.time(), "meta": dict(meta)}
+        tmp = staging / ".manifest.json.tmp"
+        text = json.dumps(manifest, indent=1, sort_keys=True, default=str)
+        tmp.write_text(text)
+        os.replace(tmp, staging / "manifest.json")
+        self.index.put("builds", key, sha256_bytes(text.encode()))
+        final = self.entry_dir(key)
+        if final.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".trash-{key[:16]}-", dir=self.builds))
+            os.replace(final, trash / "old")
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(staging, final)
+        return manifest
+
+    def discard(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    # evaluation results -------------------------------------------------------------------------
+
+    def eval_path(self, key: str) -> Path:
+        return self.evals / f"{key}.json"
+
+    def read_eval(self, key: str) -> dict[str, Any] | None:
+        try:
+            raw = self.eval_path(key).read_bytes()
+            if not self.index.matches("eval", key, sha256_bytes(raw)):
+                return None
+            data = json.loads(raw)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("key") != key:
+            return None
+        body = json.dumps(data.get("result"), sort_keys=True)
+        if data.get("sha256") != sha256_bytes(body.encode()):
+            return None
+        result = data.get("result")
+        return result if isinstance(result, dict) else None
+
+    def write_eval(self, key: str, result: Mapping[str, Any]) -> None:
+        self.evals.mkdir(parents=True, exist_ok=True)
+        body = json.dumps(result, sort_keys=True)
+        data = {"key": key, "sha256": sha256_bytes(body.encode()), "result": json.loads(body)}
+        text = json.dumps(data)
+        fd, tmp = tempfile.mkstemp(prefix=".eval-", dir=self.evals)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        self.index.put("eval", key, sha256_bytes(text.encode()))
+        os.replace(tmp, self.eval_path(key))
+
+
+# --- deterministic runs (firmware under an emulator with -icount, host TFLM outputs) ---------------------
+def package_version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def run_cache_key(*parts: str) -> str:
+    return sha256_bytes("\0".join(parts).encode())
+
+
+class RunCache:
+    """``<cache>/runs/<key>/``: ``result.json`` (scalars) and ``outputs.npz`` (arrays), written atomically.
+
+    Only deterministic runs are stored (QEMU with ``-icount``; host TFLM), keyed by a hash of everything
+    they depend on. A damaged entry (unreadable JSON or arrays) or one whose files do not match the digest
+    the index keeps for it (``<cache>/index/runs/<key>``) is ignored, and the run happens again.
+    """
+
+    _SCALARS = (
+        "arena_bytes",
+        "stack_bytes",
+        "static_ram_bytes",
+        "text_bytes",
+        "rodata_bytes",
+        "flash_bytes",
+        "instructions_per_inference",
+        "machine",
+        "core",
+        "emulator",
+        "samples",
+        "activation_bytes",
+        "persistent_bytes",
+        "model_bytes",
+        "instructions_min",
+        "instructions_max",
+        "calibration_instructions",
+        "clock_hz",
+        "emulate_seconds",
+        "seconds",
+        "runtime",
+        "kernels",
+        "arena_min_bytes",
+        "arena_used_at",
+    )
+
+    def __init__(self, root: Path, index_root: Path | None = None) -> None:
+        self.root = root
+        self.index = DigestIndex(index_root if index_root is not None else Path(root).parent)
+
+    def _write(self, key: str, meta: dict[str, Any], outputs: list[Any]) -> None:
+        import numpy as np
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / key
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=self.root))
+        try:
+            np.savez(tmp / "outputs.npz", *[np.asarray(o) for o in outputs])
+            (tmp / "result.json").write_text(json.dumps(meta, default=str))
+            files = {name: (tmp / name).read_bytes() for name in ("result.json", "outputs.npz")}
+            self.index.put("runs", key, entry_digest(files))
+            if final.exists():
+                shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _read(self, key: str) -> tuple[dict[str, Any], list[Any]] | None:
+        import numpy as np
+
+        entry = self.root / key
+        try:
+            files = {name: (entry / name).read_bytes() for name in ("result.json", "outputs.npz")}
+            if not self.index.matches("runs", key, entry_digest(files)):
+                return None  # edited, damaged, or written without this index: run again
+            meta = json.loads(files["result.json"])
+            with np.load(io.BytesIO(files["outputs.npz"]), allow_pickle=False) as data:
+                outputs = [data[f"arr_{i}"] for i in range(len(data.files))]
+        except (OSError, ValueError, KeyError):
+            return None
+        if meta.get("count") != len(outputs):
+            return None
+        return meta, outputs
+
+    def save_outputs(self, key: str, outputs: list[Any]) -> None:
+        self._write(key, {"count": len(outputs)}, outputs)
+
+    def load_outputs(self, key: str) -> list[Any] | None:
+        hit = self._read(key)
+        return None if hit is None else hit[1]
+
+    def save_firmware(self, key: str, result: Any) -> None:
+        meta = {name: getattr(result, name) for name in self._SCALARS}
+        meta["elf_path"] = str(result.elf_path)
+        meta["count"] = len(result.outputs)
+        counts = getattr(result, "instruction_counts", None)
+        meta["instruction_counts"] = counts.to_dict() if counts is not None else None
+        meta["counts_note"] = getattr(result, "counts_note", "")
+        self._write(key, meta, list(result.outputs))
+
+    def load_firmware(self, key: str) -> Any | None:
+        from pytest_tinyml.emulate.run import FirmwareResult
+
+        hit = self._read(key)
+        if hit is None:
+            return None
+        meta, outputs = hit
+        try:
+            fields = {name: meta[name] for name in self._SCALARS}
+        except KeyError:
+            return None
+        log = [f"cached firmware run {meta.get('seconds', 0):.1f} s"]
+        from pytest_tinyml.emulate.insn_plugin import ClassCounts
+
+        counts = None
+        if isinstance(meta.get("instruction_counts"), dict):
+            try:
+                counts = ClassCounts.from_dict(meta["instruction_counts"])
+            except (TypeError, ValueError):
+                return None  # a damaged entry: run again
+        return FirmwareResult(
+            outputs=outputs,
+            elf_path=Path(meta["elf_path"]),
+            build_cached=True,
+            log=log,
+            instruction_counts=counts,
+            counts_note=str(meta.get("counts_note", "")),
+            **fields,
+        )

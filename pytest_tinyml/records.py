@@ -1,0 +1,178 @@
+"""Typed, JSON-serialisable records of what each item judged: the only input of reports and export.
+
+An item writes one :class:`TargetRecord` (what it judged: label, board, runtime, model file, and the facts
+measured by the time it finished) and its :class:`~pytest_tinyml.checks.base.Verdict` into its report's
+``user_properties`` as JSON (``tinyml_record``). pytest (and pytest-xdist, from its workers) carries them to
+the controller, where :func:`record_from_report` makes one :class:`ItemRecord` per item. Reports, baseline
+comparison and ``--tinyml-export`` read nothing else, so a serial run and a ``-n 2`` run write the same
+files.
+
+No pytest, TensorFlow or numpy here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+#: The user property that carries a record.
+PROPERTY = "tinyml_record"
+#: Record format; a reader ignores records of another version.
+RECORD_VERSION = 1
+#: Strings in a record are cut to this many characters (the full value is the model's, not the report's).
+MAX_TEXT = 4096
+#: At most this many list entries per list in a record.
+MAX_LIST = 1000
+
+
+@dataclass
+class TargetRecord:
+    """What an item judged: one model on one board.
+
+    ``facts``: measurements of the target already computed when the item finished, as plain data:
+    ``arena`` {bytes, host_bytes, method}, ``flash`` {bytes, model_bytes, runtime_code_bytes},
+    ``accuracy`` {stages, drop_points, drop_ci}. Items of one target add to each other's facts.
+    """
+
+    label: str
+    kind: str  # spec or model
+    board: str
+    spec: str | None = None  # the spec file (as displayed) for targets of a spec
+    spec_name: str | None = None
+    mode: str | None = None  # quantization mode of a spec that builds its model
+    runtime: str | None = None  # firmware runtime asked for (tinyml, tflm), None when not set
+    model_path: str | None = None  # the .tflite judged, once known (built, or given)
+    regression: dict[str, float] = field(default_factory=dict)  # RegressionSpec field -> threshold
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetRecord:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class ItemRecord:
+    """One item's outcome: its node id, check, status, target and verdict (``Verdict.to_dict()``: measured,
+    limit, unit, message, details, fix and free-form ``extra`` properties)."""
+
+    nodeid: str
+    name: str  # the item name, e.g. size or size[int8]
+    check: str
+    status: str  # passed, failed, skipped, error
+    info: TargetRecord
+    verdict: dict[str, Any] | None = None
+    message: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.info.label
+
+    @property
+    def board(self) -> str | None:
+        return self.info.board
+
+    @property
+    def mode(self) -> str | None:
+        return self.info.mode
+
+    @property
+    def model_path(self) -> str | None:
+        return self.info.model_path
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """Free-form figures of the verdict (``Verdict.extra``: runtime, instructions, emulator_command...)."""
+        extra = (self.verdict or {}).get("extra")
+        return extra if isinstance(extra, dict) else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe, bounded copy: tuples -> lists, numpy scalars/arrays -> Python, NaN/inf -> None,
+    long strings and lists cut."""
+    if depth > 20:
+        return None
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
+    if isinstance(value, dict):
+        return {str(k)[:MAX_TEXT]: plain(v, depth + 1) for k, v in list(value.items())[:MAX_LIST]}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
+        return [plain(v, depth + 1) for v in list(items)[:MAX_LIST]]
+    item = getattr(value, "item", None)  # numpy scalars
+    if callable(item) and getattr(value, "shape", None) == ():
+        try:
+            return plain(item(), depth + 1)
+        except Exception:  # noqa: BLE001 - an odd object becomes its text
+            return plain(str(value), depth + 1)
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        try:
+            return plain(tolist(), depth + 1)
+        except Exception:  # noqa: BLE001
+            pass
+    return plain(str(value), depth + 1)
+
+
+def encode(info: TargetRecord, verdict: dict[str, Any] | None) -> str:
+    """The JSON a test report carries for one item."""
+    return json.dumps(
+        {"version": RECORD_VERSION, "target": plain(asdict(info)), "verdict": plain(verdict)},
+        allow_nan=False,
+        ensure_ascii=False,
+    )
+
+
+def decode(text: str) -> tuple[TargetRecord, dict[str, Any] | None] | None:
+    """The (target, verdict) of an encoded record, or None if it is not one this version reads."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != RECORD_VERSION or not isinstance(data.get("target"), dict):
+        return None
+    try:
+        info = TargetRecord.from_dict(data["target"])
+    except TypeError:
+        return None
+    verdict = data.get("verdict")
+    return info, verdict if isinstance(verdict, dict) else None
+
+
+def record_from_report(report: Any) -> ItemRecord | None:
+    """The record of a tinyml item's test report (``pytest.TestReport``), or None for other reports and
+    phases. Setup errors and skips count; the call phase gives passed / failed / skipped."""
+    props = {str(k): v for k, v in getattr(report, "user_properties", ())}
+    if PROPERTY not in props:
+        return None
+    if report.when != "call" and not (report.when == "setup" and (report.failed or report.skipped)):
+        return None
+    decoded = decode(str(props[PROPERTY]))
+    if decoded is None:
+        return None
+    info, verdict = decoded
+    if report.skipped:
+        status = "skipped"
+        longrepr = report.longrepr
+        message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    else:
+        status = report.outcome if report.when == "call" else "error"
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else (report.longreprtext or "")
+        message = str(verdict.get("message")) if verdict else (text.splitlines()[0] if text else "")
+    name = report.nodeid.rsplit("::", 1)[-1]
+    check = str((verdict or {}).get("name") or name.split("[", 1)[0])
+    return ItemRecord(
+        nodeid=report.nodeid, name=name, check=check, status=status, info=info, verdict=verdict, message=message
+    )

@@ -1,0 +1,131 @@
+"""The run: what was asked (:class:`RunOptions`), the boards, checks, specs and targets of this pytest
+session, and the items' records gathered from pytest's reports (so they reach the controller under
+pytest-xdist too: :mod:`pytest_tinyml.records`). Registered as the ``tinyml-session`` plugin by
+:mod:`pytest_tinyml.plugin`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_tinyml.boards import DEFAULT_BOARD, Board, BoardRegistry
+from pytest_tinyml.checks.base import Check
+from pytest_tinyml.errors import SpecError
+from pytest_tinyml.records import ItemRecord, record_from_report
+from pytest_tinyml.spec.model import Spec
+from pytest_tinyml.target import SpecArtifacts, Target, model_target, spec_targets
+
+SESSION_KEY = pytest.StashKey["TinyMLSession"]()
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunOptions:
+    """What the run was asked to do (from the command line and ini)."""
+
+    cache_dir: Path
+    rebuild: bool = False
+    emulator: str | None = None  # overrides the spec's firmware.emulator
+    firmware_samples: int | None = None  # overrides the spec's firmware.samples
+    export_dir: Path | None = None
+    progress: Progress | None = None
+    extra_loaders: Mapping[str, Callable[..., Any]] | None = None  # the datasets hook's (None: built-ins)
+    load_model: Callable[..., Any] | None = None
+    tflm_timeout: float = 60.0  # seconds for one host-TFLM allocation in its child process
+    firmware_runtime: str | None = None  # tflm (real TFLM), tinyml (the project's C runtime); None: tflm if possible
+    kernels: str | None = None  # TFLM kernel set; None: the spec's, else by core
+    offline: bool = False  # never download TFLM sources
+    tflm_sources: Path | None = None  # source cache (default cache_dir / "tflm-sources")
+    tflm_mirror: str | None = None
+
+
+def display(path: Path) -> str:
+    """``path`` relative to the working directory when it can be, else as given."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+@dataclass(eq=False)
+class TinyMLSession:
+    config: pytest.Config
+    specs: list[Path]
+    models: list[Path]
+    board_override: str | None
+    boards: BoardRegistry
+    options: RunOptions
+    checks: list[Check]
+    targets: dict[str, Target] = field(default_factory=dict)
+    artifacts: dict[Path, SpecArtifacts] = field(default_factory=dict)
+    loaded: dict[Path, Spec | SpecError] = field(default_factory=dict)
+    results: list[ItemRecord] = field(default_factory=list)
+    report_outcome: Any = None
+    notes: list[str] = field(default_factory=list)  # lines for the terminal summary (export)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Collects item results (from reports, so pytest-xdist works too)."""
+        progress = self.options.progress
+        if progress is not None and hasattr(progress, "close"):
+            progress.close()
+        result = record_from_report(report)
+        if result is not None:
+            self.results.append(result)
+
+    def board(self, name: str | None, where: str | None = None) -> Board:
+        return self.boards.get(self.board_override or name or DEFAULT_BOARD, where=where)
+
+    def spec(self, path: Path) -> Spec:
+        if path not in self.loaded:
+            from pytest_tinyml.spec import load_spec
+
+            try:  # with --tinyml-model the spec only gives constraints and board: no model: section needed
+                self.loaded[path] = load_spec(display(path), model_required=not self.models)
+            except SpecError as exc:
+                self.loaded[path] = exc
+        value = self.loaded[path]
+        if isinstance(value, SpecError):
+            raise value
+        return value
+
+    def spec_artifacts(self, spec: Spec) -> SpecArtifacts:
+        key = spec.path.resolve()
+        if key not in self.artifacts:
+            self.artifacts[key] = SpecArtifacts(spec, self.options)
+        return self.artifacts[key]
+
+    # --- targets: made once, by the rules of pytest_tinyml.target ------------------------------------
+    def _remember(self, targets: list[Target]) -> list[Target]:
+        return [self.targets.setdefault(t.label, t) for t in targets]
+
+    def spec_targets(self, path: Path) -> list[Target]:
+        """The targets of the spec at ``path`` (raises TinyMLError for a broken spec or unknown board)."""
+        spec = self.spec(path)
+        if spec.model.kind == "none":
+            raise SpecError("the spec has no 'model:' section", where=spec.where(),
+                            fix="name the model (model: {tflite: x.tflite}), or audit .tflite files with --tinyml-model")
+        board = self.board(spec.board, where=spec.where("board"))
+        artifacts = self.spec_artifacts(spec) if spec.builds else None
+        return self._remember(
+            spec_targets(spec, name=display(path), board=board, options=self.options, artifacts=artifacts)
+        )
+
+    def model_target(self, path: Path) -> Target:
+        """The target of an audited ``.tflite``: under the one ``--tinyml-spec``'s constraints and board when
+        one is given, else the audit defaults on the default board (raises TinyMLError for a broken spec)."""
+        spec = self.spec(self.specs[0]) if self.specs else None
+        board = self.board(spec.board if spec else None, where=spec.where("board") if spec else None)
+        name = display(path)
+        target = model_target(
+            Path(name), name=name, board=board, options=self.options,
+            constraints=spec.constraints if spec else None,
+        )
+        return self._remember([target])[0]

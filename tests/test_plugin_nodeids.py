@@ -1,0 +1,133 @@
+"""Node ids, markers and everyday pytest use of tinyml items (pytester, tiny real .tflite files).
+
+Models outside the rootdir used to get the node id ``::size`` (no file part): ``--dist loadfile`` then ran
+half the items and exited 0. Every item must run, under its own id, however the models are given.
+"""
+
+from __future__ import annotations
+
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tflite_factory  # noqa: E402
+
+pytest_plugins = ["pytester"]
+
+AUDIT_ITEMS = ("size", "int8_io", "tflm_ops", "arena", "flash")  # the audit items that need no firmware
+
+
+@pytest.fixture
+def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three models in a directory that is not under the pytester rootdir."""
+    root = tmp_path_factory.mktemp("outside_models")
+    for i, filters in enumerate((4, 4, 16)):
+        (root / f"m{i}.tflite").write_bytes(tflite_factory.int8_cnn(i, filters=filters))
+    return root
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-rA", *args, timeout=600)
+
+
+def statuses(result: pytest.RunResult) -> dict[str, str]:
+    out = {}
+    for line in result.outlines:
+        for word in ("PASSED", "FAILED", "SKIPPED", "ERROR"):
+            if line.startswith(word + " "):
+                out[line.split(" ", 1)[1].split(" - ")[0]] = word
+    return out
+
+
+def test_models_outside_rootdir_keep_their_file_in_the_node_id(pytester: pytest.Pytester, outside: Path) -> None:
+    pytester.makeini("[pytest]\n")
+    result = run(pytester, "-p", "no:cacheprovider", "--collect-only", "-q", "--tinyml-model", str(outside / "*.tflite"))
+    ids = [line for line in result.outlines if "::" in line]
+    assert len(ids) == 21 and len(set(ids)) == 21, result.stdout.str()
+    assert all(i.startswith(outside.as_posix() + "/m") for i in ids), ids
+
+
+def test_loadfile_under_xdist_runs_every_item_of_models_outside_rootdir(
+    pytester: pytest.Pytester, outside: Path
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makeini("[pytest]\n")
+    result = run(
+        pytester, "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile", "-m", "not firmware",
+        "--junitxml=junit.xml", "--tinyml-model", str(outside / "*.tflite"),
+    )
+    seen = statuses(result)
+    want = {f"{(outside / f'm{i}.tflite').as_posix()}::{name}" for i in range(3) for name in AUDIT_ITEMS}
+    assert set(seen) == want and set(seen.values()) == {"PASSED"}, result.stdout.str()
+    assert result.ret == 0
+    cases = ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
+    classnames = {c.get("classname") for c in cases}
+    assert len(classnames) == 3 and "" not in classnames, classnames
+
+
+def test_node_id_on_the_command_line_selects_one_item(pytester: pytest.Pytester, outside: Path) -> None:
+    pytester.makeini("[pytest]\n")
+    model = (outside / "m1.tflite").as_posix()
+    # with the model as the only argument pytest would pick a rootdir above it; pin it here
+    result = run(pytester, "-p", "no:cacheprovider", "--rootdir", str(pytester.path), f"{model}::arena")
+    assert statuses(result) == {f"{model}::arena": "PASSED"}, result.stdout.str()
+    (pytester.path / "inside.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    result = run(pytester, "-p", "no:cacheprovider", "inside.tflite::size", "-k", "size")
+    assert statuses(result) == {"inside.tflite::size": "PASSED"}, result.stdout.str()
+
+
+def test_spec_without_model_gives_constraints_and_board_and_lf_reruns_failures(
+    pytester: pytest.Pytester, outside: Path
+) -> None:
+    pytester.makeini("[pytest]\n")
+    spec = pytester.path / "limits.yaml"
+    spec.write_text("version: 1\nname: limits\nboard: stm32f405\nconstraints: {max_size: 4000B, arena: board}\n")
+    models = str(outside / "*.tflite")
+    first = run(pytester, "--tinyml-spec", "limits.yaml", "--tinyml-model", models, "-k", "size or arena")
+    seen = statuses(first)
+    big = f"{(outside / 'm2.tflite').as_posix()}::size"
+    assert seen[big] == "FAILED" and len(seen) == 6, first.stdout.str()
+    assert [k for k, v in seen.items() if v == "FAILED"] == [big]
+    first.stdout.fnmatch_lines(["*(board stm32f405)*"])
+    again = run(pytester, "--lf", "--tinyml-spec", "limits.yaml", "--tinyml-model", models)
+    assert statuses(again) == {big: "FAILED"}, again.stdout.str()
+    # the same spec alone has no model to judge: its ::spec item says so
+    alone = run(pytester, "-p", "no:cacheprovider", "--tinyml-spec", "limits.yaml")
+    alone.stdout.fnmatch_lines(["*limits.yaml:1:1*'model' is a required property*"])
+    assert alone.ret == 1
+
+
+def test_not_firmware_deselects_firmware_items_and_runs_no_firmware(pytester: pytest.Pytester) -> None:
+    (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    cache = pytester.path / "cache"
+    result = run(pytester, "-p", "no:cacheprovider", "--tinyml-model", "m.tflite", "-m", "not firmware",
+                 "-o", f"tinyml_cache_dir={cache}")
+    assert statuses(result) == {f"m.tflite::{n}": "PASSED" for n in AUDIT_ITEMS}, result.stdout.str()
+    result.stdout.fnmatch_lines(["*5 passed, 2 deselected*"])
+    # nothing was compiled or emulated: no firmware build directory, no run-cache entry
+    assert not (cache / "firmware").exists() and not (cache / "runs").exists(), sorted(cache.rglob("*"))
+    result = run(pytester, "-p", "no:cacheprovider", "--tinyml-model", "m.tflite", "--collect-only", "-q",
+                 "-m", "firmware")
+    assert [line for line in result.outlines if "::" in line] == ["m.tflite::firmware_bitexact",
+                                                                   "m.tflite::firmware_ram"]
+
+
+def test_boards_listing(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        'def pytest_tinyml_boards():\n'
+        '    return [("my_board", {"core": "cortex-m33", "clock": "150MHz", "flash": "2MiB", "ram": "512KiB",'
+        ' "source": "test"})]\n'
+    )
+    result = run(pytester, "-p", "no:cacheprovider", "--tinyml-boards")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([
+        "board*core*clock*flash*RAM*emulators",
+        "*arduino_nano_33_ble_sense*cortex-m4f*64 MHz*1,048,576 B*262,144 B*qemu mps2-an386*",
+        "*my_board*cortex-m33*150 MHz*2,097,152 B*524,288 B*-*",
+    ])
+    assert "collected" not in result.stdout.str()
+    help_text = run(pytester, "--help").stdout.str()
+    assert "--tinyml-boardslists" in "".join(help_text.split())  # argparse wraps at hyphens

@@ -1,0 +1,280 @@
+"""Pinned TFLM source download: a local HTTP server on 127.0.0.1 serves archives this test builds.
+
+The archives are small trees made here (not TFLM): what is under test is the download, the safe unpack,
+the tree digest, the patch step and the messages, which do not depend on what the files contain.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import socket
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pytest_tinyml.emulate import tflm_sources as ts
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+PATCH = """diff --git a/include/x.h b/include/x.h
+--- a/include/x.h
++++ b/include/x.h
+@@ -1,3 +1,4 @@
+ #ifndef X_H
+ #define X_H
++#define PATCHED 1
+ #endif
+--
+2.0
+"""
+
+
+def _tree(files: dict[str, bytes], tmp: Path) -> Path:
+    for rel, data in files.items():
+        path = tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return tmp
+
+
+def _targz(top: str, files: dict[str, bytes], extra: list[tarfile.TarInfo] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        d = tarfile.TarInfo(top)
+        d.type = tarfile.DIRTYPE
+        tar.addfile(d)
+        for rel, data in files.items():
+            info = tarfile.TarInfo(f"{top}/{rel}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for info in extra or []:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
+    return buf.getvalue()
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.routes: dict[str, bytes] = {}
+        self.truncate: set[str] = set()
+        routes, truncate = self.routes, self.truncate
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                body = routes.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if self.path in truncate else body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server()
+    yield srv
+    srv.close()
+
+
+FILES = {"README": b"hello\n", "include/x.h": b"#ifndef X_H\n#define X_H\n#endif\n", "src/a.c": b"int a;\n"}
+
+
+def _pin(tmp_path: Path, name: str = "proj", files: dict[str, bytes] = FILES) -> ts.Pin:
+    digest, count = ts.tree_digest(_tree(files, tmp_path / f"ref-{name}"))
+    return ts.Pin(name=name, owner="own", repo=name, commit=COMMIT, sha256=digest, files=count)
+
+
+def _serve(server: _Server, pin: ts.Pin, body: bytes) -> None:
+    server.routes[f"/{pin.owner}/{pin.repo}/archive/{pin.commit}.tar.gz"] = body
+
+
+def test_digest_is_defined_by_sorted_paths_sizes_and_contents(tmp_path: Path) -> None:
+    import hashlib
+
+    root = _tree({"b": b"2", "a/z": b"1"}, tmp_path / "t")
+    (root / "link").symlink_to("b")  # symlinks are not part of the digest
+    expected = hashlib.sha256(b"a/z\x001\x001" + b"b\x001\x002").hexdigest()
+    assert ts.tree_digest(root) == (expected, 2)
+    (root / "b").write_bytes(b"3")
+    assert ts.tree_digest(root)[0] != expected
+
+
+def test_good_archive_downloads_verifies_and_is_reused(tmp_path: Path, server: _Server) -> None:
+    pin = _pin(tmp_path)
+    _serve(server, pin, _targz(f"proj-{COMMIT}", FILES))
+    lines: list[str] = []
+    out = ts.fetch_project(pin, tmp_path / "cache", server.url, lines.append)
+    assert out == tmp_path / "cache" / pin.dirname
+    assert (out / "src/a.c").read_bytes() == b"int a;\n"
+    assert any("downloading proj" in ln for ln in lines) and any("verified (3 files)" in ln for ln in lines)
+    assert ts.cache_entry_ok(tmp_path / "cache", pin)
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_patch_is_applied_after_verification(tmp_path: Path, server: _Server) -> None:
+    pin = _pin(tmp_path)
+    patched = dict(FILES, **{"include/x.h": b"#ifndef X_H\n#define X_H\n#define PATCHED 1\n#endif\n"})
+    after = ts.tree_digest(_tree(patched, tmp_path / "patched"))[0]
+    pin = replace(pin, patch="p.patch", patched_sha256=after)
+    _serve(server, pin, _targz(f"proj-{COMMIT}", FILES))
+    out = ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None, PATCH)
+    assert b"PATCHED" in (out / "include/x.h").read_bytes()
+    assert ts.cache_entry_ok(tmp_path / "cache", pin)
+
+
+def test_checksum_mismatch_is_one_line_and_leaves_nothing(tmp_path: Path, server: _Server) -> None:
+    pin = _pin(tmp_path)
+    _serve(server, pin, _targz(f"proj-{COMMIT}", dict(FILES, **{"src/a.c": b"int b;\n"})))
+    with pytest.raises(ts.SourcesUnavailable) as err:
+        ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
+    assert "checksum mismatch" in str(err.value) and "\n" not in str(err.value)
+    assert not list((tmp_path / "cache").iterdir())
+
+
+def test_truncated_archive(tmp_path: Path, server: _Server) -> None:
+    pin = _pin(tmp_path)
+    _serve(server, pin, _targz(f"proj-{COMMIT}", FILES))
+    server.truncate.add(f"/own/proj/archive/{COMMIT}.tar.gz")
+    with pytest.raises(ts.SourcesUnavailable) as err:
+        ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
+    assert "ended after" in str(err.value) or "truncated" in str(err.value)
+    assert not list((tmp_path / "cache").iterdir())
+
+
+def test_truncated_gzip_with_honest_length(tmp_path: Path, server: _Server) -> None:
+    pin = _pin(tmp_path)
+    body = _targz(f"proj-{COMMIT}", FILES)
+    _serve(server, pin, body[: len(body) - 40])
+    with pytest.raises(ts.SourcesUnavailable, match="truncated or not a tar.gz"):
+        ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
+
+
+def test_server_down(tmp_path: Path) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(ts.SourcesUnavailable, match="cannot download"):
+        ts.fetch_project(_pin(tmp_path), tmp_path / "cache", f"http://127.0.0.1:{port}", lambda _m: None)
+
+
+def test_http_404(tmp_path: Path, server: _Server) -> None:
+    with pytest.raises(ts.SourcesUnavailable, match="HTTP 404"):
+        ts.fetch_project(_pin(tmp_path), tmp_path / "cache", server.url, lambda _m: None)
+
+
+@pytest.mark.parametrize("member", ["../evil", "/etc/evil", f"proj-{COMMIT}/../../evil", "other-top/x"])
+def test_path_traversal_member_rejects_archive(tmp_path: Path, server: _Server, member: str) -> None:
+    pin = _pin(tmp_path)
+    bad = tarfile.TarInfo(member)
+    bad.size = 1
+    _serve(server, pin, _targz(f"proj-{COMMIT}", FILES, [bad]))
+    with pytest.raises(ts.SourcesUnavailable, match="unsafe path|outside its top directory"):
+        ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
+    assert not (tmp_path / "evil").exists() and not Path("/etc/evil").exists()
+    assert not list((tmp_path / "cache").iterdir())
+
+
+def test_links_and_devices_are_never_created(tmp_path: Path, server: _Server) -> None:
+    pin = _pin(tmp_path)
+    top = f"proj-{COMMIT}"
+    link = tarfile.TarInfo(f"{top}/escape")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    hard = tarfile.TarInfo(f"{top}/hard")
+    hard.type, hard.linkname = tarfile.LNKTYPE, "/etc/passwd"
+    dev = tarfile.TarInfo(f"{top}/dev")
+    dev.type = tarfile.CHRTYPE
+    _serve(server, pin, _targz(top, FILES, [link, hard, dev]))
+    out = ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
+    assert sorted(p.name for p in out.iterdir()) == ["README", "include", "src"]
+
+
+def test_file_count_limit(tmp_path: Path, server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ts, "MAX_FILES", 2)
+    pin = _pin(tmp_path)
+    _serve(server, pin, _targz(f"proj-{COMMIT}", FILES))
+    with pytest.raises(ts.SourcesUnavailable, match="more than 2 files"):
+        ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
+
+
+def test_archive_size_limit(tmp_path: Path, server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ts, "MAX_ARCHIVE", 100)
+    pin = _pin(tmp_path)
+    _serve(server, pin, _targz(f"proj-{COMMIT}", {"big": bytes(range(256)) * 64}))
+    with pytest.raises(ts.SourcesUnavailable, match="limit for a source archive"):
+        ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
+
+
+def test_mirror_must_be_https_unless_loopback() -> None:
+    assert ts.mirror_url("https://github.com/") == "https://github.com"
+    assert ts.mirror_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000"
+    with pytest.raises(ts.SourcesUnavailable, match="not an https URL"):
+        ts.mirror_url("http://example.com")
+    with pytest.raises(ts.SourcesUnavailable):
+        ts.mirror_url("file:///etc")
+
+
+def _table(tmp_path: Path) -> dict[str, ts.Pin]:
+    return {n: _pin(tmp_path, n) for n in ts.projects_for("cmsis_nn")}
+
+
+def test_locate_downloads_then_uses_the_cache_offline(tmp_path: Path, server: _Server) -> None:
+    table = _table(tmp_path)
+    for pin in table.values():
+        _serve(server, pin, _targz(f"{pin.repo}-{COMMIT}", FILES))
+    cache = tmp_path / "cache"
+    got = ts.locate_sources(cache, kernels="reference", mirror=server.url, table=table, tflm_root="")
+    assert got.origin == "download" and got.cmsis_nn is None and got.tflm == cache / f"tflite-micro-{COMMIT}"
+    server.routes.clear()  # nothing can be downloaded any more
+    again = ts.locate_sources(cache, kernels="reference", offline=True, table=table, tflm_root="")
+    assert again.origin == "source cache"
+    with pytest.raises(ts.SourcesUnavailable, match=r"not in the source cache .*cmsis_nn.*offline"):
+        ts.locate_sources(cache, kernels="cmsis_nn", offline=True, table=table, tflm_root="")
+
+
+def test_locate_refuses_a_tampered_cache_entry(tmp_path: Path, server: _Server) -> None:
+    table = _table(tmp_path)
+    cache = tmp_path / "cache"
+    for pin in table.values():
+        _tree(FILES, cache / pin.dirname)
+    (cache / table["ruy"].dirname / "src/a.c").write_bytes(b"int evil;\n")
+    with pytest.raises(ts.SourcesUnavailable, match="does not match the pinned tree digest of ruy"):
+        ts.locate_sources(cache, kernels="reference", offline=True, table=table, tflm_root="")
+
+
+def test_tflm_root_wins_and_says_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(ts.SourcesUnavailable, match="not a tflite-micro checkout"):
+        ts.locate_sources(tmp_path, tflm_root=tmp_path)
+
+
+def test_shipped_pins_cover_tflm_and_its_third_party_pins() -> None:
+    table = ts.pins()
+    assert table["tflite-micro"].commit == "90b983c2b3f1480642e040bbd2ddb37b998f3424"
+    assert table["cmsis_nn"].commit == "4ab83cc3cc98fb85ed6dafb55e8ca02f1628dcae"
+    assert table["flatbuffers"].patch and table["flatbuffers"].patched_sha256
+    assert all(len(p.sha256) == 64 and p.files > 0 for p in table.values())
+
+
+def test_patch_that_does_not_apply_is_refused(tmp_path: Path) -> None:
+    root = _tree({"include/x.h": b"something else\n"}, tmp_path / "t")
+    with pytest.raises(ts.PatchError, match="does not apply"):
+        ts.apply_patch(root, PATCH)
+    with pytest.raises(ts.PatchError, match="unsafe path"):
+        ts.apply_patch(root, PATCH.replace("b/include/x.h", "b/../x.h"))
