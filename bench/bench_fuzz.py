@@ -81,6 +81,27 @@ def _spec_chunk(seed: int, indices: list[int]) -> list[tuple[int, str, str, str]
     return out
 
 
+def _hostile_chunk(seed: int, indices: list[int], compile_below: int) -> list[tuple[int, str, str, str, float]]:
+    """Issue-13 classes (tests/fuzz_hostile.py), each case under a SIGALRM limit in this worker."""
+    import fuzz_hostile as fz
+
+    assert _WORK is not None
+    work = _WORK / "hostile"
+    work.mkdir(exist_ok=True)
+    out = []
+    for i in indices:
+        case = fz.hostile_case(seed, i)
+        t0 = time.perf_counter()
+        try:
+            with fh.time_limit(120.0):
+                kind, detail = fz.run_case(case, work, compile_c=i < compile_below)
+        except fh.CaseTimeout:
+            kind, detail = "BUG:hang", f"{case.cls} {case.what}: more than 120 s"
+        fz.cleanup(work)
+        out.append((i, case.cls, kind, f"{case.cls} {case.what}: {detail}" if detail else "", time.perf_counter() - t0))
+    return out
+
+
 def _chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(k, min(k + size, n))) for k in range(0, n, size)]
 
@@ -93,6 +114,9 @@ def main() -> int:
     ap.add_argument("--pytest", type=int, default=30, help="model cases run through a pytest subprocess")
     ap.add_argument("--pytest-specs", type=int, default=10, help="spec cases run through a pytest subprocess")
     ap.add_argument("--specs", type=int, default=5000, help="spec cases through load_spec")
+    ap.add_argument("--hostile", type=int, default=600, help="issue-13 hostile-class cases (tests/fuzz_hostile.py)")
+    ap.add_argument("--hostile-compile", type=int, default=120,
+                    help="hostile-name cases among the first N whose export is compiled and run with g++")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=20.0, help="per-case TFLM child timeout, seconds")
     ap.add_argument("--no-tf", action="store_true", help="skip the TensorFlow-converted bases")
@@ -148,6 +172,23 @@ def main() -> int:
     t_parse = time.perf_counter() - t
     counters["parse"] = parse
     counters["spec"] = spec
+
+    # 1b. issue-13 hostile classes -----------------------------------------------------------------
+    t = time.perf_counter()
+    hostile = collections.Counter[str]()
+    hostile_worst: dict[str, float] = {}
+    with ProcessPoolExecutor(2, initializer=_init_worker, initargs=(False, str(work))) as pool:
+        hfutures = [pool.submit(_hostile_chunk, args.seed, c, args.hostile_compile) for c in _chunks(args.hostile, 12)]
+        for hf in hfutures:
+            for i, cls, kind, detail, seconds in hf.result():
+                hostile[kind] += 1
+                hostile_worst[cls] = max(hostile_worst.get(cls, 0.0), seconds)
+                if kind.startswith("BUG"):
+                    import fuzz_hostile as fz
+
+                    record_bug("hostile", f"{args.seed}-{i}", fz.hostile_case(args.seed, i).data[:1 << 20], f"{kind}\n{detail}")
+    t_hostile = time.perf_counter() - t
+    counters["hostile"] = hostile
 
     # 2. TFLM children -----------------------------------------------------------------------------
     t = time.perf_counter()
@@ -252,7 +293,7 @@ def main() -> int:
     hangs = sum(v for c in counters.values() for kind, v in c.items() if kind == "BUG:hang")
     tracebacks = sum(v for c in counters.values() for kind, v in c.items()
                      if kind in ("BUG:traceback", "BUG:multiline"))
-    crashes = counters["pytest"].get("BUG:pytest_crash", 0)
+    crashes = counters["pytest"].get("BUG:pytest_crash", 0) + counters["hostile"].get("BUG:crash", 0)
     signals = {k.split(":", 1)[1]: v for k, v in tflm.items() if k.startswith("tflm_crash:")}
 
     def show(c: collections.Counter[str]) -> str:
@@ -262,6 +303,9 @@ def main() -> int:
           f"{len(parsed):,} parse, {parse.get('model_error', 0):,} clean ModelFileError")
     print(f"  outcomes: {show(parse)}")
     print(f"  mutations used: {show(mutations)}")
+    print(f"hostile classes (issue 13): {args.hostile:,} cases in {t_hostile:.1f} s; slowest case per class: "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(hostile_worst.items())))
+    print(f"  outcomes: {show(hostile)}")
     print(f"TFLM child allocations: {len(tflm_sample):,} of the {len(parsed):,} that parse, in {t_tflm:.1f} s "
           f"(2 at a time, timeout {args.timeout:g} s): {show(tflm)}")
     print(f"TFLM child crashes caught (handled): {sum(signals.values())} ({', '.join(f'{k} x{v}' for k, v in signals.items()) or 'none'}); "
@@ -273,11 +317,13 @@ def main() -> int:
     print(f"spec cases through load_spec: {args.specs:,}: {show(spec)}; kinds: {show(spec_kinds)}")
     n_fw = sum(v for k, v in firmware.items() if not k.startswith(" "))
     n_pytest = sum(pytest_counts.values())
-    print(f"cases run: {args.cases + len(tflm_sample) + n_fw + n_pytest + args.specs:,} "
-          f"(model {args.cases:,} + TFLM {len(tflm_sample):,} + firmware {n_fw} + pytest {n_pytest} + "
-          f"spec {args.specs:,})")
-    print(f"BUG pytest-process crashes: {crashes}")
+    print(f"cases run: {args.cases + args.hostile + len(tflm_sample) + n_fw + n_pytest + args.specs:,} "
+          f"(model {args.cases:,} + hostile {args.hostile:,} + TFLM {len(tflm_sample):,} + firmware {n_fw} + "
+          f"pytest {n_pytest} + spec {args.specs:,})")
+    print(f"BUG crashes (pytest process, or an exception escaping a hostile case): {crashes}")
     print(f"BUG hangs: {hangs}")
+    silent = sum(v for c in counters.values() for kind, v in c.items() if kind == "BUG:silent_pass")
+    print(f"BUG silent passes: {silent}")
     print(f"BUG uncaught tracebacks / multi-line errors: {tracebacks}")
     print(f"BUG total: {sum(n_bug.values())} (per stage: {n_bug}); cases written to {out_dir}")
     print(f"wall time: {wall:.1f} s")

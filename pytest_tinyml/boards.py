@@ -19,6 +19,37 @@ DEFAULT_BOARD = "arduino_nano_33_ble_sense"
 
 
 @dataclass(frozen=True)
+class Region:
+    """A block of the MCU's address space: ``origin`` and ``length`` in bytes."""
+
+    origin: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.origin + self.length
+
+    def within(self, others: tuple[Region, ...]) -> bool:
+        return any(o.origin <= self.origin and self.end <= o.end for o in others)
+
+
+@dataclass(frozen=True)
+class MemoryMap:
+    """Where firmware lives on a board: code, constants and the harness's input block in ``flash``; data,
+    heap, tensor arena and stack in ``ram`` (one contiguous block each)."""
+
+    flash: Region
+    ram: Region
+    source: str = ""
+    stack_bytes: int = 0x4000
+    heap_bytes: int = 0x2000
+
+    def key(self) -> str:
+        return (f"flash {self.flash.origin:#x}+{self.flash.length:#x} ram {self.ram.origin:#x}+{self.ram.length:#x} "
+                f"stack {self.stack_bytes:#x} heap {self.heap_bytes:#x}")
+
+
+@dataclass(frozen=True)
 class Board:
     name: str
     mcu: str
@@ -32,6 +63,8 @@ class Board:
     aliases: tuple[str, ...] = ()
     reserve_bytes: int | None = None
     flash_reserve_bytes: int | None = None
+    memory: MemoryMap | None = None  # the MCU's own flash/RAM regions (firmware is linked for them)
+    renode: str | None = None  # Renode platform description that models this board
     # memory timing for latency estimates (emulate/cycles.py); None: not given for this board
     flash_wait_states: int | None = None
     ram_wait_states: int | None = None
@@ -73,6 +106,8 @@ class Board:
             "ram_reserve_bytes": self.ram_reserve,
             "flash_reserve_bytes": self.flash_reserve,
             "qemu": self.qemu,
+            "renode": self.renode,
+            "memory": self.memory.key() if self.memory else None,
             "source": self.source,
             "flash_wait_states": self.flash_wait_states,
             "ram_wait_states": self.ram_wait_states,
@@ -96,6 +131,8 @@ def board_from_mapping(name: str, data: Mapping[str, Any], origin: str = "boards
             aliases=tuple(str(a) for a in data.get("aliases", ()) or ()),
             reserve_bytes=parse_size(data["reserve"]).bytes if "reserve" in data else None,
             flash_reserve_bytes=parse_size(data["flash_reserve"]).bytes if "flash_reserve" in data else None,
+            memory=_memory_map(name, data.get("memory"), origin),
+            renode=str(data["renode"]) if data.get("renode") else None,
             flash_wait_states=_small_int(name, data, "flash_wait_states", 64),
             ram_wait_states=_small_int(name, data, "ram_wait_states", 64),
             flash_cache_line=_small_int(name, data, "flash_cache_line", 4096),
@@ -109,6 +146,41 @@ def board_from_mapping(name: str, data: Mapping[str, Any], origin: str = "boards
         raise SpecError(f"board {name!r}: {exc}", where=origin) from None
 
 
+def _region(name: str, field: str, value: Any, origin: str) -> Region:
+    if not isinstance(value, Mapping) or "origin" not in value or "length" not in value:
+        raise SpecError(f"board {name!r}: memory.{field} needs 'origin' and 'length'", where=origin)
+    start = value["origin"]
+    if isinstance(start, str):
+        try:
+            start = int(start, 0)
+        except ValueError:
+            raise SpecError(f"board {name!r}: memory.{field}.origin {start!r} is not an address", where=origin) from None
+    if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start < 1 << 32:
+        raise SpecError(f"board {name!r}: memory.{field}.origin must be a 32-bit address", where=origin)
+    length = parse_size(value["length"]).bytes
+    if not 0 < length <= (1 << 32) - start:
+        raise SpecError(f"board {name!r}: memory.{field}.length must fit the 32-bit address space", where=origin)
+    return Region(start, length)
+
+
+def _memory_map(name: str, value: Any, origin: str) -> MemoryMap | None:
+    """``memory: {flash: {origin, length}, ram: {origin, length}, source}`` (other regions, e.g. a CCM, may
+    be listed for the record; the firmware uses flash and ram)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise SpecError(f"board {name!r}: memory must be a mapping of regions", where=origin)
+    for field in ("flash", "ram"):
+        if field not in value:
+            raise SpecError(f"board {name!r}: memory lacks region {field!r}", where=origin)
+    for field, region in value.items():
+        if field != "source":
+            _region(name, str(field), region, origin)
+    return MemoryMap(
+        _region(name, "flash", value["flash"], origin),
+        _region(name, "ram", value["ram"], origin),
+        str(value.get("source", "")),
+    )
 def _small_int(name: str, data: Mapping[str, Any], key: str, most: int) -> int | None:
     if key not in data or data[key] is None:
         return None

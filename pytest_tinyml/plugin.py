@@ -18,7 +18,7 @@ import pytest
 from pytest_tinyml import hookspecs
 from pytest_tinyml.boards import BoardRegistry, board_from_mapping
 from pytest_tinyml.checks.base import CANONICAL_NAMES, Check
-from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
+from pytest_tinyml.errors import SpecError
 from pytest_tinyml.session import SESSION_KEY, RunOptions, TinyMLSession, display
 
 __all__ = ["SESSION_KEY", "TinyMLSession"]
@@ -99,10 +99,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("tinyml_model", ".tflite files to audit (like --tinyml-model)", type="linelist", default=[])
     parser.addini("tinyml_board", "board to judge against (like --tinyml-board)", default="")
     parser.addini("tinyml_cache_dir", "build cache directory (default: pytest's cache dir/d/tinyml)", default="")
+    parser.addini(
+        "tinyml_tflm_timeout",
+        "seconds one host-TFLM allocation may take in its child; an invoke run gets as much again per 1,000 samples "
+        "(default 60)",
+        default="60",
+    )
     parser.addini("tinyml_tflm_sources", "TFLM source cache directory (default: <cache dir>/tflm-sources)", default="")
     parser.addini("tinyml_tflm_mirror", "base URL of TFLM source archives (default https://github.com)", default="")
     parser.addini("tinyml_offline", "never download TFLM sources (like --tinyml-offline)", type="bool", default=False)
-    parser.addini("tinyml_tflm_timeout", "seconds one host-TFLM allocation may take in its child (default 60)", default="60")
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -258,8 +263,9 @@ def pytest_configure(config: pytest.Config) -> None:
         cache_dir = rootdir / ".pytest_cache" / "d" / "tinyml"
     try:
         tflm_timeout = float(config.getini("tinyml_tflm_timeout"))
-        if tflm_timeout <= 0:
-            raise ValueError
+        from pytest_tinyml.analysis import tflm
+
+        tflm.configure(timeout=tflm_timeout)  # every host-TFLM child's timeout comes from this setting
     except ValueError:
         raise pytest.UsageError(
             f"tinyml_tflm_timeout = {config.getini('tinyml_tflm_timeout')!r}: expected a positive number of seconds"
@@ -375,7 +381,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     export = tiny.options.export_dir
     if export is not None:
-        _export(tiny, export)
+        tiny.export(export)
     report_dir = session.config.getoption("tinyml_report")
     baseline = session.config.getoption("tinyml_baseline")
     if report_dir or baseline:
@@ -387,36 +393,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         tiny.report_outcome = outcome
         if (outcome.regressions or outcome.errors) and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _export(tiny: TinyMLSession, out: Path) -> None:
-    """Write each judged target's C export from the items' records (model file and measured arena size)."""
-    from pytest_tinyml import emulate
-    from pytest_tinyml.analysis.model import parse_model
-    from pytest_tinyml.reports.collect import merged, read_model
-
-    by_label: dict[str, list[Any]] = {}
-    for r in tiny.results:
-        by_label.setdefault(r.target, []).append(r)
-    for label, rows in by_label.items():
-        info = merged(rows)
-        arena_fact = info.facts.get("arena") or {}
-        arena = arena_fact.get("export_bytes") or arena_fact.get("bytes")
-        path = Path(info.model_path) if info.model_path else None
-        if arena is None or path is None:
-            missing = "no arena size (the arena item did not run or measure)" if arena is None else "no model file"
-            tiny.notes.append(f"--tinyml-export: {label} not exported: {missing}")
-            continue
-        try:
-            data = read_model(path)
-            if data is None:
-                raise NotEvaluable(f"{path} is gone", "keep the model file until the run ends")
-            model_info = parse_model(data, str(path))
-        except (TinyMLError, NotEvaluable, OSError) as exc:
-            tiny.notes.append(f"--tinyml-export: {label} not exported: {exc}")
-            continue
-        safe = "".join(ch if ch.isalnum() else "_" for ch in label).strip("_")
-        emulate.export(data, out / safe, arena_bytes=int(arena), model_info=model_info)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from pytest_tinyml.boards import DEFAULT_BOARD, Board, BoardRegistry
 from pytest_tinyml.checks.base import Check
-from pytest_tinyml.errors import SpecError
+from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
 from pytest_tinyml.records import ItemRecord, record_from_report
 from pytest_tinyml.spec.model import Spec
 from pytest_tinyml.target import SpecArtifacts, Target, model_target, spec_targets
@@ -101,6 +101,36 @@ class TinyMLSession:
         if key not in self.artifacts:
             self.artifacts[key] = SpecArtifacts(spec, self.options)
         return self.artifacts[key]
+
+    def export(self, out: Path) -> None:
+        """Write each judged target's C export from the items' records (model file and measured arena size)."""
+        from pytest_tinyml import emulate
+        from pytest_tinyml.analysis.model import parse_model
+        from pytest_tinyml.emulate.export import export_folder_names
+        from pytest_tinyml.reports.collect import merged, read_model
+
+        by_label: dict[str, list[Any]] = {}
+        for r in self.results:
+            by_label.setdefault(r.target, []).append(r)
+        folders = export_folder_names(list(by_label))  # a-b.tflite and a_b.tflite get distinct folders
+        for label, rows in by_label.items():
+            info = merged(rows)
+            arena_fact = info.facts.get("arena") or {}
+            arena = arena_fact.get("export_bytes") or arena_fact.get("bytes")
+            path = Path(info.model_path) if info.model_path else None
+            if arena is None or path is None:
+                missing = "no arena size (the arena item did not run or measure)" if arena is None else "no model file"
+                self.notes.append(f"--tinyml-export: {label} not exported: {missing}")
+                continue
+            try:
+                data = read_model(path)
+                if data is None:
+                    raise NotEvaluable(f"{path} is gone", "keep the model file until the run ends")
+                model_info = parse_model(data, str(path))
+            except (TinyMLError, NotEvaluable, OSError) as exc:
+                self.notes.append(f"--tinyml-export: {label} not exported: {exc}")
+                continue
+            emulate.export(data, out / folders[label], arena_bytes=int(arena), model_info=model_info)
 
     # --- targets: made once, by the rules of pytest_tinyml.target ------------------------------------
     def _remember(self, targets: list[Target]) -> list[Target]:

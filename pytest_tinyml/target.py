@@ -167,7 +167,19 @@ class Target:
                 "TFLM cannot allocate this model, so it has no arena size (see the tflm_ops item)",
                 "make the model TFLM-compatible (int8 ops, registered custom ops)",
             )
-        return tflm.arena_32bit(self.model_info, alloc)
+        return tflm.arena_32bit(self.model_info, alloc, kernels=self.tflm_kernels)
+
+    @property
+    def tflm_kernels(self) -> str:
+        """The TFLM kernel set this target's firmware uses (``--tinyml-kernels``, the spec's, else by core):
+        the host arena estimate is made for it too."""
+        from pytest_tinyml.emulate.tflm_build import default_kernels
+
+        chosen = self.options.kernels or self.firmware_spec.kernels
+        if chosen:
+            return chosen
+        core = self.board.core.removesuffix("f")
+        return default_kernels(core)
 
     @cached_measurement
     def flash(self) -> Any:

@@ -539,3 +539,58 @@ def spec_case(bases: list[str], seed: int, index: int) -> tuple[str, bytes]:
             ops.append("key")
         text = "\n".join(lines)
     return "+".join(ops), text.encode("utf-8", errors="surrogatepass")
+
+
+# -------------------------------------------------------------------------------------------------
+# Crafted amplification files (issue 13): valid flatbuffers whose tables are shared many times over
+# -------------------------------------------------------------------------------------------------
+
+
+def shared_tensor_model(refs: int, name_len: int, *, shared_subgraph: int = 1) -> bytes:
+    """A TFLite flatbuffer whose subgraph's tensors vector holds ``refs`` offsets to ONE tensor table
+    with a ``name_len``-byte name (and, with ``shared_subgraph`` > 1, whose subgraphs vector holds that
+    many offsets to one subgraph). The file is about ``4 * refs + name_len`` bytes; a parser without a
+    budget decodes ``refs * name_len`` bytes (x ``shared_subgraph``)."""
+    import flatbuffers
+
+    b = flatbuffers.Builder(4 * refs + name_len + 1024)
+    b.StartObject(3)
+    empty_buffer = b.EndObject()
+    name = b.CreateString("N" * name_len)
+    b.StartVector(4, 2, 4)
+    b.PrependInt32(4)
+    b.PrependInt32(1)
+    shape = b.EndVector()
+    b.StartObject(8)
+    b.PrependUOffsetTRelativeSlot(0, shape, 0)
+    b.PrependInt8Slot(1, 9, 0)  # INT8
+    b.PrependUOffsetTRelativeSlot(3, name, 0)
+    tensor = b.EndObject()
+    b.StartVector(4, refs, 4)
+    for _ in range(refs):
+        b.PrependUOffsetTRelative(tensor)
+    tensors = b.EndVector()
+    io = []
+    for _ in range(2):
+        b.StartVector(4, 1, 4)
+        b.PrependInt32(0)
+        io.append(b.EndVector())
+    b.StartObject(5)
+    b.PrependUOffsetTRelativeSlot(0, tensors, 0)
+    b.PrependUOffsetTRelativeSlot(1, io[0], 0)
+    b.PrependUOffsetTRelativeSlot(2, io[1], 0)
+    subgraph = b.EndObject()
+    b.StartVector(4, shared_subgraph, 4)
+    for _ in range(shared_subgraph):
+        b.PrependUOffsetTRelative(subgraph)
+    subgraphs = b.EndVector()
+    b.StartVector(4, 1, 4)
+    b.PrependUOffsetTRelative(empty_buffer)
+    buffers = b.EndVector()
+    b.StartObject(8)
+    b.PrependUint32Slot(0, 3, 0)
+    b.PrependUOffsetTRelativeSlot(2, subgraphs, 0)
+    b.PrependUOffsetTRelativeSlot(4, buffers, 0)
+    model = b.EndObject()
+    b.Finish(model, file_identifier=b"TFL3")
+    return bytes(b.Output())

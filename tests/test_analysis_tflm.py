@@ -156,3 +156,12 @@ def test_parse_print_allocations() -> None:
     assert d == {"total": 1504, "head": 32, "tail": 1472, "eval_tensors_used": 240,
                  "eval_tensors_requested": 240, "eval_tensors_count": 10, "nodes_used": 192,
                  "nodes_requested": 192, "nodes_count": 3}
+
+
+def test_arena_32bit_for_cmsis_nn_adds_its_fully_connected_data(cnn: bytes) -> None:
+    info = parse_model(cnn, "cnn")
+    alloc = allocate(cnn)
+    ref, cm = arena_32bit(info, alloc), arena_32bit(info, alloc, kernels="cmsis_nn")
+    n_fc = sum(op.name == "FULLY_CONNECTED" for op in info.ops)
+    assert n_fc and cm.bytes - ref.bytes == 32 * n_fc
+    assert "cmsis_nn kernels" in cm.method

@@ -235,6 +235,20 @@ def test_qat_needs_tf_keras_builder(tmp_path: Path) -> None:
         result.tflite_path("qat")
 
 
+def test_qat_fine_tunes_at_a_fraction_of_the_training_rate(tiny: tuple[Path, Path, BuildResult]) -> None:
+    from pytest_tinyml.pipeline.quantize import QAT_LR_FRACTION
+
+    spec_path, cache, result = tiny
+    # the tiny spec sets no learning rate: Adam's default 1e-3, so QAT fine-tunes at 1e-5
+    assert result.info["qat"]["learning_rate"] == pytest.approx(1e-3 * QAT_LR_FRACTION)
+    assert len(result.info["qat"]["qat_history"]) == 1
+    spec = load_spec(spec_path)
+    qat = evaluate_accuracy(spec, result, "qat", cache_dir=cache)
+    int8 = evaluate_accuracy(spec, result, "int8", cache_dir=cache)
+    assert qat.drop_points is not None and int8.drop_points is not None
+    assert qat.drop_points <= int8.drop_points, (qat.stages, int8.stages)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "pattern", "field"),
     [

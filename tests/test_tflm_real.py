@@ -33,7 +33,12 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="session")
 def firmware_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "firmware-cache"
+    """A fresh object cache, or $TINYML_TEST_FIRMWARE_CACHE to reuse TFLM objects compiled before (the
+    cache is keyed by content, so reuse cannot change a result)."""
+    import os
+
+    shared = os.environ.get("TINYML_TEST_FIRMWARE_CACHE")
+    return Path(shared) if shared else tmp_path_factory.getbasetemp() / "firmware-cache"
 
 
 def _tree_or_skip(kernels: str) -> TflmTree:
@@ -91,6 +96,12 @@ def test_real_tflm_bit_exact_arena_bisection(kernels: str, firmware_cache: Path)
     assert res.arena_min_bytes % 16 == 0 and res.arena_min_bytes >= res.arena_bytes > 0
     assert res.arena_used_at == res.arena_min_bytes
     assert any(line.startswith("TM:ARENA ") for line in res.log)
+    # The host-side estimate (for runs without a toolchain) is within 1 % or 64 B of the target's figure.
+    from pytest_tinyml.analysis.model import parse_model
+    from pytest_tinyml.analysis.tflm import allocate, arena_32bit
+
+    est = arena_32bit(parse_model(model, "m"), allocate(model), kernels=kernels).bytes
+    assert abs(est - res.arena_bytes) <= max(64, res.arena_bytes // 100), (est, res.arena_bytes)
     tight = run_firmware(model, samples[:1], cache_dir=firmware_cache, runtime="tflm", tflm_tree=tree,
                          arena_bytes=res.arena_min_bytes)
     assert tight.arena_min_bytes == res.arena_min_bytes  # the bisection result allocates by itself

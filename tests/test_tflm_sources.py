@@ -278,3 +278,35 @@ def test_patch_that_does_not_apply_is_refused(tmp_path: Path) -> None:
         ts.apply_patch(root, PATCH)
     with pytest.raises(ts.PatchError, match="unsafe path"):
         ts.apply_patch(root, PATCH.replace("b/include/x.h", "b/../x.h"))
+
+
+@pytest.mark.skipif(
+    __import__("shutil").which("arm-none-eabi-gcc") is None or __import__("shutil").which("qemu-system-arm") is None,
+    reason="firmware toolchain missing; to enable: apt-get install gcc-arm-none-eabi qemu-system-arm",
+)
+def test_plugin_download_failure_falls_back_and_says_why(
+    pytester: pytest.Pytester, server: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mirror serving an archive that is not the pinned tree: one line saying so, then the firmware items
+    run the project's runtime and every one of them names it."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import tflite_factory
+
+    pin = ts.pins()["tflite-micro"]
+    _serve(server, pin, _targz(f"tflite-micro-{pin.commit}", FILES))
+    for name in ("TFLM_ROOT", "TINYML_TFLM_SOURCES", "TINYML_OFFLINE", "TINYML_FIRMWARE_RUNTIME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TINYML_TFLM_MIRROR", server.url)
+    (pytester.path / "int8.tflite").write_bytes(tflite_factory.int8_cnn(seed=2))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-rA", "--tinyml-model", "int8.tflite", "--tinyml-firmware-samples", "3",
+        "-k", "firmware", "--tinyml-report", "rep", timeout=600,
+    )
+    out = result.stdout.str()
+    lines = [ln for ln in result.outlines if ln.startswith("PASSED int8.tflite::firmware")]
+    assert len(lines) == 2, out
+    report = (pytester.path / "rep" / "report.json").read_text()
+    label = "runtime tinyml (the project's own), real TFLM unavailable (tflite-micro: checksum mismatch"
+    assert report.count(label) >= 2 and '"runtime": "tinyml"' in report

@@ -1,38 +1,24 @@
-/* Minimal Cortex-M startup: vector table, reset handler, fault reporting
- * through semihosting.  Works on ARMv6-M, ARMv7-M and ARMv8-M mainline. */
+/* Minimal Cortex-M startup: vector table, reset handler, fault reporting over the UART (harness.c).
+ * No semihosting: the guest has no channel to the host other than its UART.
+ * Works on ARMv6-M, ARMv7-M and ARMv8-M mainline. */
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "harness.h"
+
 extern uint32_t __data_load[], __data_start[], __data_end[];
 extern uint32_t __bss_start[], __bss_end[];
-extern uint32_t __stack_top[];
 extern int main(void);
-extern void initialise_monitor_handles(void);
 extern void __libc_init_array(void);
 void SysTick_Handler(void);
 
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
 
-static void semihost(int op, const void *arg)
-{
-    register int r0 __asm__("r0") = op;
-    register const void *r1 __asm__("r1") = arg;
-    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
-}
-
-static void die(const char *msg)
-{
-    semihost(0x04, msg);                     /* SYS_WRITE0 */
-    semihost(0x18, (const void *)0x20023);   /* SYS_EXIT, ADP_Stopped_RunTimeError */
-    for (;;) {
-    }
-}
-
-void HardFault_Handler(void) { die("TM:FAULT hardfault\n"); }
-void MemManage_Handler(void) { die("TM:FAULT memmanage\n"); }
-void BusFault_Handler(void) { die("TM:FAULT busfault\n"); }
-void UsageFault_Handler(void) { die("TM:FAULT usagefault\n"); }
-void Default_Handler(void) { die("TM:FAULT unexpected interrupt\n"); }
+void HardFault_Handler(void) { tm_fault("hardfault"); }
+void MemManage_Handler(void) { tm_fault("memmanage"); }
+void BusFault_Handler(void) { tm_fault("busfault"); }
+void UsageFault_Handler(void) { tm_fault("usagefault"); }
+void Default_Handler(void) { tm_fault("unexpected interrupt"); }
 
 void Reset_Handler(void)
 {
@@ -43,7 +29,6 @@ void Reset_Handler(void)
     SCB_CPACR |= (0xFu << 20); /* full access to CP10/CP11 (FPU) */
     __asm__ volatile("dsb\n\tisb" ::: "memory");
 #endif
-    initialise_monitor_handles();
     __libc_init_array();
     exit(main());
 }

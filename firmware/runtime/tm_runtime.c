@@ -159,7 +159,19 @@ static int parse_tensor(tm_runtime *rt, uint32_t table, uint32_t buffers, uint32
     if (tsize == 0)
         return tm_fail(rt, TM_ERR_UNSUPPORTED, "tensor %u has unsupported type %d", (unsigned)index,
                        t->type);
-    t->bytes = tm_elements(t) * tsize;
+    {
+        /* 64-bit so that a crafted shape cannot wrap the byte count to a small number (the kernels
+         * index up to the real element count and would write past the tensor). Every later product of
+         * dims fits in int32 once the whole tensor is below 2 GiB. */
+        uint64_t elems = 1;
+        for (i = 0; i < n_dims; ++i) {
+            elems *= (uint64_t)(uint32_t)t->dims[i];
+            if (elems * tsize > 0x7FFFFFFFull)
+                return tm_fail(rt, TM_ERR_MODEL, "tensor %u: shape has more than 2^31 bytes (32-bit overflow)",
+                               (unsigned)index);
+        }
+        t->bytes = (uint32_t)elems * tsize;
+    }
     t->first = -1;
     t->last = -1;
     t->scale = 0.0f;
@@ -253,13 +265,17 @@ static int plan(tm_runtime *rt)
             if (off + size <= o->offset) break;
             if (o_end > off) off = o_end;
         }
+        if (off > 0xFFFFFFFFu - size) /* off + size would wrap: more than 4 GiB of activations */
+            return tm_fail(rt, TM_ERR_ARENA, "arena too small: activations need more than 4 GiB, have %u",
+                           (unsigned)avail);
         t->offset = off;
         if (off + size > head) head = off + size;
     }
     rt->head = head;
     if (head > avail)
-        return tm_fail(rt, TM_ERR_ARENA, "arena too small: need %u bytes of activations + %u persistent, have %u",
-                       (unsigned)head, (unsigned)rt->tail, (unsigned)rt->arena_size);
+        return tm_fail(rt, TM_ERR_ARENA,
+                       "arena too small: need %u bytes of activations + %u persistent, have %u (short by %u bytes)",
+                       (unsigned)head, (unsigned)rt->tail, (unsigned)rt->arena_size, (unsigned)(head - avail));
     for (i = 0; i < rt->n_tensors; ++i)
         if (rt->tensors[i].used) rt->tensors[i].data = rt->arena + rt->tensors[i].offset;
     return TM_OK;

@@ -3,7 +3,16 @@
 Every read validates its offset against the buffer length before touching the bytes, so a hostile or
 truncated file produces :class:`FlatbufferError` (with the offending offset and what was being read)
 instead of a ``struct.error``, garbage values, a hang, or a huge allocation. Vector lengths are checked
-against the bytes that remain, so the work done is bounded by the file size.
+against the bytes that remain.
+
+That alone does not bound the work: flatbuffer tables can be shared, so one tensor table with a long name
+referenced N times from the tensors vector costs N x (name length) when decoded, and one subgraph
+referenced N times costs N x its size (a 100 KB file once took 415 MB). Every :class:`Reader` therefore
+carries a budget proportional to the file size: the bytes it decodes (strings and scalar vectors) may not
+exceed ``DECODE_FACTOR`` x the file size + ``DECODE_SLACK``, and the tables it opens may not exceed one
+per ``TABLE_BYTES`` bytes of file + ``TABLE_SLACK`` (an unshared file references each table through a
+4-byte offset and a table starts with a 4-byte vtable offset, so it stays inside both). Over budget, :class:`BudgetError` names what was being read
+and where.
 
 Only the FlatBuffers wire format is implemented here (tables, vtables, vectors, strings, scalars); the
 TFLite schema knowledge (which slot holds which field) lives in :mod:`pytest_tinyml.analysis.model`.
@@ -38,12 +47,39 @@ class FlatbufferError(Exception):
         super().__init__(f"{problem} at byte offset {offset} while reading {what}")
 
 
+#: Decoded bytes allowed per byte of file, plus a constant (see the module docstring).
+DECODE_FACTOR = 4
+DECODE_SLACK = 1 << 20
+#: One table visit allowed per this many bytes of file, plus a constant.
+TABLE_BYTES = 8
+TABLE_SLACK = 1024
+
+
+class BudgetError(FlatbufferError):
+    """Decoding the file would take more work or memory than its size justifies (shared tables)."""
+
+
 class Reader:
-    """Bounds-checked access to a flatbuffer held in ``data``."""
+    """Bounds-checked access to a flatbuffer held in ``data``, with a work budget of O(file size)."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.size = len(data)
+        self.decode_budget = DECODE_FACTOR * self.size + DECODE_SLACK
+        self.table_budget = self.size // TABLE_BYTES + TABLE_SLACK
+        self.decoded = 0
+        self.tables_opened = 0
+
+    def charge(self, nbytes: int, pos: int, what: str) -> None:
+        """Count ``nbytes`` decoded at ``pos``; :class:`BudgetError` once the file's budget is spent."""
+        self.decoded += nbytes
+        if self.decoded > self.decode_budget:
+            raise BudgetError(
+                what,
+                pos,
+                f"decoding needs more than {self.decode_budget:,} bytes for a {self.size:,}-byte file "
+                "(tables or strings shared many times over)",
+            )
 
     def _check(self, pos: int, nbytes: int, what: str) -> None:
         if pos < 0 or pos + nbytes > self.size:
@@ -65,6 +101,14 @@ class Reader:
     def table_at(self, pos: int, what: str) -> Table:
         """The table at absolute position ``pos`` with its vtable validated."""
         self._check(pos, 4, what)
+        self.tables_opened += 1
+        if self.tables_opened > self.table_budget:
+            raise BudgetError(
+                what,
+                pos,
+                f"more than {self.table_budget:,} table visits for a {self.size:,}-byte file "
+                "(tables shared many times over)",
+            )
         soffset: int = struct.unpack_from("<i", self.data, pos)[0]
         vt = pos - soffset
         if vt < 0 or vt + 4 > self.size:
@@ -154,6 +198,7 @@ class Table:
         start, length = self.vector(slot, _SCALARS[fmt], what)
         if not start:
             return None
+        self.reader.charge(length * _SCALARS[fmt], start, f"{self.what} {what}")
         values: tuple[int | float, ...] = struct.unpack_from(f"<{length}{fmt}", self.reader.data, start)
         return values
 
@@ -169,12 +214,14 @@ class Table:
         start, length = self.vector(slot, 1, what)
         if not start:
             return None
+        self.reader.charge(length, start, f"{self.what} {what}")
         raw = self.reader.data[start : start + length]
         return raw.decode("utf-8", errors="replace")
 
     def tables(self, slot: int, what: str) -> list[Table]:
         """A vector of tables; each element is validated (the count is bounded by the file size)."""
         start, length = self.vector(slot, 4, what)
+        self.reader.charge(4 * length, start, f"{self.what} {what}")
         result = []
         for i in range(length):
             elem = start + 4 * i

@@ -108,8 +108,24 @@ def _min_arena(runtime: Any, model: bytes, low: int, high: int, workdir: Path) -
     return hi * 16
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A daemon thread ends this process when its parent is gone (pytest killed with SIGKILL, a crash):
+    the child runs in its own session, so nothing else would stop a hung TFLM."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(4)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     workdir = Path(argv[1])
+    if len(argv) > 2:
+        _exit_with_parent(int(argv[2]))
     request = json.loads((workdir / "request.json").read_text())
     _limit_memory(int(request.get("memory_limit", 0)))
     model = (workdir / "model.tflite").read_bytes()

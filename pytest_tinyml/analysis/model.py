@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from pytest_tinyml.analysis._fb import FlatbufferError, Reader, Table
+from pytest_tinyml.analysis._fb import BudgetError, FlatbufferError, Reader, Table
+from pytest_tinyml.analysis.names import MAX_DESCRIPTION_CHARS, clip
 from pytest_tinyml.errors import ModelFileError
 
-#: Files above this size are refused before reading: no microcontroller holds them and reading them is
-#: a memory hazard. (The flatbuffer format itself stops at 2 GiB.)
-MAX_MODEL_BYTES = 1 << 30
+#: Files above this size are refused before reading, with one line: no microcontroller holds them (the
+#: largest flash in boards.yaml is 8 MiB; external QSPI parts top out around 64 MiB) and every copy of
+#: them (host TFLM child, digests, firmware image) is a memory hazard for the pytest process.
+MAX_MODEL_BYTES = 64 << 20
 
 TFLITE_IDENTIFIER = b"TFL3"
 
@@ -455,8 +457,8 @@ def _read_file(path: str | os.PathLike[str]) -> bytes:
         )
     if st.st_size > MAX_MODEL_BYTES:
         raise ModelFileError(
-            f"file is {st.st_size:,} bytes, more than the {MAX_MODEL_BYTES:,}-byte limit; "
-            "no microcontroller can hold it",
+            f"file is {st.st_size:,} bytes, more than the {MAX_MODEL_BYTES:,}-byte limit "
+            "for any microcontroller flash; not read",
             where=where,
             fix="check this is the right file, or shrink the model (quantize, prune, fewer parameters)",
         )
@@ -544,6 +546,12 @@ def parse_model(data: bytes, source: str) -> ModelInfo:
         return _Walker(data, source, schema).model()
     except ModelFileError:
         raise
+    except BudgetError as exc:
+        raise ModelFileError(
+            f"refused: {exc.problem}; stopped at byte offset {exc.offset}, reading {exc.what}",
+            where=source,
+            fix="a converter writes each table once: re-export the model; do not trust this file",
+        ) from None
     except FlatbufferError as exc:
         raise ModelFileError(
             f"truncated or corrupted: {exc.problem} at byte offset {exc.offset}, reading {exc.what}",
@@ -570,9 +578,9 @@ class _Walker:
         root = self.reader.root("model root table")
         version = root.integer(0, "I", 0, "version")
         codes = [self.opcode(i, t) for i, t in enumerate(root.tables(1, "operator_codes"))]
-        description = root.string(3, "description") or ""
+        description = clip(root.string(3, "description") or "", MAX_DESCRIPTION_CHARS)
         buffers = [self.buffer(i, t) for i, t in enumerate(root.tables(4, "buffers"))]
-        metadata = tuple(t.string(0, "name") or "" for t in root.tables(6, "metadata"))
+        metadata = tuple(clip(t.string(0, "name") or "") for t in root.tables(6, "metadata"))
         sg_tables = root.tables(2, "subgraphs")
         if not sg_tables:
             raise self.error("the model has no subgraphs")
@@ -595,7 +603,7 @@ class _Walker:
         version = t.integer(2, "i", 1, "version")
         custom_code = None
         if code == 32:  # CUSTOM
-            custom_code = t.string(1, "custom_code") or "CUSTOM"
+            custom_code = clip(t.string(1, "custom_code") or "CUSTOM")
             name = custom_code
         else:
             name = builtin_op_name(code)
@@ -621,7 +629,7 @@ class _Walker:
         )
         inputs = self.indices(t, 1, len(tensors), f"subgraph {sg} inputs", allow_optional=False)
         outputs = self.indices(t, 2, len(tensors), f"subgraph {sg} outputs", allow_optional=False)
-        name = t.string(4, "name") or ""
+        name = clip(t.string(4, "name") or "")
         ops = tuple(
             self.op(sg, i, ot, codes, tensors) for i, ot in enumerate(t.tables(3, f"subgraph {sg} operators"))
         )
@@ -645,7 +653,7 @@ class _Walker:
         buffer = t.integer(2, "I", 0, f"{what} buffer")
         if buffer >= max(len(buffers), 1) and buffer != 0:
             raise self.error(f"{what} uses buffer {buffer}, but the model has {len(buffers)} buffers")
-        name = t.string(3, f"{what} name") or ""
+        name = clip(t.string(3, f"{what} name") or "")
         scale: tuple[float, ...] = ()
         zero_point: tuple[int, ...] = ()
         qdim = 0

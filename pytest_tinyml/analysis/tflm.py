@@ -2,8 +2,14 @@
 
 Public API (other packages code against exactly these names):
 
-- ``allocate(model: bytes, *, timeout: float = 60.0) -> TflmAllocation``
-- ``invoke(model: bytes, inputs: list[numpy.ndarray], *, timeout: float = 600.0) -> list[numpy.ndarray]``
+- ``allocate(model: bytes, *, timeout: float | None = None) -> TflmAllocation``
+- ``invoke(model: bytes, inputs: list[numpy.ndarray], *, timeout: float | None = None) -> list[numpy.ndarray]``
+
+Timeouts come from one setting, the ini option ``tinyml_tflm_timeout`` (the plugin passes it to
+:func:`configure`): an allocation may take that long, an invoke run that long plus as much again per
+1,000 samples a child handles. Children are killed on every exit path: timeout, an exception or Ctrl-C
+in the waiting parent (``KeyboardInterrupt``), interpreter exit (``atexit``), and the parent's death (the
+child watches its parent and exits).
   ``inputs`` holds one array per sample for a single-input model (shape = the input tensor's shape
   without or with the batch-1 dimension, dtype = the input tensor's dtype); returns one output array per
   sample (first output tensor, the tensor's own dtype and shape). Raises ``TflmError`` on failure
@@ -20,6 +26,7 @@ descriptor 2; the child points fd 2 at a file per stage, so the reasons survive 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -33,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml.analysis.names import clip
 from pytest_tinyml.errors import TinyMLError
 
 if TYPE_CHECKING:
@@ -47,6 +55,34 @@ DEFAULT_HOST_ARENA = 256 << 20
 DEFAULT_MEMORY_LIMIT = 4 << 30
 
 _CHILD_MODULE = "pytest_tinyml.analysis._tflm_child"
+
+#: Seconds an allocation may take (``tinyml_tflm_timeout``); see :func:`configure`.
+_TIMEOUT = 60.0
+#: Samples per extra timeout period for an invoke run.
+SAMPLES_PER_PERIOD = 1000
+
+#: Children started and not yet reaped; killed at interpreter exit whatever else happened.
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
+def configure(*, timeout: float) -> None:
+    """Set the timeout every allocation and invoke uses when the caller passes none (the ini option)."""
+    global _TIMEOUT
+    if not 0 < timeout < 1e7:  # also refuses NaN and infinity
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    _TIMEOUT = float(timeout)
+
+
+def current_timeout() -> float:
+    return _TIMEOUT
+
+
+def _kill_all_live() -> None:
+    for proc in list(_LIVE):
+        _kill(proc)
+
+
+atexit.register(_kill_all_live)
 _MAX_REASON_LINES = 12
 
 
@@ -100,22 +136,33 @@ class _ChildRun:
 def _start_child(workdir: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     with open(workdir / "stderr_python.txt", "wb") as err:
-        return subprocess.Popen(
-            [sys.executable, "-m", _CHILD_MODULE, str(workdir)],
+        proc = subprocess.Popen(
+            [sys.executable, "-m", _CHILD_MODULE, str(workdir), str(os.getpid())],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
             env=env,
-            start_new_session=True,
+            start_new_session=True,  # its own process group: killpg reaches anything it starts
         )
+    _LIVE.add(proc)
+    return proc
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child's process group and reap it (safe to call twice)."""
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    proc.wait()
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # unkillable (D state): leave it to the atexit pass
+        return
+    _LIVE.discard(proc)
 
 
 def _collect(workdir: Path, returncode: int | None, timed_out: bool) -> _ChildRun:
@@ -128,7 +175,8 @@ def _collect(workdir: Path, returncode: int | None, timed_out: bool) -> _ChildRu
     for stage in ("allocate", "arena", "invoke", "python"):
         path = workdir / f"stderr_{stage}.txt"
         if path.exists():
-            stderr[stage] = path.read_text(errors="replace")
+            with open(path, "rb") as fh:  # bounded: a hostile name can make TFLM print megabytes
+                stderr[stage] = fh.read(_MAX_STDERR_BYTES).decode("utf-8", errors="replace")
     return _ChildRun(workdir, returncode, timed_out, result, stderr)
 
 
@@ -139,24 +187,36 @@ def _write_request(workdir: Path, model: bytes, request: dict[str, Any]) -> None
 
 def _run_children(workdirs: list[Path], timeout: float) -> list[_ChildRun]:
     """Start one child per workdir (already holding its request) and wait for all, within ``timeout``."""
-    procs = [_start_child(w) for w in workdirs]
-    deadline = time.monotonic() + timeout
-    runs = []
-    for w, proc in zip(workdirs, procs, strict=True):
-        timed_out = False
-        try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            timed_out = True
-        runs.append(_collect(w, None if timed_out else proc.returncode, timed_out))
-    return runs
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for w in workdirs:
+            procs.append(_start_child(w))
+        deadline = time.monotonic() + timeout
+        runs = []
+        for w, proc in zip(workdirs, procs, strict=True):
+            timed_out = False
+            try:
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                timed_out = True
+            _LIVE.discard(proc)
+            runs.append(_collect(w, None if timed_out else proc.returncode, timed_out))
+        return runs
+    finally:  # Ctrl-C (KeyboardInterrupt), an exception, pytest exiting: no child outlives this call
+        for proc in procs:
+            if proc.returncode is None:
+                _kill(proc)
+
+
+_MAX_STDERR_BYTES = 1 << 20
+_MAX_REASON_LINE_CHARS = 400
 
 
 def _reason_lines(text: str) -> list[str]:
     lines: list[str] = []
     for raw in text.splitlines():
-        line = raw.strip()
+        line = clip(raw.strip(), _MAX_REASON_LINE_CHARS)
         if not line or line.startswith("[RecordingMicroAllocator]"):
             continue
         if lines and lines[-1] == line:
@@ -223,7 +283,7 @@ def parse_print_allocations(text: str) -> dict[str, int]:
 def allocate(
     model: bytes,
     *,
-    timeout: float = 60.0,
+    timeout: float | None = None,
     arena_size: int = DEFAULT_HOST_ARENA,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     find_min_arena: bool = False,
@@ -235,8 +295,10 @@ def allocate(
     :func:`parse_print_allocations`). With ``find_min_arena`` the child also binary-searches the
     smallest arena that allocates (``details["host_min_arena_bytes"]``; it exceeds the total by the
     temporary allocations made during Prepare). On failure ``reason`` holds TFLM's own stderr lines,
-    ``signal`` the signal that killed the child, ``timed_out`` whether it was killed after ``timeout``.
+    ``signal`` the signal that killed the child, ``timed_out`` whether it was killed after ``timeout``
+    (default: the configured ``tinyml_tflm_timeout``).
     """
+    timeout = _TIMEOUT if timeout is None else timeout
     workdir = Path(tempfile.mkdtemp(prefix="tinyml-tflm-"))
     try:
         request: dict[str, Any] = {
@@ -318,7 +380,7 @@ def invoke(
     model: bytes,
     inputs: list[numpy.ndarray] | list[Any],
     *,
-    timeout: float = 600.0,
+    timeout: float | None = None,
     workers: int = 1,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     num_outputs: int = 1,
@@ -368,6 +430,9 @@ def invoke(
 
     workers = max(1, min(int(workers), len(samples)))
     bounds = [round(i * len(samples) / workers) for i in range(workers + 1)]
+    if timeout is None:  # the configured allocation timeout, plus as much again per 1,000 samples a child runs
+        per_child = max(b - a for a, b in zip(bounds, bounds[1:], strict=False))
+        timeout = _TIMEOUT * (1 + per_child / SAMPLES_PER_PERIOD)
     root = Path(tempfile.mkdtemp(prefix="tinyml-tflm-"))
     try:
         workdirs = []
@@ -437,6 +502,23 @@ _SIZEOF = {
 # SingleArenaBufferAllocator 36 + GreedyMemoryPlanner 44 + MicroAllocator 36 (32-bit).
 _HOST_FIXED_OBJECTS = 104 + 72 + 248
 _TARGET_FIXED_OBJECTS = 36 + 44 + 36
+# Tail bytes outside the recorded categories that the host allocates and a firmware build does not, beyond
+# the allocator objects, the builtin-data allocator and the subgraph records above: 32 B, measured as the
+# constant part of (host tail - Cortex-M4 tail) on TFLM's hello_world, micro_speech and person_detect and
+# seed 001's CNN (real TFLM 90b983c built for Cortex-M4 with a RecordingMicroInterpreter under QEMU).
+_HOST_UNRECORDED = 32
+# Kernel persistent data with pointers, per operator (TFLM 90b983c headers compiled for x86-64 and
+# Cortex-M4, rounded to the 16-byte persistent-buffer alignment): OpDataConv 72 -> 56 B (CONV_2D,
+# DEPTHWISE_CONV_2D), OpDataFullyConnected 64 -> 48 B, SoftmaxParams 80 -> 56 B: 16 B each once aligned.
+# The kernels' two input/output pointer arrays: 32 B in all. Builtin options of FULLY_CONNECTED
+# (TfLiteFullyConnectedParams 16 -> 5 B with short enums, plus the alignment of what follows): 27 B
+# measured per operator.
+_OPDATA_SAVING = {"CONV_2D": 16, "DEPTHWISE_CONV_2D": 16, "FULLY_CONNECTED": 16 + 27, "SOFTMAX": 16}
+_POINTER_ARRAYS_SAVING = 32
+# CMSIS-NN's FULLY_CONNECTED keeps 32 B more persistent data than the reference kernel (measured on
+# hello_world: 3 ops, +96 B); other CMSIS-NN kernels changed arena_used_bytes() by at most 32 B in all on the
+# models above.
+_CMSIS_NN_EXTRA = {"FULLY_CONNECTED": 32}
 
 
 @dataclass(frozen=True)
@@ -453,7 +535,7 @@ def _align16(n: int) -> int:
     return (n + 15) // 16 * 16
 
 
-def arena_32bit(info: ModelInfo, alloc: TflmAllocation) -> Arena32:
+def arena_32bit(info: ModelInfo, alloc: TflmAllocation, kernels: str = "reference") -> Arena32:
     """Arena a 32-bit Cortex-M TFLM build needs, derived from the 64-bit host allocation.
 
     Method. TFLM splits its arena into a *head* (the greedy memory plan of activation tensors plus
@@ -503,23 +585,30 @@ def arena_32bit(info: ModelInfo, alloc: TflmAllocation) -> Arena32:
     saving += quant_structs * (
         _SIZEOF["TfLiteAffineQuantization"][0] - _SIZEOF["TfLiteAffineQuantization"][1]
     )
-    saving += _HOST_FIXED_OBJECTS - _TARGET_FIXED_OBJECTS
+    saving += _HOST_FIXED_OBJECTS - _TARGET_FIXED_OBJECTS + _HOST_UNRECORDED
     saving += _SIZEOF["MicroBuiltinDataAllocator"][0] - _SIZEOF["MicroBuiltinDataAllocator"][1]
     n_subgraphs = len(info.subgraphs)
     saving += n_subgraphs * (_SIZEOF["SubgraphAllocations"][0] - _SIZEOF["SubgraphAllocations"][1])
+    op_names = [op.name for op in info.ops]
+    op_saving = _POINTER_ARRAYS_SAVING + sum(_OPDATA_SAVING.get(name, 0) for name in op_names)
+    if kernels == "cmsis_nn":
+        op_saving -= sum(_CMSIS_NN_EXTRA.get(name, 0) for name in op_names)
+    saving += op_saving
     tail32 = max(tail - saving, 0)
     total32 = head + tail32
     required = None
     host_min = d.get("host_min_arena_bytes")
     if host_min is not None:
+        # Kernels' Prepare() temporaries (measured: hello_world needs 396 B above arena_used_bytes() on
+        # Cortex-M4 where the host needs 432 B): taken at their host size, an upper bound.
         temp64 = max(host_min - host_total, 0)
-        required = _align16(total32 + (temp64 + 1) // 2) + 16
+        required = _align16(total32 + temp64) + 64  # 64 B: the estimate's error on the models above
     method = (
         f"host head {head} B kept (tensor plan, pointer-free); host tail {tail} B rebuilt with 32-bit "
         f"struct sizes: -{saving} B for {d.get('eval_tensors_count', 0)} TfLiteEvalTensor, "
         f"{d.get('nodes_count', 0)} NodeAndRegistration, {d.get('persistent_tensors_count', 0)} "
         f"TfLiteTensor, {quant_structs} TfLiteAffineQuantization, allocator objects, "
-        f"{n_subgraphs} subgraph record(s)"
+        f"{n_subgraphs} subgraph record(s), {op_saving} B of per-operator data ({kernels} kernels)"
     )
     return Arena32(
         bytes=total32,

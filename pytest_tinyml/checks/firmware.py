@@ -13,6 +13,28 @@ if TYPE_CHECKING:
     from pytest_tinyml.target import Target
 
 
+def firmware_provenance(fw: Any) -> dict[str, Any]:
+    """How a firmware run happened, for every firmware item's ``extra`` (and so report.json): the emulator,
+    its exact command line (to reproduce the run by hand), instructions per inference, the memory map."""
+    return {
+        "emulator": fw.emulator,
+        "emulator_command": fw.emulator_command,
+        "emulator_script": fw.emulator_script or None,  # Renode: the .resc the command includes
+        "instructions": fw.instructions_per_inference,
+        "memory_map": fw.memory_map,
+        "emulator_runs": fw.runs,
+        "executed_instructions": fw.executed_instructions or None,  # the emulator's own counter (Renode)
+    }
+
+
+def require_model_fits_flash(m: Target) -> None:
+    """:func:`pytest_tinyml.emulate.firmware.require_model_fits_flash`, imported when a firmware item runs
+    (the emulate package is not needed to collect or judge anything else)."""
+    from pytest_tinyml.emulate.firmware import require_model_fits_flash as require
+
+    require(m)
+
+
 def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
     import numpy as np
 
@@ -83,6 +105,7 @@ def with_runtime(verdict: Verdict, fw: Any) -> Verdict:
     """Say in the message and in ``extra`` which firmware runtime measured the verdict."""
     verdict.message = f"{verdict.message} {runtime_label(fw)}"
     verdict.extra.update(runtime_properties(fw))
+    verdict.extra.update(firmware_provenance(fw))
     return verdict
 
 
@@ -98,6 +121,7 @@ class FirmwareBitexactCheck:
         return constraints.firmware is not None and constraints.firmware.enabled
 
     def evaluate(self, m: Target) -> Verdict:
+        require_model_fits_flash(m)  # before any TFLM or firmware work on a model that cannot fit
         if not m.tflm_allocation.ok:
             raise NotEvaluable(
                 "TFLM cannot run this model (see the tflm_ops item), so there is no reference output to compare",
@@ -217,6 +241,7 @@ class LatencyCheck:
 
     def evaluate(self, m: Target) -> Verdict:
         assert m.constraints.max_latency is not None
+        require_model_fits_flash(m)
         info = latency_info(m)
         verdict = judge_latency(
             info["latency_seconds"],

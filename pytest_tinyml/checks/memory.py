@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
-from pytest_tinyml.checks.firmware import runtime_label, runtime_properties, with_runtime
+from pytest_tinyml.checks.firmware import (
+    require_model_fits_flash,
+    runtime_label,
+    runtime_properties,
+    with_runtime,
+)
 
 if TYPE_CHECKING:
+    from pytest_tinyml.analysis.model import ModelInfo, TensorInfo
     from pytest_tinyml.boards import Board
     from pytest_tinyml.spec.model import Constraints, Limit
     from pytest_tinyml.target import Target
@@ -38,6 +44,40 @@ def judge_bytes(
     )
 
 
+#: TFLM computes tensor byte sizes in 32-bit ``size_t`` on Cortex-M (and ``int`` element counts), so a
+#: tensor of 2**32 bytes or more wraps around to a small number there.
+TFLM_SIZE_LIMIT = 1 << 32
+
+
+def tensor_bytes(t: TensorInfo) -> int:
+    """Bytes the tensor's shape and type call for (unbounded integer arithmetic, -1 dims counted as 1)."""
+    from pytest_tinyml.analysis.model import _DTYPE_BITS
+
+    return (t.num_elements * _DTYPE_BITS.get(t.dtype, 8) + 7) // 8
+
+
+def oversized_tensor(info: ModelInfo, ram_limit: int) -> tuple[TensorInfo, int, str] | None:
+    """The first tensor TFLM's 32-bit arithmetic cannot size, or the largest activation over ``ram_limit``:
+    ``(tensor, bytes, why)``; None when every tensor is sane."""
+    worst: tuple[TensorInfo, int] | None = None
+    for t in info.tensors:
+        nbytes = tensor_bytes(t)
+        if nbytes >= TFLM_SIZE_LIMIT:
+            return t, nbytes, "overflows TFLM's 32-bit byte count (the arena it reports is meaningless)"
+        if not t.is_constant and (worst is None or t.nbytes > worst[1]):
+            worst = (t, t.nbytes)
+    if worst is not None and worst[1] > ram_limit:
+        return worst[0], worst[1], "is larger than the RAM limit on its own"
+    return None
+
+
+def _tensor_label(t: TensorInfo) -> str:
+    from pytest_tinyml.analysis.names import clip
+
+    dims = "x".join(str(d) for d in t.shape) or "scalar"
+    return f"tensor {clip(t.name, 80)!r} (subgraph {t.subgraph} #{t.index}, {t.dtype} {dims})"
+
+
 def _reserve(m: Target) -> int:
     reserve = m.constraints.ram_reserve
     return reserve.bytes if reserve is not None else m.board.ram_reserve
@@ -64,6 +104,23 @@ class ArenaCheck:
             max(0, board.arena_ram_bytes - reserve),
             f"{board.name}: {fmt_bytes(board.arena_ram_bytes)} RAM block - {fmt_bytes(reserve)} reserve",
         )
+        # Before asking TFLM: its 32-bit size arithmetic wraps for tensors of 4 GiB and more (a 65536x65536
+        # int8 output once "allocated" in 496 B), and a tensor over the limit fails whatever TFLM says.
+        over = oversized_tensor(m.model_info, min(limit, board.ram_bytes))
+        if over is not None:
+            t, nbytes, why = over
+            return Verdict(
+                name="arena",
+                passed=False,
+                measured=nbytes,
+                limit=limit,
+                unit="B",
+                message=f"arena: {_tensor_label(t)} needs {fmt_bytes(nbytes)}, which {why}; "
+                f"limit {fmt_limit_bytes(limit, text)}",
+                details=["method: tensor shape x element size, checked before TFLM allocates"],
+                fix="shrink the tensor's shape (fewer units/filters, smaller input), or fix the model's shapes",
+                extra={"tensor": t.name[:256], "tensor_bytes": nbytes, "board": board.name},
+            )
         fix = (
             "shrink the largest activations (fewer filters early, stride or pooling sooner), "
             "or pick a board with more RAM (--tinyml-board)"
@@ -173,6 +230,7 @@ class FirmwareRamCheck:
         return constraints.firmware is not None and constraints.firmware.enabled
 
     def evaluate(self, m: Target) -> Verdict:
+        require_model_fits_flash(m)
         fw = m.firmware
         board = m.board
         arena = fw.arena_min_bytes if fw.runtime == "tflm" and fw.arena_min_bytes else fw.arena_bytes

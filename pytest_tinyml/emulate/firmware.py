@@ -2,7 +2,7 @@
 
 :class:`pytest_tinyml.target.Target` delegates its ``firmware*`` and ``tflm_outputs`` measurements here;
 the build and the emulator run themselves are :func:`pytest_tinyml.emulate.run_firmware`'s. Results of
-deterministic runs (QEMU with ``-icount``; host TFLM) are kept in the run cache
+deterministic runs (QEMU with ``-icount``, Renode; host TFLM) are kept in the run cache
 (:class:`pytest_tinyml.pipeline.cache.RunCache`), keyed by everything they depend on.
 """
 
@@ -17,6 +17,23 @@ from pytest_tinyml.errors import NotEvaluable
 
 if TYPE_CHECKING:
     from pytest_tinyml.target import Target
+
+
+def require_model_fits_flash(m: Target) -> None:
+    """Raise :class:`NotEvaluable` when the model file alone is larger than the board's flash.
+
+    Checked first by :func:`run` and by the firmware items: such a model cannot link for the board, and compiling a
+    multi-MB model into a firmware image costs minutes and gigabytes. The ``size``/``flash`` items
+    report the failure itself.
+    """
+    size = m.model_info.size_bytes
+    if size > m.board.flash_bytes:
+        raise NotEvaluable(
+            f"the model ({size:,} B) is larger than {m.board.name}'s {m.board.flash_bytes:,} B "
+            "flash, so no firmware was built (see the flash and size items)",
+            "shrink the model (quantize to int8, fewer parameters) or pick a board with more flash (--tinyml-board)",
+        )
+
 
 
 def machine(target: Target) -> str:
@@ -36,6 +53,19 @@ def machine(target: Target) -> str:
             f"set constraints.firmware.machine to one of {', '.join(sorted(MACHINES))}",
         )
     return name
+
+
+def emulator(target: Target) -> str:
+    """--tinyml-emulator, else the spec's firmware.emulator, else QEMU where the board has a QEMU machine
+    and Renode where only Renode models the board and ``renode`` is on PATH."""
+    import shutil
+
+    chosen = target.options.emulator or target.firmware_spec.emulator
+    if chosen:
+        return str(chosen)
+    if target.board.qemu is None and target.board.renode is not None and shutil.which("renode"):
+        return "renode"
+    return "qemu"
 
 
 def board_core_emulated(target: Target) -> bool:
@@ -131,7 +161,9 @@ def run(target: Target) -> Any:
 
     if not target.firmware_spec.enabled:
         raise NotEvaluable("firmware items are disabled in the spec", "set constraints.firmware.enabled: true")
-    status = emulate.toolchain_status()
+    require_model_fits_flash(target)  # issue 13: never compile a model the board cannot hold
+    chosen_emulator = emulator(target)
+    status = emulate.toolchain_status(chosen_emulator)
     if not status.ok:
         raise NotEvaluable(f"missing {', '.join(status.missing)}", status.hint)
     choice = target.firmware_runtime_choice
@@ -146,7 +178,6 @@ def run(target: Target) -> Any:
                 "audit models that use only the ops listed in README (firmware runtime), or let real TFLM "
                 "build: drop --tinyml-offline / --tinyml-firmware-runtime tinyml, or set TFLM_ROOT",
             )
-    emulator = target.options.emulator or target.firmware_spec.emulator
     samples = target.firmware_inputs
     key = run_cache_key(
         "firmware",
@@ -156,7 +187,9 @@ def run(target: Target) -> Any:
         inputs_digest(samples),
         machine(target),
         core(target),
-        emulator,
+        chosen_emulator,
+        target.board.memory.key() if target.board.memory else "",
+        target.board.renode or "",
         sources_digest(),
         os.environ.get("TFLM_ROOT", "") if runtime == "tflm" else "",
         choice.tree.describe() if choice.tree is not None else "",
@@ -176,11 +209,13 @@ def run(target: Target) -> Any:
         core=core(target),
         clock_hz=target.board.clock_hz,
         cache_dir=target.options.cache_dir / "firmware",
-        emulator=emulator,
+        emulator=chosen_emulator,
         runtime=runtime,
         arena_bytes=arena_bytes,
         tflm_tree=choice.tree,
         progress=target.options.progress,
+        memory=target.board.memory,
+        platform=target.board.renode,
         flash_cache=flash_cache(target),
     )
     result.runtime_note = choice.note
@@ -221,6 +256,7 @@ def divergence(target: Target, sample: int) -> str:
         res = emulate.run_firmware(
             model, [s], machine=machine(target), core=core(target),
             cache_dir=target.options.cache_dir / "firmware", runtime=choice.runtime, tflm_tree=choice.tree,
+            emulator=emulator(target), memory=target.board.memory, platform=target.board.renode,
         )
         return tuple(res.all_outputs[0])
 

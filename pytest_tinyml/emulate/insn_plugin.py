@@ -112,6 +112,24 @@ class ClassCounts:
         return cls(inferences, row(data.get("total")), row(data.get("overhead")), [row(o) for o in ops])
 
 
+def merge_counts(runs: list[ClassCounts]) -> ClassCounts | None:
+    """Per-inference means over several emulator runs (weighted by each run's inferences)."""
+    total_inf = sum(r.inferences for r in runs)
+    if not runs or total_inf == 0:
+        return None
+    if len(runs) == 1:
+        return runs[0]
+
+    def mean(rows: list[dict[str, float]], weights: list[int]) -> dict[str, float]:
+        keys = {k for row in rows for k in row}
+        return {k: sum(row.get(k, 0.0) * w for row, w in zip(rows, weights, strict=True)) / total_inf for k in keys}
+
+    weights = [r.inferences for r in runs]
+    n_ops = max(len(r.ops) for r in runs)
+    ops = [mean([r.ops[i] if i < len(r.ops) else {} for r in runs], weights) for i in range(n_ops)]
+    return ClassCounts(total_inf, mean([r.total for r in runs], weights), mean([r.overhead for r in runs], weights), ops)
+
+
 def instructions(row: dict[str, float]) -> float:
     """Executed instructions in a counts row (register counts and memory events excluded; VLDM/VSTM count
     once per instruction, as ``fp_ldm_regs`` holds their registers beyond the first)."""

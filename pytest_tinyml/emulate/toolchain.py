@@ -12,10 +12,15 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_tinyml.boards import MemoryMap, Region
+
 APT_HINT = (
     "apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
 )
-RENODE_HINT = "install Renode from https://renode.io (not packaged in Debian) and put `renode` on PATH"
+RENODE_HINT = (
+    "install Renode 1.15 from Antmicro's release packages (the .deb, or the portable Linux tarball, from the "
+    "renode/renode GitHub releases page) and put `renode` on PATH"
+)
 
 GCC = "arm-none-eabi-gcc"
 QEMU = "qemu-system-arm"
@@ -127,32 +132,137 @@ _RUNS: dict[str, set[str]] = {
 }
 
 
+#: UART register models the harness drives (harness.c, ``__tm_uart_kind``).
+UART_KINDS = {"cmsdk": 1, "stm32": 2, "nrf52": 3, "stm32f7": 4}
+
+
+@dataclass(frozen=True)
+class Uart:
+    kind: str  # key of UART_KINDS
+    base: int
+
+
 @dataclass(frozen=True)
 class Machine:
     name: str
     cpu: str  # core name of the emulated CPU
-    linker_script: str  # file in firmware/boards/
+    linker_script: str  # file in firmware/boards/ (the machine's own map; kept for the real-TFLM build)
     systick_hz: int  # emulated core clock that drives SysTick (CLKSOURCE = core clock)
     default_clock_hz: int  # clock of the real board, for latency estimates
     ram_bytes: int
     flash_bytes: int
     fpu: str  # "sp" / "dp" / "none": what the emulated CPU's FPU can execute
+    memory: MemoryMap | None = None  # the machine's own map (used when a board's map is not modelled)
+    modelled: tuple[Region, ...] = ()  # every RAM/ROM block the emulator models (a board map must fit in them)
+    uart: Uart | None = None  # the UART that -serial connects first
 
+
+# QEMU 7.2 hw/arm/mps2.c (AN385/AN386/AN500): SSRAM1 4 MiB at 0x0 (code), SSRAM2/3 4 MiB at 0x20000000,
+# CMSDK APB UART0 at 0x40004000 (first -serial); SYSCLK_FRQ 25 MHz.
+_MPS2_MAP = MemoryMap(Region(0x0, 4 << 20), Region(0x20000000, 4 << 20),
+                      "QEMU 7.2 hw/arm/mps2.c: SSRAM1 4 MiB at 0x0, SSRAM2/3 4 MiB at 0x20000000",
+                      stack_bytes=0x8000, heap_bytes=0x4000)
+_MPS2_MODELLED = (Region(0x0, 4 << 20), Region(0x20000000, 4 << 20))
+# QEMU 7.2 hw/arm/stm32f405_soc.c: flash 1 MiB at 0x08000000 (aliased at 0), SRAM 128 KiB at 0x20000000;
+# USART1 at 0x40011000 (first -serial); the CCM at 0x10000000 is not modelled. SYSCLK 168 MHz.
+_F405_MAP = MemoryMap(Region(0x08000000, 1 << 20), Region(0x20000000, 128 << 10),
+                      "QEMU 7.2 hw/arm/stm32f405_soc.c: flash 1 MiB at 0x08000000, SRAM 128 KiB at 0x20000000")
 
 MACHINES: dict[str, Machine] = {
     # QEMU hw/arm/mps2.c: SYSCLK_FRQ 25 MHz for all MPS2 FPGA images.
-    "mps2-an386": Machine("mps2-an386", "cortex-m4", "mps2-an386.ld", 25_000_000, 25_000_000, 4 << 20, 4 << 20, "sp"),
-    "mps2-an385": Machine("mps2-an385", "cortex-m3", "mps2-an386.ld", 25_000_000, 25_000_000, 4 << 20, 4 << 20, "none"),
-    "mps2-an500": Machine("mps2-an500", "cortex-m7", "mps2-an386.ld", 25_000_000, 25_000_000, 4 << 20, 4 << 20, "dp"),
-    # QEMU hw/arm/mps2-tz.c: AN505 (Cortex-M33) SYSCLK 20 MHz; secure aliases of SSRAM1 / SSRAM2+3.
+    "mps2-an386": Machine("mps2-an386", "cortex-m4", "mps2-an386.ld", 25_000_000, 25_000_000, 4 << 20, 4 << 20, "sp",
+                          _MPS2_MAP, _MPS2_MODELLED, Uart("cmsdk", 0x40004000)),
+    "mps2-an385": Machine("mps2-an385", "cortex-m3", "mps2-an386.ld", 25_000_000, 25_000_000, 4 << 20, 4 << 20, "none",
+                          _MPS2_MAP, _MPS2_MODELLED, Uart("cmsdk", 0x40004000)),
+    "mps2-an500": Machine("mps2-an500", "cortex-m7", "mps2-an386.ld", 25_000_000, 25_000_000, 4 << 20, 4 << 20, "dp",
+                          _MPS2_MAP, _MPS2_MODELLED, Uart("cmsdk", 0x40004000)),
+    # QEMU 7.2 hw/arm/mps2-tz.c (AN505, Cortex-M33, boots secure with VTOR_S 0x10000000): secure aliases of
+    # ZBT SSRAM1 (4 MiB at 0x10000000) and SSRAM2+3 (4 MiB at 0x38000000); CMSDK UART0 at its secure alias
+    # 0x50200000; SYSCLK 20 MHz.
     "mps2-an505": Machine(
-        "mps2-an505", "cortex-m33", "mps2-an505.ld", 20_000_000, 20_000_000, 4 << 20, 4 << 20, "sp"
+        "mps2-an505", "cortex-m33", "mps2-an505.ld", 20_000_000, 20_000_000, 4 << 20, 4 << 20, "sp",
+        MemoryMap(Region(0x10000000, 4 << 20), Region(0x38000000, 4 << 20),
+                  "QEMU 7.2 hw/arm/mps2-tz.c AN505: secure aliases of SSRAM1 at 0x10000000 and SSRAM2+3 at 0x38000000",
+                  stack_bytes=0x8000, heap_bytes=0x4000),
+        (Region(0x10000000, 4 << 20), Region(0x38000000, 4 << 20)), Uart("cmsdk", 0x50200000),
     ),
     # QEMU hw/arm/netduinoplus2.c: SYSCLK_FRQ 168 MHz (STM32F405 at full speed).
     "netduinoplus2": Machine(
-        "netduinoplus2", "cortex-m4", "netduinoplus2.ld", 168_000_000, 168_000_000, 128 << 10, 1 << 20, "sp"
+        "netduinoplus2", "cortex-m4", "netduinoplus2.ld", 168_000_000, 168_000_000, 128 << 10, 1 << 20, "sp",
+        _F405_MAP, (Region(0x08000000, 1 << 20), Region(0x20000000, 128 << 10)), Uart("stm32", 0x40011000),
     ),
 }
+
+
+@dataclass(frozen=True)
+class RenodePlatform:
+    """A platform description shipped with Renode (path relative to Renode's install directory)."""
+
+    repl: str
+    cpu: str
+    fpu: str
+    modelled: tuple[Region, ...]
+    uart: Uart
+    uart_name: str  # the peripheral in the monitor, e.g. sysbus.usart1
+    systick_hz: int  # SysTick clock the harness sets (nvic Frequency) -- see renode.py
+    source: str
+
+
+def _stm32f4(repl: str) -> RenodePlatform:
+    return RenodePlatform(
+        repl, "cortex-m4", "sp", (Region(0x08000000, 2 << 20), Region(0x20000000, 256 << 10)),
+        Uart("stm32", 0x40011000), "sysbus.usart1", 72_000_000,
+        "Renode platforms/cpus/stm32f4.repl: flash 2 MiB at 0x08000000, SRAM 256 KiB at 0x20000000, "
+        "STM32_UART usart1 at 0x40011000, NVIC systickFrequency 72 MHz",
+    )
+
+
+def _nrf52840(repl: str) -> RenodePlatform:
+    return RenodePlatform(
+        repl, "cortex-m4", "sp", (Region(0x0, 1 << 20), Region(0x20000000, 256 << 10)),
+        Uart("nrf52", 0x40002000), "sysbus.uart0", 0,
+        "Renode platforms/cpus/nrf52840.repl: flash 1 MiB at 0x0, RAM 256 KiB at 0x20000000, "
+        "NRF52840_UART uart0 at 0x40002000",
+    )
+
+
+def _stm32f746(repl: str) -> RenodePlatform:
+    # fpu "sp": code built for cortex-m7 (-mfpu=fpv5-d16, double precision) gave outputs different from host
+    # TFLM on Renode 1.15.1's model (the same firmware built for cortex-m4 was bit-exact there and on QEMU)
+    return RenodePlatform(
+        repl, "cortex-m7", "sp", (Region(0x08000000, 2 << 20), Region(0x20000000, 0x60000)),
+        Uart("stm32f7", 0x40011000), "sysbus.usart1", 216_000_000,
+        "Renode platforms/cpus/stm32f746.repl: flash 2 MiB at 0x08000000, SRAM 384 KiB at 0x20000000, "
+        "STM32F7_USART usart1 at 0x40011000",
+    )
+
+
+def _stm32h743(repl: str) -> RenodePlatform:
+    # fpu "sp": the same Cortex-M7 model as the STM32F746 above
+    return RenodePlatform(
+        repl, "cortex-m7", "sp", (Region(0x08000000, 2 << 20), Region(0x24000000, 512 << 10),
+                                  Region(0x20000000, 128 << 10)),
+        Uart("stm32f7", 0x40011000), "sysbus.usart1", 96_000_000,
+        "Renode 1.15.1 platforms/cpus/stm32h743.repl: flash 2 MiB at 0x08000000, AXI SRAM 512 KiB at 0x24000000, "
+        "DTCM 128 KiB at 0x20000000, STM32F7_USART usart1 at 0x40011000",
+    )
+
+
+RENODE_PLATFORMS: dict[str, RenodePlatform] = {
+    p.repl: p
+    for p in (
+        _stm32f4("platforms/cpus/stm32f4.repl"),
+        _stm32f4("platforms/boards/stm32f4_discovery.repl"),
+        _nrf52840("platforms/cpus/nrf52840.repl"),
+        _nrf52840("platforms/boards/arduino_nano_33_ble.repl"),
+        _nrf52840("platforms/boards/nrf52840dk_nrf52840.repl"),
+        _stm32f746("platforms/cpus/stm32f746.repl"),
+        _stm32h743("platforms/cpus/stm32h743.repl"),
+    )
+}
+#: Renode platform that stands in for a QEMU machine when only the machine is named (same SoC family).
+RENODE_FOR_MACHINE = {"netduinoplus2": "platforms/cpus/stm32f4.repl"}
+
 
 _FPU_OK = {"none": {"none"}, "sp": {"none", "sp"}, "dp": {"none", "sp", "dp"}}
 
@@ -164,6 +274,12 @@ def _core_fpu(core: Core) -> str:
     if "fpv5-d16" in flags or "cortex-m55" in flags:
         return "dp"
     return "sp"
+
+
+def platform_can_run(platform: RenodePlatform, core: str) -> bool:
+    """True when code built for ``core`` runs correctly on the Renode platform's CPU model."""
+    c = CORES[core]
+    return c.arch in _RUNS[CORES[platform.cpu].arch] and _core_fpu(c) in _FPU_OK[platform.fpu]
 
 
 def machine_can_run(machine: str, core: str) -> bool:

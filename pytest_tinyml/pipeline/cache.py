@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -360,6 +361,11 @@ class RunCache:
         "clock_hz",
         "emulate_seconds",
         "seconds",
+        "emulator_command",
+        "emulator_script",
+        "memory_map",
+        "runs",
+        "executed_instructions",
         "runtime",
         "kernels",
         "arena_min_bytes",
@@ -398,9 +404,9 @@ class RunCache:
             meta = json.loads(files["result.json"])
             with np.load(io.BytesIO(files["outputs.npz"]), allow_pickle=False) as data:
                 outputs = [data[f"arr_{i}"] for i in range(len(data.files))]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, RecursionError):  # RecursionError: nesting 200,000 deep
             return None
-        if meta.get("count") != len(outputs):
+        if not isinstance(meta, dict) or meta.get("count") != len(outputs):
             return None
         return meta, outputs
 
@@ -430,6 +436,16 @@ class RunCache:
         try:
             fields = {name: meta[name] for name in self._SCALARS}
         except KeyError:
+            return None
+        text_fields = {f.name for f in dataclasses.fields(FirmwareResult) if f.type in ("str", str)}
+        for name, value in fields.items():  # an edited entry with a wrong type or NaN is a miss, not a crash
+            if name in text_fields:
+                ok = isinstance(value, str)
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok:
+                return None
+        if not isinstance(meta.get("elf_path"), str):
             return None
         log = [f"cached firmware run {meta.get('seconds', 0):.1f} s"]
         from pytest_tinyml.emulate.insn_plugin import ClassCounts

@@ -11,6 +11,15 @@ graph and a smaller file). Modes:
   ``TFLITE_BUILTINS_INT8`` only, int8 input and output.
 - ``qat``: quantization-aware training with tensorflow-model-optimization on a tf_keras copy of the trained
   model (``qat_epochs`` of fine-tuning), then int8 conversion with int8 input and output.
+
+QAT fine-tunes at 1 % of the training learning rate (:data:`QAT_LR_FRACTION`). The model it starts from has
+converged, and a fresh Adam optimizer at the from-scratch rate (1e-3) takes steps of about the learning rate
+on every weight from the first batch on: on seed 001's CNN that knocked the model out of its minimum (QAT
+loss after one epoch 0.034 against the float model's 0.015, validation accuracy 97.25 -> 95.75 %) and the
+int8 model ended 0.9 points below float while post-training int8 lost nothing. In two epochs at 1e-3 the
+kernels moved by a median 2.4 to 4.3 int8 steps (up to 48): retraining, not fine-tuning. At 1e-5 they move by
+a fraction of a step (median 0.3 to 0.6, at most 0.9), enough to settle into the quantization grid, and QAT
+matched or beat post-training int8 on three training seeds (README, *Quantization-aware training*).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Spec
 
 MODES = ("float32", "float16", "dynamic_range", "int8", "qat")
+QAT_LR_FRACTION = 0.01  # QAT fine-tuning rate / training rate (see the module docstring)
 Progress = Callable[[str], None] | None
 
 
@@ -167,6 +177,17 @@ def _tf_keras_copy(spec: Spec, trained: Any, builder: Callable[..., Any] | None)
     return copy
 
 
+def qat_learning_rate(optimizer: Any, training_rate: float | None) -> float:
+    """The QAT fine-tuning rate: :data:`QAT_LR_FRACTION` of the training rate, or of ``optimizer``'s default
+    rate when the spec leaves ``training.learning_rate`` unset (Adam and RMSprop 1e-3, SGD 1e-2)."""
+    if training_rate is None:
+        import inspect
+
+        default = inspect.signature(optimizer.__init__).parameters["learning_rate"].default
+        training_rate = float(default) if isinstance(default, (int, float)) else 1e-3
+    return float(training_rate) * QAT_LR_FRACTION
+
+
 def convert_qat(spec: Spec, trained: Any, builder: Callable[..., Any] | None, data: Dataset,
                 progress: Progress = None) -> tuple[bytes, dict[str, Any]]:
     """Fine-tune a quantization-aware copy of ``trained`` for ``qat_epochs`` and convert it to int8."""
@@ -189,8 +210,9 @@ def convert_qat(spec: Spec, trained: Any, builder: Callable[..., Any] | None, da
                            "use mode int8 (post-training) or layers tfmot supports") from None
     tr = spec.training
     opt = {"adam": tf_keras.optimizers.Adam, "sgd": tf_keras.optimizers.SGD, "rmsprop": tf_keras.optimizers.RMSprop}[tr.optimizer]
+    learning_rate = qat_learning_rate(opt, tr.learning_rate)
     from_logits = tr.loss_from_logits if tr.loss_from_logits is not None else not last_layer_is_probability(copy)
-    qmodel.compile(optimizer=opt(learning_rate=tr.learning_rate) if tr.learning_rate else opt(),
+    qmodel.compile(optimizer=opt(learning_rate=learning_rate),
                    loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits), metrics=["accuracy"])
     history = []
     for epoch in range(1, spec.quantization.qat_epochs + 1):
@@ -199,7 +221,8 @@ def convert_qat(spec: Spec, trained: Any, builder: Callable[..., Any] | None, da
         val = float(h.history["val_accuracy"][-1]) * 100.0
         history.append({"epoch": epoch, "loss": float(h.history["loss"][-1]), "val_accuracy": val})
         if progress is not None:
-            progress(f"qat epoch {epoch}/{spec.quantization.qat_epochs}: loss {h.history['loss'][-1]:.4f}, val {val:.1f}%")
+            progress(f"qat epoch {epoch}/{spec.quantization.qat_epochs} (learning rate {learning_rate:g}): "
+                     f"loss {h.history['loss'][-1]:.4f}, val {val:.1f}%")
     fn = _batch1_function(qmodel, data.input_shape)
     with _quiet():
         converter = tf.lite.TFLiteConverter.from_concrete_functions([fn], qmodel)
@@ -213,7 +236,7 @@ def convert_qat(spec: Spec, trained: Any, builder: Callable[..., Any] | None, da
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise NotEvaluable(f"converting the quantization-aware model failed: {first}",
                            "use mode int8 (post-training quantization)") from None
-    return blob, {"qat_history": history}
+    return blob, {"qat_history": history, "learning_rate": learning_rate}
 
 
 def save_keras(model: Any, path: Path) -> None:

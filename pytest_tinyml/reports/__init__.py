@@ -9,7 +9,8 @@ Files written to ``report_dir``:
 
 - ``report.json``: the report document (schema ``pytest-tinyml/report`` version 1, described by
   ``report.schema.json`` next to this module);
-- ``report.md``: failures first, with fixes, one section per target; posts as a pull-request comment;
+- ``report.md``: a comparison table across targets, then failures first with fixes (a section only for
+  targets with a failure); posts as a pull-request comment;
 - ``report.html``: one self-contained page with charts (needs matplotlib; without it, no charts).
 """
 
@@ -149,8 +150,9 @@ def write_reports(
 def finish(session: Any, *, report_dir: Path | None, baseline: Path | None, plots: bool = True) -> Outcome:
     """Build the report for ``session``, compare it with ``baseline`` and write it to ``report_dir``.
 
-    ``session``: :class:`pytest_tinyml.plugin.TinyMLSession` (or anything with ``.results`` and
-    ``.targets``). Either argument may be None. Never raises for bad input or missing measurements.
+    ``session``: :class:`pytest_tinyml.session.TinyMLSession` (or anything with ``.results``, a list of
+    :class:`pytest_tinyml.records.ItemRecord`, and optionally ``.checks``). Either argument may be None.
+    Never raises for bad input or missing measurements.
     """
     outcome = Outcome()
     try:

@@ -1,7 +1,13 @@
 """Compare a run with an earlier ``report.json``: deltas per target, and regressions beyond thresholds.
 
 Targets are matched by label (the spec or model path as given on the command line, plus ``[mode]``);
-a target whose label changed is matched by file name and mode when that is unambiguous.
+a target whose label changed is matched by file name and mode when that is unambiguous. A baseline that
+shares no target with the run, or that leaves run targets unmatched while holding unmatched targets of
+its own (a rename), is a regression: nothing would otherwise be compared and the gate would pass.
+
+The baseline file is input anyone can edit: :func:`load_baseline` refuses non-finite numbers, integers
+of more than 30 digits, nesting deeper than 64 levels and anything report.schema.json does not allow,
+naming the field.
 
 A metric regresses when it gets worse by *more than* the spec's ``constraints.regression`` threshold:
 ``size``, ``arena`` and ``latency`` when they grow, ``accuracy`` (the deployed accuracy, percentage points)
@@ -12,11 +18,13 @@ compared.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_tinyml.analysis.names import clip
 from pytest_tinyml.checks.base import Metric, builtin_metrics
 from pytest_tinyml.errors import TinyMLError
 from pytest_tinyml.reports._format import fmt_delta, fmt_value, metric_unit
@@ -92,7 +100,7 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"baseline report is {size:,} bytes, too large to be a report", where=where, fix=_FIX
         )
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        doc = _parse_json(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise BaselineError("baseline report is not UTF-8 text", where=where, fix=_FIX) from None
     except json.JSONDecodeError as exc:
@@ -101,10 +109,20 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
             where=where,
             fix=_FIX,
         ) from None
+    except RecursionError:
+        raise BaselineError(
+            f"baseline report is nested more deeply than Python's JSON reader allows (a report is at most "
+            f"{MAX_BASELINE_DEPTH} levels deep)",
+            where=where,
+            fix=_FIX,
+        ) from None
     except OSError as exc:
         raise BaselineError(
             f"cannot read the baseline report: {exc.strerror}", where=where, fix=_FIX
         ) from None
+    problem = _bad_value(doc)
+    if problem:
+        raise BaselineError(f"baseline report {problem}", where=where, fix=_FIX)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
         raise BaselineError(f'not a pytest-tinyml report (no "schema": "{SCHEMA_ID}")', where=where, fix=_FIX)
     version = doc.get("version")
@@ -123,7 +141,90 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise BaselineError(
             'the report\'s "targets" is not a list of targets with labels', where=where, fix=_FIX
         )
+    if version == SCHEMA_VERSION:
+        problem = _schema_problem(doc)
+        if problem:
+            raise BaselineError(
+                f"baseline report does not match the report schema: {problem}", where=where, fix=_FIX
+            )
     return doc
+
+
+#: A report is about 8 levels deep; anything much deeper is not one (and deep nesting exhausts the stack).
+MAX_BASELINE_DEPTH = 64
+#: Integers longer than this are refused (metrics are byte counts; a 5,000-digit integer is no metric).
+MAX_INT_DIGITS = 30
+
+
+class _Refused:
+    """Placeholder the JSON reader puts where a value is refused; :func:`_bad_value` reports its path."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+
+def _parse_int(text: str) -> int | _Refused:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= MAX_INT_DIGITS else _Refused(f"a {digits:,}-digit integer")
+
+
+def _parse_float(text: str) -> float | _Refused:
+    value = float(text)
+    return value if math.isfinite(value) else _Refused(f"{text[:40]} (not a finite number)")
+
+
+def _parse_json(text: str) -> Any:
+    return json.loads(
+        text,
+        parse_int=_parse_int,
+        parse_float=_parse_float,
+        parse_constant=lambda name: _Refused(f"{name} (not a finite number)"),
+    )
+
+
+def _path_text(path: list[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return clip(out or "(top level)", 200)
+
+
+def _bad_value(doc: Any) -> str | None:
+    """The first refused value or over-deep nesting in ``doc``, as ``field X: holds ...``; None if sane."""
+    stack: list[tuple[Any, list[str | int]]] = [(doc, [])]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_BASELINE_DEPTH:
+            return f"is nested more than {MAX_BASELINE_DEPTH} levels deep at field {_path_text(path[:8])}..."
+        if isinstance(value, _Refused):
+            return f"field {_path_text(path)} holds {value.what}"
+        if isinstance(value, dict):
+            stack.extend((v, [*path, clip(str(k), 60)]) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((v, [*path, i]) for i, v in reversed(list(enumerate(value))))
+    return None
+
+
+_VALIDATOR: Any = None
+
+
+def _schema_problem(doc: dict[str, Any]) -> str | None:
+    """The most relevant JSON Schema violation of ``doc`` (report.schema.json), or None."""
+    global _VALIDATOR
+    import jsonschema
+
+    if _VALIDATOR is None:
+        schema = json.loads(Path(__file__).with_name("report.schema.json").read_text(encoding="utf-8"))
+        _VALIDATOR = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(doc))
+    if error is None:
+        return None
+    where = _path_text(list(error.absolute_path))
+    if error.validator == "required" or error.validator == "additionalProperties":
+        return f"{where}: {clip(error.message, 200)}"
+    return f"field {where}: {clip(repr(error.instance), 80)} is not valid ({error.validator} {clip(str(error.validator_value), 80)})"
 
 
 @dataclass
@@ -208,7 +309,7 @@ def _match(current: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[st
 
 
 def _as_number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return value
 
@@ -265,6 +366,19 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], path: str) -> Comp
         comp.deltas[t["label"]] = deltas
     seen = set(comp.matched.values())
     comp.missing = [b["label"] for b in base if b["label"] not in seen]
+    # A baseline the run cannot be compared with must not read as "no regressions".
+    if current and not comp.matched:
+        have = ", ".join(clip(b["label"], 80) for b in base[:5]) or "none"
+        comp.regressions.append(
+            f"baseline {clip(path, 200)} shares no target with this run (baseline targets: {have}); nothing was "
+            "compared: regenerate the baseline with --tinyml-report, or pass the baseline of these targets"
+        )
+    elif comp.new and comp.missing:
+        comp.regressions.append(
+            f"targets {', '.join(clip(x, 80) for x in comp.new[:5])} are not in baseline {clip(path, 200)}, which has "
+            f"{', '.join(clip(x, 80) for x in comp.missing[:5])} instead (renamed?); they were not compared: "
+            "regenerate the baseline with --tinyml-report after renaming"
+        )
     return comp
 
 

@@ -34,9 +34,6 @@ def session_metrics(session: Any) -> dict[str, Metric]:
     checks = getattr(session, "checks", None)
     return metrics_of(checks) if checks else builtin_metrics()
 
-#: Model files above this size are not read again for report facts.
-MAX_MODEL_BYTES = 256 * 1024 * 1024
-
 
 def _guard(notes: list[str], what: str, fn: Callable[[], Any]) -> Any:
     """Run one report section; on any error leave it out with a note (reports never fail the run)."""
@@ -239,13 +236,13 @@ def _flash(facts: dict[str, Any], verdicts: dict[str, dict[str, Any]]) -> dict[s
 
 
 def read_model(path: Path | None) -> bytes | None:
-    """The bytes of the model file a record names (None when there is none; refused when huge)."""
+    """The bytes of the model file a record names (None when there is none), read under the same size
+    limit as the items read it (:func:`pytest_tinyml.analysis.model.load_model_bytes`)."""
     if path is None or not path.is_file():
         return None
-    size = path.stat().st_size
-    if size > MAX_MODEL_BYTES:
-        raise NotEvaluable(f"{path} is {size:,} bytes, too large to read for a report", "audit a smaller model")
-    return path.read_bytes()
+    from pytest_tinyml.analysis.model import load_model_bytes
+
+    return load_model_bytes(path)
 
 
 def _item(r: ItemRecord) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def comparison_lines(report: dict[str, Any]) -> list[str]:
 def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[str, Any] | None = None) -> list[str]:
     """Lines for pytest's terminal summary.
 
-    ``results``: :class:`~pytest_tinyml.plugin.ItemResult` objects. ``outcome``: the
+    ``results``: :class:`~pytest_tinyml.records.ItemRecord` objects. ``outcome``: the
     :class:`~pytest_tinyml.reports.Outcome` of :func:`pytest_tinyml.reports.finish` (optional): adds a
     delta column and the regressions when a baseline was compared, the report errors, and where the
     reports were written. ``report``: the report document (else the outcome's), for the comparison table

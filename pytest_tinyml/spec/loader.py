@@ -75,6 +75,14 @@ class _Locator:
         loader = yaml.SafeLoader("")
         try:
             return loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            # e.g. an integer of 5,000 digits (Python refuses to convert it): name the line
+            raise SpecError(
+                f"cannot read the value {str(node.value)[:40]!r}{'...' if len(str(node.value)) > 40 else ''}: "
+                f"{str(exc)[:120]}",
+                where=self._mark(node),
+                fix="write a plain number or size with a unit, e.g. 50KiB",
+            ) from None
         finally:
             loader.dispose()
 
@@ -85,7 +93,9 @@ class _Locator:
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int]]]:
     """Safe-load YAML text into data plus locations; syntax errors name the line and column."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        # libyaml's safe composer when PyYAML has it: about 5x faster on a 400 KB hostile spec (1.5 s instead
+        # of 7.9 s), with the same nodes and marks; the pure-Python safe one otherwise.
+        node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -101,8 +111,8 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, tuple[int, int]
         data = locator.convert(node, ())
     except RecursionError:
         raise SpecError("YAML nesting is too deep", where=source, fix="flatten the spec") from None
-    except (yaml.YAMLError, ValueError, TypeError) as exc:
-        raise SpecError(f"cannot read a value: {exc}", where=source, fix="fix the YAML value") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        raise SpecError(f"cannot read a value: {str(exc)[:160]}", where=source, fix="fix the YAML value") from None
     return data, locator.locations
 
 
@@ -182,6 +192,8 @@ def _unit(ctx: _Ctx, path: Path_, parse: Any, value: Any) -> Any:
         return parse(value)
     except UnitError as exc:
         raise ctx.error(path, str(exc)) from None
+    except (OverflowError, ValueError, TypeError) as exc:  # any other bad number: still this field's error
+        raise ctx.error(path, f"not a usable value ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def _limit(ctx: _Ctx, path: Path_, value: Any) -> Limit:
@@ -294,7 +306,7 @@ def build_spec(
             FirmwareSpec(
                 samples=fw.get("samples", 1000),
                 machine=fw.get("machine"),
-                emulator=fw.get("emulator", "qemu"),
+                emulator=fw.get("emulator"),
                 enabled=fw.get("enabled", True),
                 kernels=fw.get("kernels"),
             )
@@ -357,4 +369,14 @@ def load_spec(path: str | Path, *, model_required: bool = True) -> Spec:
     except UnicodeDecodeError as exc:
         raise SpecError(f"not UTF-8 text (byte offset {exc.start})", where=source, fix="save the spec as UTF-8") from None
     data, locations = parse_yaml(text, source)
-    return build_spec(data, p, locations, model_required=model_required)
+    try:
+        return build_spec(data, p, locations, model_required=model_required)
+    except SpecError:
+        raise
+    except (OverflowError, ValueError, TypeError, RecursionError) as exc:
+        # A value no field check anticipated: this spec fails on its own (its ::spec item), the session goes on.
+        raise SpecError(
+            f"invalid value ({type(exc).__name__}: {str(exc)[:160]})",
+            where=source,
+            fix="check the spec's numbers and sizes against README (units, ranges)",
+        ) from None

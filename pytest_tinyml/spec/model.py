@@ -63,7 +63,7 @@ class Limit:
 class FirmwareSpec:
     samples: int = 1000
     machine: str | None = None
-    emulator: str = "qemu"
+    emulator: str | None = None  # None: QEMU where the board has a QEMU machine, else Renode when installed
     enabled: bool = True
     kernels: str | None = None  # TFLM kernel set: cmsis_nn or reference; None = by the board's core
 

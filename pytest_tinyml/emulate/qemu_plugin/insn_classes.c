@@ -138,6 +138,8 @@ static void add(counts_t *dst, int cls, uint64_t n)
     if (dst && active) total.c[cls] += n;
 }
 
+static void write_counts(void);
+
 static void on_marker(int kind)
 {
     markers_seen++;
@@ -163,6 +165,9 @@ static void on_marker(int kind)
     case M_INFER_END:
         active = false;
         cur_op = -1;
+        /* written after every inference: the emulator may be stopped by a signal once the firmware has
+         * reported its result, before the exit callbacks run */
+        write_counts();
         break;
     }
 }
@@ -416,12 +421,14 @@ static void write_row(FILE *f, const char *label, const counts_t *c)
     fputc('\n', f);
 }
 
-static void at_exit(qemu_plugin_id_t id, void *udata)
+static void write_counts(void)
 {
-    FILE *f = fopen(out_path, "w");
+    /* written to a temporary file and renamed, so a reader never sees a partial file */
+    char tmp[4096];
+    FILE *f;
     int k;
-    (void)id;
-    (void)udata;
+    if (snprintf(tmp, sizeof tmp, "%s.part", out_path) >= (int)sizeof tmp) return;
+    f = fopen(tmp, "w");
     if (!f) return;
     fprintf(f, "version 1\ninferences %llu\nmarkers %llu\nop_overflow %llu\nclasses", (unsigned long long)inferences,
             (unsigned long long)markers_seen, (unsigned long long)op_overflow);
@@ -435,7 +442,14 @@ static void at_exit(qemu_plugin_id_t id, void *udata)
         write_row(f, label, &ops[k]);
     }
     fputs("end\n", f);
-    fclose(f);
+    if (fclose(f) == 0) rename(tmp, out_path);
+}
+
+static void at_exit(qemu_plugin_id_t id, void *udata)
+{
+    (void)id;
+    (void)udata;
+    write_counts();
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)

@@ -1,0 +1,103 @@
+"""Host-TFLM children die on every exit path, and every timeout comes from the ini setting.
+
+Fake fault (documented in ``_tflm_child``): ``PYTEST_TINYML_FAKE_CHILD_FAULT=hang`` makes the child sleep
+forever after TFLM allocated, standing in for a model that hangs TFLM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import tflite_factory as factory
+
+from pytest_tinyml.analysis import tflm
+from pytest_tinyml.analysis._tflm_child import FAULT_ENV
+
+TESTS = Path(__file__).resolve().parent
+
+DRIVER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import tflite_factory
+    from pytest_tinyml.analysis import tflm
+    tflm.configure(timeout=1000)
+    tflm.allocate(tflite_factory.int8_cnn())
+    """
+)
+
+
+def children_under(marker: Path) -> list[int]:
+    """Pids of live processes whose command line names a path under ``marker`` (our children's workdirs)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+            with open(f"/proc/{entry}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(marker).encode() in cmd and b"_tflm_child" in cmd and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the children")
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_no_orphan_when_the_parent_is_interrupted_or_killed(tmp_path: Path, how: signal.Signals) -> None:
+    work = tmp_path / "t"
+    work.mkdir()
+    env = dict(os.environ, **{FAULT_ENV: "hang", "TMPDIR": str(work)})
+    parent = subprocess.Popen([sys.executable, "-c", DRIVER.format(tests=str(TESTS))], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: children_under(work), 60), "the child never started"
+        time.sleep(1.0)  # let it reach the (fake) hang
+        parent.send_signal(how)
+        parent.wait(timeout=30)
+        assert wait_for(lambda: not children_under(work), 10), f"orphaned children: {children_under(work)}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        for pid in children_under(work):  # cleanup if the assertion failed
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_allocate_and_invoke_take_the_configured_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    saved = tflm.current_timeout()
+    try:
+        tflm.configure(timeout=2)
+        monkeypatch.setenv(FAULT_ENV, "hang")
+        start = time.monotonic()
+        alloc = tflm.allocate(factory.int8_cnn())
+        assert alloc.timed_out and "timed out after 2 s" in (alloc.reason or "")
+        assert time.monotonic() - start < 30
+        import numpy as np
+
+        monkeypatch.setenv(FAULT_ENV, "hang:invoke")
+        with pytest.raises(tflm.TflmError, match=r"timed out after 2\.004 s"):  # 2 s x (1 + 2/1000 samples)
+            tflm.invoke(factory.int8_cnn(), [np.zeros((1, 8, 8, 1), np.int8)] * 2)
+        for bad in (0, -1, float("nan"), float("inf")):
+            with pytest.raises(ValueError):
+                tflm.configure(timeout=bad)
+    finally:
+        tflm.configure(timeout=saved)

@@ -1,0 +1,37 @@
+"""Long names from a model are clipped: bounded terminal output and reports, full value up to a bound."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fuzz_harness as fh
+import tflite_factory as factory
+
+from pytest_tinyml.analysis.model import parse_model
+from pytest_tinyml.analysis.names import MAX_NAME_CHARS, clip
+
+
+def test_clip() -> None:
+    assert clip("abc") == "abc"
+    assert clip("x" * 300) == "x" * 256 + "…(44 more)"
+    assert clip("x" * 10, 4) == "xxxx…(6 more)"
+
+
+def test_parser_keeps_names_up_to_the_bound() -> None:
+    info = parse_model(factory.custom_op_model("A" * 2_000_000), "long.tflite")
+    assert info.ops[0].name == "A" * MAX_NAME_CHARS + "…(1,999,744 more)"
+    assert info.custom_ops == [info.ops[0].name]
+
+
+def test_two_megabyte_op_name_gives_bounded_output(tmp_path: Path) -> None:
+    (tmp_path / "long.tflite").write_bytes(factory.custom_op_model("A" * 2_000_000))
+    outcome, out = fh.run_pytest(["--tinyml-model", "long.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
+                                  "-rfs", "-k", "not firmware", "--tinyml-report", str(tmp_path / "r")], tmp_path)
+    assert outcome.kind == "pytest_exit_1", out
+    assert len(out) < 60_000, len(out)  # was 8 MB
+    assert "A" * 256 + "…(1,999,744 more)" in out or "…" in out
+    total = sum(p.stat().st_size for p in (tmp_path / "r").rglob("*") if p.is_file())
+    assert total < 2_000_000, total  # was 20 MB for report.json alone
+    report = json.loads(next((tmp_path / "r").rglob("*.json")).read_text())
+    assert "A" * 256 + "…(1,999,744 more)" in json.dumps(report, ensure_ascii=False)
