@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -193,27 +192,6 @@ def build_plugin(cache_dir: Path) -> Path:
         tmp.unlink(missing_ok=True)
         src.unlink(missing_ok=True)
     return final
-
-
-def flash_range(elf: Path) -> tuple[int, int] | None:
-    """Address range of the ELF's allocated read-only sections (code and constants: the board's flash)."""
-    data = Path(elf).read_bytes()
-    if len(data) < 52 or data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
-        return None
-    (shoff,) = struct.unpack_from("<I", data, 32)
-    shentsize, shnum = struct.unpack_from("<HH", data, 46)
-    lo, hi = None, None
-    for i in range(min(shnum, 4096)):
-        off = shoff + i * shentsize
-        if shentsize < 40 or off + 40 > len(data):
-            return None
-        _, sh_type, sh_flags, sh_addr, _, sh_size = struct.unpack_from("<6I", data, off)
-        # SHF_ALLOC without SHF_WRITE, with contents (not SHT_NOBITS)
-        if not sh_flags & 2 or sh_flags & 1 or sh_type == 8 or sh_size == 0:
-            continue
-        lo = sh_addr if lo is None else min(lo, sh_addr)
-        hi = sh_addr + sh_size if hi is None else max(hi, sh_addr + sh_size)
-    return None if lo is None or hi is None else (lo, hi)
 
 
 def _escape(text: str) -> str:
