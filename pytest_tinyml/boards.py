@@ -65,6 +65,13 @@ class Board:
     flash_reserve_bytes: int | None = None
     memory: MemoryMap | None = None  # the MCU's own flash/RAM regions (firmware is linked for them)
     renode: str | None = None  # Renode platform description that models this board
+    # memory timing for latency estimates (emulate/cycles.py); None: not given for this board
+    flash_wait_states: int | None = None
+    ram_wait_states: int | None = None
+    flash_cache_line: int | None = None  # bytes per line of the flash read cache/buffer
+    flash_cache_lines: int | None = None
+    flash_cache_ways: int | None = None  # 0 or absent: fully associative
+    timing_source: str = ""
 
     @property
     def ram_reserve(self) -> int:
@@ -102,6 +109,9 @@ class Board:
             "renode": self.renode,
             "memory": self.memory.key() if self.memory else None,
             "source": self.source,
+            "flash_wait_states": self.flash_wait_states,
+            "ram_wait_states": self.ram_wait_states,
+            "timing_source": self.timing_source,
         }
 
 
@@ -123,6 +133,12 @@ def board_from_mapping(name: str, data: Mapping[str, Any], origin: str = "boards
             flash_reserve_bytes=parse_size(data["flash_reserve"]).bytes if "flash_reserve" in data else None,
             memory=_memory_map(name, data.get("memory"), origin),
             renode=str(data["renode"]) if data.get("renode") else None,
+            flash_wait_states=_small_int(name, data, "flash_wait_states", 64),
+            ram_wait_states=_small_int(name, data, "ram_wait_states", 64),
+            flash_cache_line=_small_int(name, data, "flash_cache_line", 4096),
+            flash_cache_lines=_small_int(name, data, "flash_cache_lines", 4096),
+            flash_cache_ways=_small_int(name, data, "flash_cache_ways", 4096),
+            timing_source=str(data.get("timing_source", "")),
         )
     except KeyError as exc:
         raise SpecError(f"board {name!r} lacks field {exc.args[0]!r}", where=origin) from None
@@ -165,6 +181,13 @@ def _memory_map(name: str, value: Any, origin: str) -> MemoryMap | None:
         _region(name, "ram", value["ram"], origin),
         str(value.get("source", "")),
     )
+def _small_int(name: str, data: Mapping[str, Any], key: str, most: int) -> int | None:
+    if key not in data or data[key] is None:
+        return None
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise UnitError(f"{key} must be a whole number from 0 to {most}, got {value!r}")
+    return value
 
 
 def builtin_boards() -> list[Board]:

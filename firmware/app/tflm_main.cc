@@ -13,6 +13,7 @@
 
 #include "harness.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/micro/micro_op_resolver.h"
 #include "tensorflow/lite/micro/system_setup.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -33,10 +34,13 @@ alignas(tflite::MicroInterpreter) unsigned char g_interpreter_storage[sizeof(tfl
 
 // Tears down the previous interpreter (if any) and builds a new one over the first ``size`` bytes of
 // ``arena``; true when AllocateTensors() succeeds.
+// Set in main() before the first allocate(): the op-boundary marker profiler (MarkerProfiler, below).
+tflite::MicroProfilerInterface* g_profiler = nullptr;
+
 bool allocate(const tflite::Model* model, const tflite::MicroOpResolver& resolver, uint8_t* arena, size_t size,
               tflite::MicroInterpreter** interp) {
   if (*interp != nullptr) (*interp)->~MicroInterpreter();
-  *interp = new (g_interpreter_storage) tflite::MicroInterpreter(model, resolver, arena, size);
+  *interp = new (g_interpreter_storage) tflite::MicroInterpreter(model, resolver, arena, size, nullptr, g_profiler);
   return (*interp)->AllocateTensors() == kTfLiteOk;
 }
 
@@ -44,6 +48,29 @@ int fail(const char* stage, int code, const char* msg) {
   tm_report("ERROR stage=%s code=%d op=-1 opname=- msg=%s", stage, code, msg);
   return code;
 }
+
+// Op boundaries for pytest-tinyml's QEMU instruction-class plugin (emulate/qemu_plugin/insn_classes.c):
+// each marker is a 16-bit no-op move the plugin recognises by its encoding (see firmware/runtime/tm_prof.h,
+// same encodings). TFLM calls BeginEvent/EndEvent around every operator's Invoke.
+#define TM_PROF_INFER_BEGIN() __asm__ volatile("mov r9, r9" ::: "memory")
+#define TM_PROF_OP_BEGIN() __asm__ volatile("mov r10, r10" ::: "memory")
+#define TM_PROF_OP_END() __asm__ volatile("mov r11, r11" ::: "memory")
+#define TM_PROF_INFER_END() __asm__ volatile("mov ip, ip" ::: "memory")
+
+class MarkerProfiler : public tflite::MicroProfilerInterface {
+ public:
+  uint32_t BeginEvent(const char* tag) override {
+    (void)tag;
+    TM_PROF_OP_BEGIN();
+    return 0;
+  }
+  void EndEvent(uint32_t event_handle) override {
+    (void)event_handle;
+    TM_PROF_OP_END();
+  }
+};
+
+alignas(MarkerProfiler) unsigned char g_profiler_storage[sizeof(MarkerProfiler)];
 
 }  // namespace
 
@@ -67,6 +94,7 @@ int main(void) {
 
   // The whole arena first: the model must allocate at all, and arena_used_bytes() there is a lower bound.
   tflite::MicroInterpreter* interp = nullptr;
+  g_profiler = new (g_profiler_storage) MarkerProfiler();
   if (!allocate(model, *resolver, arena, arena_size, &interp))
     return fail("init", 3, "TFLM AllocateTensors() failed (see the TFLM log lines above)");
   size_t used_full = interp->arena_used_bytes();
@@ -124,7 +152,9 @@ int main(void) {
     }
     tm_paint_stack();
     uint64_t t0 = tm_ticks();
+    TM_PROF_INFER_BEGIN();
     TfLiteStatus status = interp->Invoke();
+    TM_PROF_INFER_END();
     uint64_t t1 = tm_ticks();
     if (status != kTfLiteOk) return fail("invoke", 5, "TFLM Invoke() failed (see the TFLM log lines above)");
     tm_stats_add(&st, t0, t1);

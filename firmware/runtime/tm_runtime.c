@@ -1,4 +1,5 @@
 #include "tm_runtime.h"
+#include "tm_prof.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -379,12 +380,18 @@ int tm_init(tm_runtime *rt, const uint8_t *model, uint32_t len, uint8_t *arena, 
 int tm_invoke(tm_runtime *rt)
 {
     uint32_t i;
+    TM_PROF_INFER_BEGIN();
     for (i = 0; i < rt->n_ops; ++i) {
-        int rc = tm_eval_op(rt, &rt->ops[i]);
+        int rc;
+        TM_PROF_OP_BEGIN();
+        rc = tm_eval_op(rt, &rt->ops[i]);
+        TM_PROF_OP_END();
         if (rc) {
             rt->err_op = (int)i;
+            TM_PROF_INFER_END();
             return rc;
         }
     }
+    TM_PROF_INFER_END();
     return TM_OK;
 }

@@ -134,12 +134,76 @@ class FirmwareBitexactCheck:
             where = m.firmware_divergence(int(mismatched[0]))
             verdict.details.append(f"sample {mismatched[0]}: {where}")
             verdict.extra["first_divergence"] = where
+        if m.constraints.max_latency is None:
+            # no latency limit: the estimate still reaches the summary and reports, as information
+            try:
+                info = latency_info(m)
+            except NotEvaluable:
+                info = None
+            if info is not None:
+                verdict.extra.update(info, latency_informational=True)
         return with_runtime(verdict, fw)
 
 
-def judge_latency(seconds: float, limit: float, instructions: float, cpi: float, clock_hz: int, method: str) -> Verdict:
+def latency_info(m: Target) -> dict[str, Any]:
+    """The latency estimate on the board and the per-operator profile, as ``Verdict.extra`` keys.
+
+    Keys: ``latency_seconds``, ``cycles``, ``instructions``, ``instruction_classes`` (per inference),
+    ``profile`` (per operator, see :func:`pytest_tinyml.emulate.cycles.operator_profile`), ``clock_hz``,
+    ``core``, ``method``.
+    """
+    from pytest_tinyml import emulate
+    from pytest_tinyml.emulate.cycles import estimate_cycles, memory_timing, operator_profile
+
+    if not m.board_core_emulated:
+        raise NotEvaluable(
+            f"latency is estimated from instructions executed on an emulated Cortex-M; board {m.board.name} "
+            f"has a {m.board.core} core",
+            "measure latency on the board itself, or judge a Cortex-M board (--tinyml-board)",
+        )
+    fw = m.firmware
+    core = m.firmware_core
+    clock = m.board.clock_hz
+    counts = getattr(fw, "instruction_counts", None)
+    if counts is None:
+        est = emulate.latency_estimate(fw.instructions_per_inference, core, clock)
+        note = getattr(fw, "counts_note", "") or "no instruction classes"
+        return {
+            "latency_seconds": est.seconds,
+            "cycles": est.seconds * clock,
+            "instructions": fw.instructions_per_inference,
+            "instruction_classes": None,
+            "profile": None,
+            "clock_hz": clock,
+            "core": core,
+            "cpi": est.cpi,
+            "method": f"{note}; figure used: the {getattr(fw, 'emulator', 'emulator')} instruction count x an assumed "
+            f"{est.cpi} cycles/instruction for {core} (emulate/toolchain.py) / {clock} Hz",
+        }
+    memory = memory_timing(m.board)
+    total = estimate_cycles(counts.total, core, memory)
+    profile = operator_profile(m.model_info, counts, core, memory, clock)
+    return {
+        "latency_seconds": total.cycles / clock,
+        "cycles": total.cycles,
+        "instructions": total.instructions,
+        "instruction_classes": {k: v for k, v in counts.total.items() if v},
+        "cycle_breakdown": total.to_dict(),
+        "profile": profile,
+        "clock_hz": clock,
+        "core": core,
+        "cpi": total.cycles / total.instructions if total.instructions else None,
+        "runtime": getattr(fw, "runtime", "tinyml"),
+        "method": total.method,
+    }
+
+
+def judge_latency(seconds: float, limit: float, instructions: float, cpi: float, clock_hz: int, method: str,
+                  extra: dict[str, Any] | None = None) -> Verdict:
     passed = seconds <= limit
     relation = "<=" if passed else ">"
+    data: dict[str, Any] = {"instructions": instructions, "cpi": cpi, "clock_hz": clock_hz}
+    data.update(extra or {})
     return Verdict(
         name="latency",
         passed=passed,
@@ -147,11 +211,20 @@ def judge_latency(seconds: float, limit: float, instructions: float, cpi: float,
         limit=limit,
         unit="s",
         message=f"latency: {format_seconds(seconds)} {relation} limit {format_seconds(limit)} "
-        f"({instructions:,.0f} instructions x {cpi:g} cycles/instruction at {clock_hz / 1e6:g} MHz)",
-        details=[f"method: {method}"],
-        fix=None if passed else "reduce MACs (fewer filters, depthwise-separable convolutions, smaller input) or a faster board",
-        extra={"instructions": instructions, "cpi": cpi, "clock_hz": clock_hz},
+        f"({instructions:,.0f} instructions, {seconds * clock_hz:,.0f} cycles = {cpi:.2f} cycles/instruction "
+        f"at {clock_hz / 1e6:g} MHz)",
+        details=[f"method: {method}", *_top_ops(data.get("profile"))],
+        fix=None if passed else "reduce MACs in the slowest operators (see the per-operator profile: fewer filters, "
+        "depthwise-separable convolutions, smaller input) or a faster board",
+        extra=data,
     )
+
+
+def _top_ops(profile: Any, n: int = 5) -> list[str]:
+    if not isinstance(profile, dict) or not profile.get("operators"):
+        return []
+    ops = sorted(profile["operators"], key=lambda r: -float(r.get("cycles", 0.0)))[:n]
+    return ["slowest operators: " + "; ".join(f"#{r['index']} {r['op']} {float(r.get('share', 0)) * 100:.0f} %" for r in ops)]
 
 
 class LatencyCheck:
@@ -167,22 +240,16 @@ class LatencyCheck:
         return constraints.max_latency is not None
 
     def evaluate(self, m: Target) -> Verdict:
-        from pytest_tinyml import emulate
-
         assert m.constraints.max_latency is not None
-        if not m.board_core_emulated:
-            raise NotEvaluable(
-                f"latency is estimated from instructions counted on an emulated Cortex-M; board {m.board.name} "
-                f"has a {m.board.core} core",
-                "measure latency on the board itself, or judge a Cortex-M board (--tinyml-board)",
-            )
         require_model_fits_flash(m)
-        fw = m.firmware
-        est = emulate.latency_estimate(fw.instructions_per_inference, m.firmware_core, m.board.clock_hz)
-        return with_runtime(
-            judge_latency(
-                est.seconds, m.constraints.max_latency, fw.instructions_per_inference, est.cpi, m.board.clock_hz,
-                est.method,
-            ),
-            fw,
+        info = latency_info(m)
+        verdict = judge_latency(
+            info["latency_seconds"],
+            m.constraints.max_latency,
+            info["instructions"],
+            info["cpi"] or 0.0,
+            info["clock_hz"],
+            info["method"],
+            extra=info,
         )
+        return with_runtime(verdict, m.firmware)

@@ -146,9 +146,17 @@ def sources_digest() -> str:
     return digest.hexdigest()
 
 
+def flash_cache(target: Target) -> tuple[int, int, int]:
+    """The board's flash read cache as the instruction-class plugin models it (emulate/cycles.py)."""
+    from pytest_tinyml.emulate.cycles import memory_timing
+
+    return memory_timing(target.board).plugin_cache
+
+
 def run(target: Target) -> Any:
     """The target's int8 model built into firmware and run on the emulated machine (cached by content)."""
     from pytest_tinyml import emulate
+    from pytest_tinyml.emulate.insn_plugin import plugin_digest
     from pytest_tinyml.pipeline.cache import RunCache, run_cache_key
 
     if not target.firmware_spec.enabled:
@@ -185,6 +193,8 @@ def run(target: Target) -> Any:
         sources_digest(),
         os.environ.get("TFLM_ROOT", "") if runtime == "tflm" else "",
         choice.tree.describe() if choice.tree is not None else "",
+        repr(flash_cache(target)),
+        plugin_digest(),
     )
     runs = RunCache(target.options.cache_dir / "runs")
     if not target.options.rebuild:
@@ -206,6 +216,7 @@ def run(target: Target) -> Any:
         progress=target.options.progress,
         memory=target.board.memory,
         platform=target.board.renode,
+        flash_cache=flash_cache(target),
     )
     result.runtime_note = choice.note
     runs.save_firmware(key, result)

@@ -93,6 +93,10 @@ class FirmwareResult:
     memory_map: str = ""  # the flash/RAM regions the firmware was linked for, and where they come from
     runs: int = 1  # emulator runs (samples are split when they do not fit the board's flash at once)
     executed_instructions: int = 0  # the emulator's own counter for the whole run (Renode), 0 if unknown
+    # executed instructions by timing class from the QEMU plugin (emulate/insn_plugin.py), per inference and
+    # per operator; None with ``counts_note`` saying why (no host compiler, Renode, plugin failure)
+    instruction_counts: Any = None
+    counts_note: str = ""
 
 
 def _io_specs(info: Any) -> tuple[list[Any], list[Any]]:
@@ -236,8 +240,20 @@ def _limits(memory_limit: int) -> Any:
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        try:  # Linux: the emulator dies with the process that started it, even if that one is SIGKILLed
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
     return apply
+
+
+#: Free-text lines after which the firmware never reaches its end marker: TFLM's TFLITE_ABORT (built with
+#: TF_LITE_MCU_DEBUG_LOG) prints "HALTED" and spins. The host stops the emulator there instead of waiting
+#: for the timeout.
+ABORT_LINES = (b"HALTED",)
 
 
 @dataclass
@@ -277,6 +293,9 @@ def run_emulator(cmd: list[str], cwd: Path, serial: Path, timeout: float, *, max
                 rc = None if proc.poll() is None else proc.returncode
                 if on_end is not None and rc is None:
                     on_end(proc, errlog)
+                break
+            if any((b"\n" + line + b"\n") in b"\n" + data for line in ABORT_LINES):
+                rc = None if proc.poll() is None else proc.returncode
                 break
             if len(data) > max_bytes:
                 raise FirmwareError(f"the firmware wrote more than {max_bytes} bytes to the UART", stage="protocol",
@@ -400,6 +419,8 @@ def run_firmware(
     memory: MemoryMap | None = None,
     platform: str | None = None,
     extra_args: tuple[str, ...] = (),
+    count_classes: bool = True,
+    flash_cache: tuple[int, int, int] = (16, 1, 0),
 ) -> FirmwareResult:
     """Build (cached) and run the model on an emulated Cortex-M for every input sample.
 
@@ -410,7 +431,9 @@ def run_firmware(
     (a :class:`~pytest_tinyml.emulate.tflm_build.TflmTree`: sources and kernel set) defaults to
     ``$TFLM_ROOT`` with reference kernels. ``memory`` is the board's flash/RAM map (boards.yaml);
     ``platform`` the Renode platform description for ``emulator="renode"``; ``extra_args`` go to the end of
-    QEMU's command line.
+    QEMU's command line. ``count_classes`` loads the instruction-class plugin (QEMU only; data reads from the
+    flash region of the memory map are counted through ``flash_cache``, the board's flash read cache as
+    (line bytes, lines, ways)).
     """
     start = time.perf_counter()
     _check_args(machine, core, emulator)
@@ -476,6 +499,9 @@ def run_firmware(
     emulate_seconds = 0.0
     executed = 0
     deadline = time.perf_counter() + timeout
+    flash = (target.memory.flash.origin, target.memory.flash.origin + target.memory.flash.length)
+    plugin, counts_note = _plugin(count_classes, target.emulator, cache_dir)
+    counts_runs: list[Any] = []
     with tempfile.TemporaryDirectory(prefix="run-", dir=cache_dir) as tmp:
         for lo, hi in chunks:
             io_dir = Path(tmp) / f"io-{lo}"
@@ -492,8 +518,17 @@ def run_firmware(
                 raise FirmwareError(f"emulator did not finish within {timeout:g} s", stage="timeout",
                                     fix="raise the timeout or run fewer samples")
             if target.emulator == "qemu":
-                cmd = qemu_command(machine, built.elf, block, block_addr, serial, extra_args)
+                counts_file = io_dir / "tm_classes.txt"
+                args = tuple(extra_args)
+                if plugin is not None:
+                    from pytest_tinyml.emulate.insn_plugin import plugin_args
+
+                    line, lines, ways = flash_cache
+                    args += tuple(plugin_args(plugin, counts_file, flash=flash, line_bytes=line, lines=lines, ways=ways))
+                cmd = qemu_command(machine, built.elf, block, block_addr, serial, args)
                 run = run_emulator(cmd, cwd, serial, left, max_bytes=max_uart)
+                if plugin is not None:
+                    counts_runs.append(_read_counts(counts_file))
             else:
                 from pytest_tinyml.emulate.renode import renode_run
 
@@ -508,6 +543,7 @@ def run_firmware(
             _raise_reported(proto, run, log)
             raw += proto.data
             tags_all.append(proto.tags)
+    counts, counts_note = _merge_counts(plugin, counts_runs, counts_note)
     tags = tags_all[0]
     inf, cal, arena = tags.get("INFO", {}), tags.get("CAL", {}), tags.get("ARENA", {})
     results = [t["RESULT"] for t in tags_all]
@@ -556,7 +592,50 @@ def run_firmware(
         memory_map=f"{target.memory.key()}: {target.note}",
         runs=len(chunks),
         executed_instructions=executed,
+        instruction_counts=counts,
+        counts_note=counts_note,
     )
+
+
+def _plugin(wanted: bool, emulator: str, cache_dir: Path) -> tuple[Path | None, str]:
+    """The compiled instruction-class plugin, or None and the reason."""
+    if not wanted:
+        return None, "instruction-class counting not requested"
+    if emulator != "qemu":
+        return None, f"{emulator} has no instruction-class plugin: only the total instruction count is known"
+    from pytest_tinyml.emulate.insn_plugin import PluginUnavailable, build_plugin
+
+    try:
+        return build_plugin(cache_dir / "qemu-plugins"), ""
+    except PluginUnavailable as exc:
+        return None, str(exc)
+
+
+def _read_counts(path: Path) -> Any:
+    """The plugin's counts for one emulator run, or the reason (str) they are unusable."""
+    from pytest_tinyml.emulate.insn_plugin import parse_counts
+
+    try:
+        if path.stat().st_size > (4 << 20):
+            return "the instruction-class plugin wrote an oversized counts file"
+        return parse_counts(path.read_text(errors="replace"))
+    except (OSError, ValueError) as exc:
+        return f"the instruction-class plugin gave no usable counts: {exc}"
+
+
+def _merge_counts(plugin: Path | None, runs: list[Any], note: str) -> tuple[Any, str]:
+    """One per-inference counts record from the emulator runs (weighted by their inferences)."""
+    if plugin is None:
+        return None, note
+    for r in runs:
+        if isinstance(r, str):
+            return None, r
+    from pytest_tinyml.emulate.insn_plugin import merge_counts
+
+    merged = merge_counts(runs)
+    if merged is None or merged.inferences == 0:
+        return None, "the firmware executed no inference markers (runtime built without firmware/runtime/tm_prof.h?)"
+    return merged, ""
 
 
 def _keep_block(cache_dir: Path, block: bytes) -> Path:
@@ -585,6 +664,11 @@ def _raise_reported(proto: Protocol, run: EmulatorRun, log: list[str]) -> None:
         raise FirmwareError(e.get("msg", "firmware reported an error"), stage=stage, output=log[-20:], where=where)
     if "FAULT" in tags:
         raise FirmwareError(f"CPU fault: {tags['FAULT'].get('msg', '')}", stage="invoke", output=log[-20:])
+    if not proto.ended and any(line.strip() in ("HALTED",) for line in proto.log):
+        raise FirmwareError(
+            "the firmware aborted (TFLM's TFLITE_ABORT printed HALTED) before its end marker", stage="invoke",
+            output=log[-20:], fix="see the TFLM log lines above; report the model if TFLM should run it",
+        )
     if not proto.ended:
         tail = (log + run.stderr)[-20:]
         raise FirmwareError(

@@ -176,6 +176,16 @@ MACHINES: dict[str, Machine] = {
                           _MPS2_MAP, _MPS2_MODELLED, Uart("cmsdk", 0x40004000)),
     "mps2-an500": Machine("mps2-an500", "cortex-m7", "mps2-an386.ld", 25_000_000, 25_000_000, 4 << 20, 4 << 20, "dp",
                           _MPS2_MAP, _MPS2_MODELLED, Uart("cmsdk", 0x40004000)),
+    # QEMU 7.2 hw/arm/mps2-tz.c (AN505, Cortex-M33, boots secure with VTOR_S 0x10000000): secure aliases of
+    # ZBT SSRAM1 (4 MiB at 0x10000000) and SSRAM2+3 (4 MiB at 0x38000000); CMSDK UART0 at its secure alias
+    # 0x50200000; SYSCLK 20 MHz.
+    "mps2-an505": Machine(
+        "mps2-an505", "cortex-m33", "mps2-an505.ld", 20_000_000, 20_000_000, 4 << 20, 4 << 20, "sp",
+        MemoryMap(Region(0x10000000, 4 << 20), Region(0x38000000, 4 << 20),
+                  "QEMU 7.2 hw/arm/mps2-tz.c AN505: secure aliases of SSRAM1 at 0x10000000 and SSRAM2+3 at 0x38000000",
+                  stack_bytes=0x8000, heap_bytes=0x4000),
+        (Region(0x10000000, 4 << 20), Region(0x38000000, 4 << 20)), Uart("cmsdk", 0x50200000),
+    ),
     # QEMU hw/arm/netduinoplus2.c: SYSCLK_FRQ 168 MHz (STM32F405 at full speed).
     "netduinoplus2": Machine(
         "netduinoplus2", "cortex-m4", "netduinoplus2.ld", 168_000_000, 168_000_000, 128 << 10, 1 << 20, "sp",

@@ -421,6 +421,9 @@ class RunCache:
         meta = {name: getattr(result, name) for name in self._SCALARS}
         meta["elf_path"] = str(result.elf_path)
         meta["count"] = len(result.outputs)
+        counts = getattr(result, "instruction_counts", None)
+        meta["instruction_counts"] = counts.to_dict() if counts is not None else None
+        meta["counts_note"] = getattr(result, "counts_note", "")
         self._write(key, meta, list(result.outputs))
 
     def load_firmware(self, key: str) -> Any | None:
@@ -445,4 +448,20 @@ class RunCache:
         if not isinstance(meta.get("elf_path"), str):
             return None
         log = [f"cached firmware run {meta.get('seconds', 0):.1f} s"]
-        return FirmwareResult(outputs=outputs, elf_path=Path(meta["elf_path"]), build_cached=True, log=log, **fields)
+        from pytest_tinyml.emulate.insn_plugin import ClassCounts
+
+        counts = None
+        if isinstance(meta.get("instruction_counts"), dict):
+            try:
+                counts = ClassCounts.from_dict(meta["instruction_counts"])
+            except (TypeError, ValueError):
+                return None  # a damaged entry: run again
+        return FirmwareResult(
+            outputs=outputs,
+            elf_path=Path(meta["elf_path"]),
+            build_cached=True,
+            log=log,
+            instruction_counts=counts,
+            counts_note=str(meta.get("counts_note", "")),
+            **fields,
+        )

@@ -21,6 +21,7 @@ from pytest_tinyml.checks.base import Metric, builtin_metrics, metrics_of
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.records import ItemRecord, TargetRecord
 from pytest_tinyml.reports._format import item_order, jsonable, one_line
+from pytest_tinyml.reports.profile import latency_section
 
 log = logging.getLogger(__name__)
 
@@ -320,6 +321,10 @@ def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = Tru
     flash = _guard(notes, "flash", lambda: _flash(info.facts, verdicts))
     accuracy = _guard(notes, "accuracy", lambda: _accuracy(info.facts, verdicts))
     size = len(data) if data is not None else None
+    latency = _guard(notes, "latency", lambda: latency_section(verdicts.values()))
+    values = _metrics(metrics, verdicts, size, arena, flash, accuracy)
+    if values.get("latency_seconds") is None and latency:
+        values["latency_seconds"] = latency["seconds"]  # the estimate, shown as information
     return {
         "label": info.label,
         "kind": info.kind,
@@ -331,12 +336,13 @@ def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = Tru
         "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
         "size_bytes": size,
         "items": sorted((_item(r) for r in rows), key=lambda i: item_order(i["check"], i["name"])),
-        "metrics": _metrics(metrics, verdicts, size, arena, flash, accuracy),
+        "metrics": values,
         "regression_thresholds": _thresholds(info, metrics),
         "model": model,
         "arena": arena,
         "flash": flash,
         "accuracy": accuracy,
+        "latency": latency,
         "notes": notes,
         "baseline": None,
     }

@@ -14,6 +14,7 @@ from typing import Any
 from pytest_tinyml.reports import compare_table
 from pytest_tinyml.reports._format import STATUS_ORDER, fmt_bytes, fmt_delta, fmt_value, one_line
 from pytest_tinyml.reports.baseline import Vocabulary
+from pytest_tinyml.reports.profile import html_section as profile_html_section
 from pytest_tinyml.reports.terminal import skip_reason
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,8 @@ def _target_section(idx: int, t: dict[str, Any], plots: bool, charts: Any, vocab
         ]
         parts.append("".join(imgs))
     parts.append(_accuracy_table(t))
+    if t.get("latency"):
+        parts.append(profile_html_section(t["latency"]))
     parts.append(_model_tables(t))
     if notes:
         parts.append("<ul class=notes>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")

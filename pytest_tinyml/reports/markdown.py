@@ -12,6 +12,7 @@ from typing import Any
 from pytest_tinyml.reports import compare_table
 from pytest_tinyml.reports._format import STATUS_ORDER, fmt_bytes, fmt_delta, fmt_value, one_line
 from pytest_tinyml.reports.baseline import Vocabulary
+from pytest_tinyml.reports.profile import markdown_lines as profile_markdown_lines
 from pytest_tinyml.reports.terminal import skip_reason
 
 #: GitHub refuses comments above 65,536 characters; stay below with room for a header the CI adds.
@@ -182,6 +183,8 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool, vocab: V
             )
         )
         lines.append("")
+    if full and t.get("latency"):
+        lines += profile_markdown_lines(t["latency"])
     if full:
         for fact in _facts(t):
             lines.append(f"- {fact}")

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, item_order, one_line
+from pytest_tinyml.reports.profile import latency_section
+from pytest_tinyml.reports.profile import terminal_lines as profile_terminal_lines
 
 
 def check_name(result: Any) -> str:
@@ -97,6 +99,9 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
             row += (verdict,)
             table.append(row)
         lines.extend(_table(table))
+        section = latency_section(r.verdict for r in rows if isinstance(r.verdict, dict))
+        if section is not None:
+            lines.extend(profile_terminal_lines(section))
         if comparison is not None:
             rest = [d for d in comparison.deltas.get(target, []) if d.metric not in shown]
             if rest:
