@@ -35,3 +35,22 @@ def test_two_megabyte_op_name_gives_bounded_output(tmp_path: Path) -> None:
     assert total < 2_000_000, total  # was 20 MB for report.json alone
     report = json.loads(next((tmp_path / "r").rglob("*.json")).read_text())
     assert "A" * 256 + "…(1,999,744 more)" in json.dumps(report, ensure_ascii=False)
+
+
+def test_names_are_made_printable_where_they_are_read() -> None:
+    hostile = 'EVIL\n#include "x"\n*/ system("touch /tmp/PWNED"); /*\x1b[2J\u202e\x00'
+    assert clip(hostile) == 'EVIL\\n#include "x"\\n*/ system("touch /tmp/PWNED"); /*\\x1b[2J\\u202e\\x00'
+    info = parse_model(factory.custom_op_model(hostile), "evil.tflite")
+    name = info.ops[0].name
+    assert "\n" not in name and "\x1b" not in name and "\u202e" not in name and "\x00" not in name
+    assert name.startswith("EVIL\\n#include")
+
+
+def test_hostile_custom_op_name_gives_one_line_failure(tmp_path: Path) -> None:
+    (tmp_path / "evil.tflite").write_bytes(factory.custom_op_model('EVIL\n#include "x"\n\x1b[2J system("id")'))
+    outcome, out = fh.run_pytest(["--tinyml-model", "evil.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
+                                  "-rf", "-m", "not firmware"], tmp_path)
+    assert outcome.kind == "pytest_exit_1", out
+    failed = [ln for ln in out.splitlines() if ln.startswith("FAILED evil.tflite::tflm_ops")]
+    assert failed and "(EVIL\\n#inc" in failed[0], out
+    assert "\x1b" not in out
