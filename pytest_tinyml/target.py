@@ -297,6 +297,11 @@ class Target:
 
             fw = self.computed("firmware")
             facts["arena"]["export_bytes"] = export_arena_bytes(arena, None if isinstance(fw, BaseException) else fw)
+        else:  # the arena item measured on the target (real TFLM) without the host estimate
+            ran = self.computed("firmware")
+            min_bytes = 0 if ran is None or isinstance(ran, BaseException) else int(getattr(ran, "arena_min_bytes", 0))
+            if min_bytes:
+                facts["arena"] = {"bytes": min_bytes, "host_bytes": None, "method": "target", "export_bytes": min_bytes}
         flash = self.computed("flash")
         if flash is not None and not isinstance(flash, BaseException):
             model_b, code_b = int(flash.model_bytes), int(flash.runtime_code_bytes)
@@ -316,7 +321,9 @@ class Target:
         regression = {k: v for k, v in asdict(self.constraints.regression).items() if v is not None}
         runtime = None
         if self.constraints.firmware is not None and self.constraints.firmware.enabled:
-            runtime = self.options.firmware_runtime or os.environ.get("TINYML_FIRMWARE_RUNTIME") or "tinyml"
+            choice = self.computed("firmware_runtime_choice")
+            runtime = (getattr(choice, "runtime", None)
+                       or self.options.firmware_runtime or os.environ.get("TINYML_FIRMWARE_RUNTIME") or "tinyml")
         return TargetRecord(
             label=self.label,
             kind="spec" if self.spec is not None or self.mode is not None else "model",

@@ -24,6 +24,7 @@ pytest_plugins = ["pytester"]
 def _latency(pytester: pytest.Pytester, report: str) -> float:
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--tinyml-spec", "lat.yaml", "--tinyml-model", "m.tflite", "-k", "latency",
+        "--tinyml-firmware-runtime", "tinyml",
         "-o", "tinyml_cache_dir=c", "--tinyml-report", report, timeout=600,
     )
     assert result.ret == 0, result.stdout.str()
@@ -40,7 +41,7 @@ def test_edited_run_result_is_not_trusted(pytester: pytest.Pytester) -> None:
         pytest.skip(f"firmware toolchain missing: {', '.join(status.missing)}")
     (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0))
     (pytester.path / "lat.yaml").write_text(
-        "version: 1\nname: lat\nboard: mps2_an386\nconstraints: {max_latency: 10s, firmware: {samples: 2}}\n"
+        "version: 1\nname: lat\nboard: mps2_an386\nconstraints: {max_latency: 10s, firmware: {samples: 1}}\n"
     )
     real = _latency(pytester, "r1")
     entries = [p.parent for p in (pytester.path / "c" / "runs").glob("*/result.json")

@@ -97,13 +97,14 @@ int main(void)
 """
 
 
-def _hostile_elf(tmp_path: Path, cache: Path, script: Path | None = None) -> tuple[Path, Path]:
+def _hostile_elf(tmp_path: Path, cache: Path, script: Path | None = None,
+                 source: str = HOSTILE_MAIN) -> tuple[Path, Path]:
     """The firmware whose main makes the semihosting SYS_SYSTEM call; returns (elf, marker path)."""
     marker = tmp_path / "marker-created-by-guest"
     fw = firmware_dir()
     lib, _ = build_library("cortex-m4", cache)
     src = tmp_path / "hostile.c"
-    src.write_text(HOSTILE_MAIN.replace("MARKER", str(marker)))
+    src.write_text(source.replace("MARKER", str(marker)))
     flags = core_cflags("cortex-m4")
     subprocess.run([GCC, *flags, "-I", str(fw / "app"), "-c", str(src), "-o", str(tmp_path / "hostile.o")],
                    check=True, capture_output=True)
@@ -338,3 +339,36 @@ def test_renode_platform_that_miscomputes_a_core_is_refused() -> None:
     assert "--tinyml-emulator qemu" in str(info.value)
     ok = resolve_target("mps2-an500", "renode", f746.memory, f746.renode, "cortex-m4")
     assert ok.emulator == "renode" and ok.memory == f746.memory
+
+
+SPINNING_MAIN = r"""
+#include <stdio.h>
+#include "harness.h"
+/* What TFLM's TFLITE_ABORT does when built with TF_LITE_MCU_DEBUG_LOG: print HALTED, spin forever. */
+int main(void)
+{
+    fprintf(stderr, "HALTED\n");
+    fflush(stderr);
+    for (;;) {
+    }
+}
+"""
+
+
+@needs_toolchain
+def test_firmware_that_halts_is_stopped_at_once_not_at_the_timeout(tmp_path: Path, fw_cache: Path) -> None:
+    from pytest_tinyml.emulate.run import _raise_reported
+
+    elf, _ = _hostile_elf(tmp_path, fw_cache, source=SPINNING_MAIN)
+    addr = elf_symbols(elf, ("__tm_input_start",))["__tm_input_start"]
+    block = tmp_path / "input.bin"
+    block.write_bytes(input_block(b"", b"", 0, 0))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    # without the early stop this would end in a FirmwareError(stage="timeout") after 60 s
+    run = run_emulator(qemu_command("mps2-an386", elf, block, addr, tmp_path / "uart.txt"), cwd,
+                       tmp_path / "uart.txt", 60, max_bytes=1 << 16)
+    proto = parse_uart(run.uart, 0)
+    with pytest.raises(FirmwareError) as info:
+        _raise_reported(proto, run, proto.log)
+    assert "HALTED" in str(info.value) and info.value.stage == "invoke"

@@ -1,13 +1,13 @@
 """Node ids, markers and everyday pytest use of tinyml items (pytester, tiny real .tflite files).
 
 Models outside the rootdir used to get the node id ``::size`` (no file part): ``--dist loadfile`` then ran
-half the items and exited 0. Every item must run, under its own id, however the models are given.
+half the items and exited 0. Every item must run, under its own id, however the models are given (the
+``-n 2 --dist loadfile`` run is in test_reports_plugin.py, with the reports it writes).
 """
 
 from __future__ import annotations
 
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -42,41 +42,12 @@ def statuses(result: pytest.RunResult) -> dict[str, str]:
     return out
 
 
-def test_models_outside_rootdir_keep_their_file_in_the_node_id(pytester: pytest.Pytester, outside: Path) -> None:
-    pytester.makeini("[pytest]\n")
-    result = run(pytester, "-p", "no:cacheprovider", "--collect-only", "-q", "--tinyml-model", str(outside / "*.tflite"))
-    ids = [line for line in result.outlines if "::" in line]
-    assert len(ids) == 21 and len(set(ids)) == 21, result.stdout.str()
-    assert all(i.startswith(outside.as_posix() + "/m") for i in ids), ids
-
-
-def test_loadfile_under_xdist_runs_every_item_of_models_outside_rootdir(
-    pytester: pytest.Pytester, outside: Path
-) -> None:
-    pytest.importorskip("xdist")
-    pytester.makeini("[pytest]\n")
-    result = run(
-        pytester, "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile", "-m", "not firmware",
-        "--junitxml=junit.xml", "--tinyml-model", str(outside / "*.tflite"),
-    )
-    seen = statuses(result)
-    want = {f"{(outside / f'm{i}.tflite').as_posix()}::{name}" for i in range(3) for name in AUDIT_ITEMS}
-    assert set(seen) == want and set(seen.values()) == {"PASSED"}, result.stdout.str()
-    assert result.ret == 0
-    cases = ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
-    classnames = {c.get("classname") for c in cases}
-    assert len(classnames) == 3 and "" not in classnames, classnames
-
-
 def test_node_id_on_the_command_line_selects_one_item(pytester: pytest.Pytester, outside: Path) -> None:
     pytester.makeini("[pytest]\n")
     model = (outside / "m1.tflite").as_posix()
     # with the model as the only argument pytest would pick a rootdir above it; pin it here
     result = run(pytester, "-p", "no:cacheprovider", "--rootdir", str(pytester.path), f"{model}::arena")
     assert statuses(result) == {f"{model}::arena": "PASSED"}, result.stdout.str()
-    (pytester.path / "inside.tflite").write_bytes(tflite_factory.int8_cnn(0))
-    result = run(pytester, "-p", "no:cacheprovider", "inside.tflite::size", "-k", "size")
-    assert statuses(result) == {"inside.tflite::size": "PASSED"}, result.stdout.str()
 
 
 def test_spec_without_model_gives_constraints_and_board_and_lf_reruns_failures(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
@@ -93,17 +94,29 @@ def _without_time(doc: dict[str, object]) -> dict[str, object]:
     return doc
 
 
-def test_same_report_and_export_serially_and_under_xdist(pytester: pytest.Pytester) -> None:
-    """Reports and export are built only from the items' records, which reach the controller the same
-    way from xdist workers: report.json (but its timestamp) and every exported file are identical."""
+def test_same_report_and_export_serially_and_under_xdist(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Models outside the rootdir keep their file in the node id, so ``-n 2 --dist loadfile`` runs every
+    item (it used to run 7 of 14 and exit 0). Reports and export are built only from the items' records,
+    which reach the controller the same way from xdist workers: report.json (but its timestamp) and every
+    exported file are identical to a serial run's."""
     pytest.importorskip("xdist")
+    outside = tmp_path_factory.mktemp("outside_models")
     for i in range(3):
-        (pytester.path / f"m{i}.tflite").write_bytes(tflite_factory.int8_cnn(i, filters=4 + 4 * i))
-    common = ("--tinyml-model", "m*.tflite", "-m", "not firmware", "-o", "tinyml_cache_dir=cache")
+        (outside / f"m{i}.tflite").write_bytes(tflite_factory.int8_cnn(i, filters=4 + 4 * i))
+    pytester.makeini("[pytest]\n")
+    common = ("-rA", "--tinyml-model", str(outside / "*.tflite"), "-m", "not firmware", "-o", "tinyml_cache_dir=cache")
     serial = run(pytester, *common, "--tinyml-report", "r1", "--tinyml-export", "e1")
     assert serial.ret == 0, serial.stdout.str()
-    parallel = run(pytester, *common, "-n", "2", "--tinyml-report", "r2", "--tinyml-export", "e2")
+    parallel = run(pytester, *common, "-n", "2", "--dist", "loadfile", "--junitxml=junit.xml",
+                   "--tinyml-report", "r2", "--tinyml-export", "e2")
     assert parallel.ret == 0, parallel.stdout.str()
+    ran = {line.split(" ", 1)[1] for line in parallel.outlines if line.startswith("PASSED ")}
+    audit = ("size", "int8_io", "tflm_ops", "arena", "flash")
+    assert ran == {f"{(outside / f'm{i}.tflite').as_posix()}::{name}" for i in range(3) for name in audit}
+    classnames = {c.get("classname") for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    assert len(classnames) == 3 and "" not in classnames, classnames
     one, two = (json.loads((pytester.path / d / "report.json").read_text()) for d in ("r1", "r2"))
     assert _without_time(one) == _without_time(two)
     assert one["summary"]["passed"] == 15 and len(one["targets"]) == 3

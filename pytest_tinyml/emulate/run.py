@@ -240,8 +240,20 @@ def _limits(memory_limit: int) -> Any:
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        try:  # Linux: the emulator dies with the process that started it, even if that one is SIGKILLed
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
     return apply
+
+
+#: Free-text lines after which the firmware never reaches its end marker: TFLM's TFLITE_ABORT (built with
+#: TF_LITE_MCU_DEBUG_LOG) prints "HALTED" and spins. The host stops the emulator there instead of waiting
+#: for the timeout.
+ABORT_LINES = (b"HALTED",)
 
 
 @dataclass
@@ -281,6 +293,9 @@ def run_emulator(cmd: list[str], cwd: Path, serial: Path, timeout: float, *, max
                 rc = None if proc.poll() is None else proc.returncode
                 if on_end is not None and rc is None:
                     on_end(proc, errlog)
+                break
+            if any((b"\n" + line + b"\n") in b"\n" + data for line in ABORT_LINES):
+                rc = None if proc.poll() is None else proc.returncode
                 break
             if len(data) > max_bytes:
                 raise FirmwareError(f"the firmware wrote more than {max_bytes} bytes to the UART", stage="protocol",
@@ -649,6 +664,11 @@ def _raise_reported(proto: Protocol, run: EmulatorRun, log: list[str]) -> None:
         raise FirmwareError(e.get("msg", "firmware reported an error"), stage=stage, output=log[-20:], where=where)
     if "FAULT" in tags:
         raise FirmwareError(f"CPU fault: {tags['FAULT'].get('msg', '')}", stage="invoke", output=log[-20:])
+    if not proto.ended and any(line.strip() in ("HALTED",) for line in proto.log):
+        raise FirmwareError(
+            "the firmware aborted (TFLM's TFLITE_ABORT printed HALTED) before its end marker", stage="invoke",
+            output=log[-20:], fix="see the TFLM log lines above; report the model if TFLM should run it",
+        )
     if not proto.ended:
         tail = (log + run.stderr)[-20:]
         raise FirmwareError(
