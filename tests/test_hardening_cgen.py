@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -104,8 +105,14 @@ def test_exported_headers_of_hostile_names_compile_and_run_nothing(tmp_path: Pat
     marker = tmp_path / "INJECTED"
     names = hostile_names(marker)
     model = hostile_model(names)
-    info = parse_model(model, "hostile.tflite")
-    assert any("\0" in op.name for op in info.ops)  # the parser keeps the NUL: the export must defuse it
+    parsed = parse_model(model, "hostile.tflite")
+    # first defence: the parser makes names printable (no NUL, newline or bidi override survives) ...
+    assert not any(ch in op.name for op in parsed.ops for ch in "\0\n\r\u202e")
+    # ... second defence, tested on its own: the export defuses the raw names too
+    (sg,) = parsed.subgraphs
+    raw_ops = type(sg.ops)(dataclasses.replace(op, name=name) for op, name in zip(sg.ops, names, strict=True))
+    info = dataclasses.replace(parsed, subgraphs=(dataclasses.replace(sg, ops=raw_ops),))
+    assert any("\0" in op.name for op in info.ops)
     out = tmp_path / "export"
     result = export(model, out, arena_bytes=1234, model_info=info)
     for header in (result.resolver, result.arena_header, result.model_h):
