@@ -63,7 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tinyml-emulator",
         default=None,
         choices=("qemu", "renode"),
-        help="emulator for firmware items (default: the spec's, else qemu)",
+        help="emulator for firmware items (default: the spec's firmware.emulator, else QEMU where the board has a "
+        "QEMU machine, else Renode when `renode` is on PATH)",
     )
     group.addoption(
         "--tinyml-firmware-samples",
@@ -76,8 +77,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tinyml-firmware-runtime",
         default=None,
         choices=("tinyml", "tflm"),
-        help="runtime the firmware items build: tflm (real TFLM; default when its sources can be had, "
-        "else the items fall back to tinyml and say so) or tinyml (the project's C runtime)",
+        help="runtime the firmware items build: tflm (real TFLM; default when its sources can be had from "
+        "$TFLM_ROOT, the source cache ($TINYML_TFLM_SOURCES or ini tinyml_tflm_sources) or a download, else the "
+        "items fall back to tinyml and say so) or tinyml (the project's C runtime)",
     )
     group.addoption(
         "--tinyml-kernels",
@@ -90,7 +92,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tinyml-offline",
         action="store_true",
         default=None,
-        help="never download TFLM sources (use TFLM_ROOT or the source cache, else the project's runtime)",
+        help="never download TFLM sources (also TINYML_OFFLINE=1 or ini tinyml_offline): use $TFLM_ROOT or the "
+        "source cache ($TINYML_TFLM_SOURCES), else the firmware items run the project's runtime",
     )
     group.addoption("--tinyml-export", default=None, metavar="DIR", help="write model_data.c/.h, op resolver and arena size here")
     group.addoption("--tinyml-report", default=None, metavar="DIR", help="write report.json, report.md and report.html here")
@@ -125,11 +128,18 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 def board_lines(boards: BoardRegistry) -> list[str]:
     """The board table of ``--tinyml-boards``."""
+    from pytest_tinyml.emulate.toolchain import CORES, RENODE_PLATFORMS, platform_can_run
     from pytest_tinyml.fmt import fmt_bytes
+
+    def refused(platform: str, core: str) -> bool:  # e.g. Cortex-M7 builds on Renode 1.15.1's M7 model
+        known = RENODE_PLATFORMS.get(platform)
+        return known is not None and core in CORES and not platform_can_run(known, core)
 
     rows = [("board", "core", "clock", "flash", "RAM", "emulators")]
     for board in sorted(boards, key=lambda b: b.name):
-        emulators = [f"{name} {machine}" for name in ("qemu", "renode")
+        emulators = [f"{name} {machine}" + (f" (refused for {board.core} builds)"
+                                            if name == "renode" and refused(machine, board.core) else "")
+                     for name in ("qemu", "renode")
                      if isinstance(machine := getattr(board, name, None), str) and machine]
         rows.append((board.name, board.core, f"{board.clock_hz / 1e6:g} MHz", fmt_bytes(board.flash_bytes),
                      fmt_bytes(board.ram_bytes), ", ".join(emulators) or "-"))
