@@ -243,6 +243,17 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, module in (("tinyml-builtin", builtin), ("tinyml-items", items), ("tinyml-fixtures", fixtures)):
         if not config.pluginmanager.has_plugin(name):
             config.pluginmanager.register(module, name)
+    taken = rootdir_taken_from(config)
+    if taken is not None and not hasattr(config, "workerinput"):
+        equals = ", ".join(t.replace(" ", "=", 1) for t in taken.split(", "))
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"pytest took its rootdir {config.rootpath} from '{taken}' (it fixes the rootdir before plugin "
+                f"options are known), so the ini file where you ran pytest is not used; write '{equals}' "
+                "or pass --rootdir"
+            ),
+            stacklevel=2,
+        )
     rootdir = Path(str(config.rootpath))
     specs = _expand(list(config.getoption("tinyml_spec")) or config.getini("tinyml_spec"), "--tinyml-spec", rootdir, (".yaml", ".yml"))
     models = _expand(list(config.getoption("tinyml_model")) or config.getini("tinyml_model"), "--tinyml-model", rootdir, (".tflite",))
@@ -326,6 +337,40 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args.extend(display(p) for p in wanted if p not in named)
     else:
         config.args[:] = [display(p) for p in wanted]
+
+
+def rootdir_taken_from(config: pytest.Config) -> str | None:
+    """The ``--tinyml-model PATH`` / ``--tinyml-spec PATH`` values (space form) pytest took the rootdir from,
+    or None.
+
+    pytest fixes the rootdir and reads the ini file before it loads plugins from entry points, so it does not
+    yet know these options and takes the value after them for a test path; a plugin cannot change that after
+    the fact (the ini file's addopts and markers are read by then). ``--tinyml-model=PATH`` or ``--rootdir``
+    avoid it. Found by asking pytest's own rule again without those values: a different rootdir means they
+    moved it."""
+    import inspect
+
+    from _pytest.config.findpaths import determine_setup
+
+    args = [str(a) for a in config.invocation_params.args]
+    if any(a == "--rootdir" or a.startswith("--rootdir=") for a in args):
+        return None
+    spaced = [f"{o} {v}" for o, v in zip(args, args[1:], strict=False) if o in ("--tinyml-model", "--tinyml-spec")]
+    if not spaced:
+        return None
+    given = {
+        "inifile": config.option.inifilename,
+        "override_ini": config.option.override_ini,
+        "args": list(config.option.file_or_dir or []),
+        "rootdir_cmd_arg": None,
+        "invocation_dir": Path(config.invocation_params.dir),
+    }
+    try:
+        accepted = inspect.signature(determine_setup).parameters
+        rootpath = determine_setup(**{k: v for k, v in given.items() if k in accepted})[0]  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - pytest's internal rule changed: say nothing rather than guess
+        return None
+    return ", ".join(spaced) if Path(rootpath).resolve() != Path(config.rootpath).resolve() else None
 
 
 def _arg_file(arg: str) -> Path | None:

@@ -109,3 +109,27 @@ def test_boards_listing(pytester: pytest.Pytester) -> None:
     assert "elseRenodewhen`renode`isonPATH" in help_text
     for name in ("TINYML_OFFLINE", "TFLM_ROOT", "TINYML_TFLM_SOURCES"):
         assert name in help_text
+
+
+def test_rootdir_taken_from_a_model_outside_is_warned_once(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """pytest fixes the rootdir before entry-point plugins add their options, so ``--tinyml-model PATH``
+    (space form) to a model outside the project makes the model's folder the rootdir and the project's ini
+    is ignored. One warning says so and how to avoid it; the ``=`` form and --rootdir give no warning."""
+    outside = tmp_path_factory.mktemp("elsewhere")
+    (outside / "m.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    pytester.makeini("[pytest]\nmarkers =\n    project_marker: ours\n")
+    common = ("-p", "no:cacheprovider", "-m", "not firmware", "-k", "size")
+    spaced = run(pytester, *common, "--tinyml-model", str(outside / "m.tflite"))
+    assert spaced.ret == 0, spaced.stdout.str()
+    said = [ln for ln in spaced.outlines if "pytest took its rootdir" in ln]
+    assert len(said) == 1, spaced.stdout.str()
+    assert f"write '--tinyml-model={outside / 'm.tflite'}' or pass --rootdir" in said[0]
+    rootdir = next(ln for ln in spaced.outlines if ln.startswith("rootdir: "))
+    assert str(pytester.path) not in rootdir and "configfile" not in rootdir, rootdir  # what the warning is about
+    for args in (("--tinyml-model=" + str(outside / "m.tflite"),),
+                 ("--rootdir", str(pytester.path), "--tinyml-model", str(outside / "m.tflite"))):
+        fine = run(pytester, *common, *args)
+        assert fine.ret == 0 and "pytest took its rootdir" not in fine.stdout.str(), fine.stdout.str()
+        assert f"rootdir: {pytester.path}" in fine.stdout.str()
