@@ -63,7 +63,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tinyml-emulator",
         default=None,
         choices=("qemu", "renode"),
-        help="emulator for firmware items (default: the spec's, else qemu)",
+        help="emulator for firmware items (default: the spec's firmware.emulator, else QEMU where the board has a "
+        "QEMU machine, else Renode when `renode` is on PATH)",
     )
     group.addoption(
         "--tinyml-firmware-samples",
@@ -76,8 +77,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tinyml-firmware-runtime",
         default=None,
         choices=("tinyml", "tflm"),
-        help="runtime the firmware items build: tflm (real TFLM; default when its sources can be had, "
-        "else the items fall back to tinyml and say so) or tinyml (the project's C runtime)",
+        help="runtime the firmware items build: tflm (real TFLM; default when its sources can be had from "
+        "$TFLM_ROOT, the source cache ($TINYML_TFLM_SOURCES or ini tinyml_tflm_sources) or a download, else the "
+        "items fall back to tinyml and say so) or tinyml (the project's C runtime)",
     )
     group.addoption(
         "--tinyml-kernels",
@@ -90,7 +92,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--tinyml-offline",
         action="store_true",
         default=None,
-        help="never download TFLM sources (use TFLM_ROOT or the source cache, else the project's runtime)",
+        help="never download TFLM sources (also TINYML_OFFLINE=1 or ini tinyml_offline): use $TFLM_ROOT or the "
+        "source cache ($TINYML_TFLM_SOURCES), else the firmware items run the project's runtime",
     )
     group.addoption("--tinyml-export", default=None, metavar="DIR", help="write model_data.c/.h, op resolver and arena size here")
     group.addoption("--tinyml-report", default=None, metavar="DIR", help="write report.json, report.md and report.html here")
@@ -125,11 +128,18 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 def board_lines(boards: BoardRegistry) -> list[str]:
     """The board table of ``--tinyml-boards``."""
+    from pytest_tinyml.emulate.toolchain import CORES, RENODE_PLATFORMS, platform_can_run
     from pytest_tinyml.fmt import fmt_bytes
+
+    def refused(platform: str, core: str) -> bool:  # e.g. Cortex-M7 builds on Renode 1.15.1's M7 model
+        known = RENODE_PLATFORMS.get(platform)
+        return known is not None and core in CORES and not platform_can_run(known, core)
 
     rows = [("board", "core", "clock", "flash", "RAM", "emulators")]
     for board in sorted(boards, key=lambda b: b.name):
-        emulators = [f"{name} {machine}" for name in ("qemu", "renode")
+        emulators = [f"{name} {machine}" + (f" (refused for {board.core} builds)"
+                                            if name == "renode" and refused(machine, board.core) else "")
+                     for name in ("qemu", "renode")
                      if isinstance(machine := getattr(board, name, None), str) and machine]
         rows.append((board.name, board.core, f"{board.clock_hz / 1e6:g} MHz", fmt_bytes(board.flash_bytes),
                      fmt_bytes(board.ram_bytes), ", ".join(emulators) or "-"))
@@ -233,6 +243,17 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, module in (("tinyml-builtin", builtin), ("tinyml-items", items), ("tinyml-fixtures", fixtures)):
         if not config.pluginmanager.has_plugin(name):
             config.pluginmanager.register(module, name)
+    taken = rootdir_taken_from(config)
+    if taken is not None and not hasattr(config, "workerinput"):
+        equals = ", ".join(t.replace(" ", "=", 1) for t in taken.split(", "))
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"pytest took its rootdir {config.rootpath} from '{taken}' (it fixes the rootdir before plugin "
+                f"options are known), so the ini file where you ran pytest is not used; write '{equals}' "
+                "or pass --rootdir"
+            ),
+            stacklevel=2,
+        )
     rootdir = Path(str(config.rootpath))
     specs = _expand(list(config.getoption("tinyml_spec")) or config.getini("tinyml_spec"), "--tinyml-spec", rootdir, (".yaml", ".yml"))
     models = _expand(list(config.getoption("tinyml_model")) or config.getini("tinyml_model"), "--tinyml-model", rootdir, (".tflite",))
@@ -316,6 +337,40 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args.extend(display(p) for p in wanted if p not in named)
     else:
         config.args[:] = [display(p) for p in wanted]
+
+
+def rootdir_taken_from(config: pytest.Config) -> str | None:
+    """The ``--tinyml-model PATH`` / ``--tinyml-spec PATH`` values (space form) pytest took the rootdir from,
+    or None.
+
+    pytest fixes the rootdir and reads the ini file before it loads plugins from entry points, so it does not
+    yet know these options and takes the value after them for a test path; a plugin cannot change that after
+    the fact (the ini file's addopts and markers are read by then). ``--tinyml-model=PATH`` or ``--rootdir``
+    avoid it. Found by asking pytest's own rule again without those values: a different rootdir means they
+    moved it."""
+    import inspect
+
+    from _pytest.config.findpaths import determine_setup
+
+    args = [str(a) for a in config.invocation_params.args]
+    if any(a == "--rootdir" or a.startswith("--rootdir=") for a in args):
+        return None
+    spaced = [f"{o} {v}" for o, v in zip(args, args[1:], strict=False) if o in ("--tinyml-model", "--tinyml-spec")]
+    if not spaced:
+        return None
+    given = {
+        "inifile": config.option.inifilename,
+        "override_ini": config.option.override_ini,
+        "args": list(config.option.file_or_dir or []),
+        "rootdir_cmd_arg": None,
+        "invocation_dir": Path(config.invocation_params.dir),
+    }
+    try:
+        accepted = inspect.signature(determine_setup).parameters
+        rootpath = determine_setup(**{k: v for k, v in given.items() if k in accepted})[0]  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - pytest's internal rule changed: say nothing rather than guess
+        return None
+    return ", ".join(spaced) if Path(rootpath).resolve() != Path(config.rootpath).resolve() else None
 
 
 def _arg_file(arg: str) -> Path | None:

@@ -99,6 +99,37 @@ def test_boards_listing(pytester: pytest.Pytester) -> None:
         "*arduino_nano_33_ble_sense*cortex-m4f*64 MHz*1,048,576 B*262,144 B*qemu mps2-an386*",
         "*my_board*cortex-m33*150 MHz*2,097,152 B*524,288 B*-*",
     ])
+    # Renode 1.15.1's Cortex-M7 model gave outputs different from host TFLM: the listing says those are refused
+    result.stdout.fnmatch_lines(["stm32f746 *renode platforms/cpus/stm32f746.repl (refused for cortex-m7 builds)"])
+    result.stdout.fnmatch_lines(["stm32f405 *renode platforms/cpus/stm32f4.repl"])
+    assert "stm32f4.repl (refused" not in result.stdout.str()
     assert "collected" not in result.stdout.str()
-    help_text = run(pytester, "--help").stdout.str()
-    assert "--tinyml-boardslists" in "".join(help_text.split())  # argparse wraps at hyphens
+    help_text = "".join(run(pytester, "--help").stdout.str().split())  # argparse wraps at hyphens and spaces
+    assert "--tinyml-boardslists" in help_text
+    assert "elseRenodewhen`renode`isonPATH" in help_text
+    for name in ("TINYML_OFFLINE", "TFLM_ROOT", "TINYML_TFLM_SOURCES"):
+        assert name in help_text
+
+
+def test_rootdir_taken_from_a_model_outside_is_warned_once(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """pytest fixes the rootdir before entry-point plugins add their options, so ``--tinyml-model PATH``
+    (space form) to a model outside the project makes the model's folder the rootdir and the project's ini
+    is ignored. One warning says so and how to avoid it; the ``=`` form and --rootdir give no warning."""
+    outside = tmp_path_factory.mktemp("elsewhere")
+    (outside / "m.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    pytester.makeini("[pytest]\nmarkers =\n    project_marker: ours\n")
+    common = ("-p", "no:cacheprovider", "-m", "not firmware", "-k", "size")
+    spaced = run(pytester, *common, "--tinyml-model", str(outside / "m.tflite"))
+    assert spaced.ret == 0, spaced.stdout.str()
+    said = [ln for ln in spaced.outlines if "pytest took its rootdir" in ln]
+    assert len(said) == 1, spaced.stdout.str()
+    assert f"write '--tinyml-model={outside / 'm.tflite'}' or pass --rootdir" in said[0]
+    rootdir = next(ln for ln in spaced.outlines if ln.startswith("rootdir: "))
+    assert str(pytester.path) not in rootdir and "configfile" not in rootdir, rootdir  # what the warning is about
+    for args in (("--tinyml-model=" + str(outside / "m.tflite"),),
+                 ("--rootdir", str(pytester.path), "--tinyml-model", str(outside / "m.tflite"))):
+        fine = run(pytester, *common, *args)
+        assert fine.ret == 0 and "pytest took its rootdir" not in fine.stdout.str(), fine.stdout.str()
+        assert f"rootdir: {pytester.path}" in fine.stdout.str()

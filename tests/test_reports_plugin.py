@@ -126,3 +126,39 @@ def test_same_report_and_export_serially_and_under_xdist(
     assert len(files) >= 3 * 3, files  # model data, resolver and arena header per model
     for rel in files:
         assert (pytester.path / "e1" / rel).read_bytes() == (pytester.path / "e2" / rel).read_bytes(), rel
+
+
+def _firmware_toolchain_missing() -> str:
+    from pytest_tinyml.emulate import toolchain_status
+
+    status = toolchain_status()
+    return "" if status.ok else ", ".join(status.missing)
+
+
+@pytest.mark.skipif(bool(_firmware_toolchain_missing()),
+                    reason=f"needs arm-none-eabi-gcc and qemu-system-arm (missing: {_firmware_toolchain_missing()})")
+def test_fallback_runtime_is_said_once_and_in_every_report(pytester: pytest.Pytester) -> None:
+    """Offline (the suite sets TINYML_OFFLINE), firmware items fall back to the project's runtime: one terminal
+    line says why, the comparison table, report.json, report.md and report.html name the runtime per target."""
+    for seed in (1, 2):
+        (pytester.path / f"m{seed}.tflite").write_bytes(tflite_factory.int8_cnn(seed))
+    result = run(pytester, "--tinyml-model=m*.tflite", "--tinyml-firmware-samples", "2", "-k", "firmware",
+                 "--tinyml-report", "rep")
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    said = [ln for ln in result.outlines if "firmware items ran the project's own runtime" in ln]
+    assert len(said) == 1 and said[0].startswith("real TFLM unavailable (") and "offline" in said[0], out
+    header = next(ln for ln in result.outlines if ln.lstrip().startswith("target "))
+    assert "runtime" in header.split(), out
+    rows = [ln for ln in result.outlines if ln.startswith(("  m1.tflite", "  m2.tflite"))]
+    assert len(rows) == 2 and all(" tinyml " in row for row in rows), out
+    doc = json.loads((pytester.path / "rep" / "report.json").read_text())
+    jsonschema.Draft202012Validator(reports.schema()).validate(doc)
+    assert [t["runtime"] for t in doc["targets"]] == ["tinyml", "tinyml"]
+    # no max_latency in an audit: the estimate is still reported, as information (issue 12.3)
+    assert all(t["metrics"]["latency_seconds"] > 0 and t["latency"]["judged"] is False for t in doc["targets"])
+    assert all("real TFLM unavailable" in t["runtime_note"] for t in doc["targets"])
+    md = (pytester.path / "rep" / "report.md").read_text()
+    assert "| target | runtime |" in md and md.count("| tinyml |") == 2, md
+    html = (pytester.path / "rep" / "report.html").read_text()
+    assert html.count("<td>tinyml</td>") == 2 and html.count("firmware runtime") == 2, html

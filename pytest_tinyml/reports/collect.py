@@ -303,6 +303,27 @@ def _thresholds(info: TargetRecord, metrics: dict[str, Metric]) -> dict[str, flo
     return out
 
 
+def firmware_runtime(verdicts: Any) -> tuple[str | None, str | None]:
+    """(``'tflm cmsis_nn'``, ``'tflm reference'`` or ``'tinyml'``, why that runtime ran) from the verdicts of
+    the firmware items (their ``extra``: ``runtime``, ``kernels``, ``runtime_note``); (None, None) when no
+    firmware item ran. Several runtimes (a run cannot mix them today) are joined with ``/``."""
+    names: list[str] = []
+    note: str | None = None
+    for v in verdicts:
+        extra = v.get("extra") if isinstance(v, dict) else None
+        runtime = extra.get("runtime") if isinstance(extra, dict) else None
+        if not isinstance(runtime, str) or not runtime:
+            continue
+        kernels = extra.get("kernels") if isinstance(extra, dict) else None
+        name = f"{runtime} {kernels}" if runtime == "tflm" and isinstance(kernels, str) and kernels else runtime
+        if name not in names:
+            names.append(one_line(name, 60))
+        why = extra.get("runtime_note") if isinstance(extra, dict) else None
+        if note is None and isinstance(why, str) and why:
+            note = one_line(why, 300)
+    return ("/".join(names) if names else None), note
+
+
 def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = True) -> dict[str, Any]:
     notes: list[str] = []
     info = merged(rows)
@@ -325,6 +346,7 @@ def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = Tru
     values = _metrics(metrics, verdicts, size, arena, flash, accuracy)
     if values.get("latency_seconds") is None and latency:
         values["latency_seconds"] = latency["seconds"]  # the estimate, shown as information
+    runtime, runtime_note = firmware_runtime(verdicts.values())
     return {
         "label": info.label,
         "kind": info.kind,
@@ -332,6 +354,8 @@ def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = Tru
         "spec_name": info.spec_name,
         "mode": info.mode,
         "board": info.board,
+        "runtime": runtime,
+        "runtime_note": runtime_note,
         "model_path": str(path) if path is not None else None,
         "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
         "size_bytes": size,

@@ -51,12 +51,15 @@ def worst(items: list[dict[str, Any]]) -> str:
 
 def rows(targets: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], str]:
     """(header, one row per target, a title). The title names the directory the labels share and the board
-    when all targets share one (then there is no board column); a column no target measured is left out."""
+    when all targets share one (then there is no board column); a column no target measured is left out, and
+    so is the runtime column when no firmware item ran."""
     shorts, common = short_labels([t["label"] for t in targets])
     columns = [c for c in COLUMNS if any((t.get("metrics") or {}).get(c[1]) is not None for t in targets)]
     boards = {str(t.get("board") or "-") for t in targets}
     one_board = len(boards) == 1
-    header = ["target", *([] if one_board else ["board"]), *(c[0] for c in columns), "verdicts"]
+    runtime = any(t.get("runtime") for t in targets)  # the firmware runtime that measured latency and RAM
+    header = ["target", *([] if one_board else ["board"]), *(["runtime"] if runtime else []), *(c[0] for c in columns),
+              "verdicts"]
     out = []
     for t in targets:
         metrics = t.get("metrics") or {}
@@ -64,6 +67,7 @@ def rows(targets: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], str
             [
                 shorts[t["label"]],
                 *([] if one_board else [str(t.get("board") or "-")]),
+                *([str(t.get("runtime") or "-")] if runtime else []),
                 *(fmt_value(metrics.get(metric), unit) for _, metric, unit in columns),
                 verdict_counts(t.get("items") or []),
             ]

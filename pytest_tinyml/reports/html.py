@@ -116,6 +116,8 @@ def _items_table(t: dict[str, Any], vocab: Vocabulary) -> str:
 def _meta(t: dict[str, Any]) -> str:
     pairs = [
         ("board", t.get("board")),
+        ("firmware runtime", t.get("runtime")),
+        ("why that runtime", t.get("runtime_note")),
         ("mode", t.get("mode")),
         ("spec", t.get("spec")),
         ("model", t.get("model_path")),
@@ -326,7 +328,7 @@ def render_html(report: dict[str, Any], *, plots: bool = True) -> tuple[str, lis
         body.append(f'<div class="box">{inner}</div>')
     if len(targets) > 1:  # the comparison table across targets, each row linking to its section
         header, rows, title = compare_table.rows(targets)
-        text_cols = 2 if header[1] == "board" else 1
+        text_cols = 1 + sum(h in ("board", "runtime") for h in header)
         head = "".join(f"<th{'' if k < text_cols or k == len(header) - 1 else ' class=num'}>{e(h)}</th>"
                        for k, h in enumerate(header))
         trs = []

@@ -125,6 +125,8 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool, vocab: V
     meta = []
     if t.get("board"):
         meta.append(f"board {code(t['board'])}")
+    if t.get("runtime"):
+        meta.append(f"firmware runtime {code(t['runtime'])}" + (f" ({md(t['runtime_note'], 300)})" if t.get("runtime_note") else ""))
     if t.get("mode"):
         meta.append(f"mode {code(t['mode'])}")
     if t.get("model_path") and t["model_path"] != t["label"]:

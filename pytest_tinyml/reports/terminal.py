@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, item_order, one_line
+from pytest_tinyml.reports.collect import firmware_runtime
 from pytest_tinyml.reports.profile import latency_section
 from pytest_tinyml.reports.profile import terminal_lines as profile_terminal_lines
 
@@ -70,7 +71,10 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
         if several and all(r.status == "passed" for r in rows) and not (comparison and comparison.deltas.get(target)):
             continue  # one line in the comparison table says it all
         board = next((r.board for r in rows if r.board), None)
-        head = target + (f"  (board {board})" if board else "")
+        runtime, _ = firmware_runtime(r.verdict for r in rows)
+        about = [f"board {board}"] if board else []
+        about += [f"runtime {runtime}"] if runtime else []
+        head = target + (f"  ({', '.join(about)})" if about else "")
         if comparison is not None and target in comparison.new:
             head += "  (not in baseline)"
         lines.append(head)
@@ -110,6 +114,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
                     + ", ".join(d.text() + (" (REGRESSION)" if d.regression else "") for d in rest)
                 )
     lines.extend(mode_table_lines(results_list))
+    lines.extend(runtime_note_lines(results_list))
     if comparison is not None:
         if comparison.missing:
             lines.append(f"in the baseline but not in this run: {', '.join(comparison.missing)}")
@@ -123,6 +128,21 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
     written = getattr(outcome, "written", None) or []
     if written:
         lines.append("reports: " + ", ".join(str(p) for p in written))
+    return lines
+
+
+def runtime_note_lines(results: list[Any]) -> list[str]:
+    """Once per run (not per item): why firmware items ran the project's own runtime instead of real TFLM."""
+    seen: list[str] = []
+    for r in results:
+        extra = r.verdict.get("extra") if isinstance(r.verdict, dict) else None
+        note = extra.get("runtime_note") if isinstance(extra, dict) and extra.get("runtime") == "tinyml" else None
+        if isinstance(note, str) and note and one_line(note, 600) not in seen:
+            seen.append(one_line(note, 600))
+    lines = []
+    for note in seen:
+        why, sep, fix = note.partition("; fix: ")
+        lines.append(f"{why}; firmware items ran the project's own runtime (tinyml)" + (f"; fix: {fix}" if sep else ""))
     return lines
 
 
