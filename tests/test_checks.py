@@ -183,3 +183,14 @@ def test_memory_messages_say_how_the_figure_was_measured() -> None:
     assert est.message.startswith("flash: 100,000 B (host estimate: model + TFLM code) <= limit")
     elf = FlashCheck().evaluate(_target("stm32f405", _fw()))  # type: ignore[arg-type]
     assert elf.message.startswith("flash: 141,000 B (real harness ELF, QEMU netduinoplus2) <= limit")
+
+
+def test_emulator_total_instructions_is_labelled_as_the_whole_run() -> None:
+    from pytest_tinyml.checks.firmware import firmware_provenance
+
+    fw = _fw("renode")
+    fw.executed_instructions = 1_005_012
+    props = firmware_provenance(fw)
+    assert props["emulator_total_instructions"] == 1_005_012 and props["instructions"] == 5_213.0
+    assert "executed_instructions" not in props and "whole run" in props["emulator_total_instructions_note"]
+    assert firmware_provenance(_fw())["emulator_total_instructions"] is None  # QEMU: no such counter
