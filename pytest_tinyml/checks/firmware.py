@@ -51,7 +51,7 @@ def emulator_total(fw: Any) -> dict[str, Any]:
     return {
         "emulator_total_instructions": total,
         "emulator_total_instructions_note": (
-            f"{fw.emulator}'s executed-instructions counter for the whole run ({getattr(fw, 'runs', 1)} emulator "
+            f"{'Renode' if fw.emulator == 'renode' else fw.emulator}'s executed-instructions counter for the whole run ({getattr(fw, 'runs', 1)} emulator "
             f"run(s)): start-up, input-block CRC, the 200,000-instruction calibration loop, every inference, output "
             "over the UART (and, with real TFLM, the arena bisection); it stops at the end marker (the firmware "
             "halts with SysTick off), so it holds no idle time"

@@ -233,7 +233,7 @@ def firmware_ram_limit(board: Board) -> tuple[int, str]:
     (A board's ``ram`` figure may count blocks the firmware cannot use for them, e.g. the STM32F405's CCM.)"""
     if board.memory is not None:
         ram = board.memory.ram
-        return ram.length, f"{board.name} RAM region {ram.origin:#010x}+{ram.length:#x} (boards.yaml memory map)"
+        return ram.length, f"{board.name} RAM region {ram.origin:#010x}+{ram.length:#x}, boards.yaml memory map"
     return board.ram_bytes, f"{board.name} RAM"
 
 
