@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from pytest_tinyml.boards import builtin_boards
 from pytest_tinyml.checks.accuracy import judge_accuracy, judge_drop
 from pytest_tinyml.checks.firmware import judge_bitexact, judge_latency
 from pytest_tinyml.checks.io import judge_io
@@ -106,3 +108,89 @@ def test_builtin_checks_registered(name: str) -> None:
     from pytest_tinyml.builtin import pytest_tinyml_checks
 
     assert name in [c.name for c in pytest_tinyml_checks()]
+
+
+# ------------------------------------------------------------------ which memory, which emulator, which method
+def _fw(emulator: str = "qemu", machine: str = "netduinoplus2", script: str = "") -> SimpleNamespace:
+    """A firmware result with the fields the checks read (values as a real stm32f405 run reports them)."""
+    return SimpleNamespace(
+        emulator=emulator, machine=machine, emulator_script=script, emulator_command=f"{emulator} ...", core="cortex-m4",
+        runtime="tflm", kernels="cmsis_nn", runtime_note="", static_ram_bytes=2_000, arena_min_bytes=30_000,
+        arena_bytes=29_000, arena_used_at=31_000, stack_bytes=1_500, text_bytes=80_000, rodata_bytes=60_000,
+        flash_bytes=141_000, instructions_per_inference=5_213.0, memory_map="", runs=1, executed_instructions=0,
+        outputs=[],
+    )
+
+
+def _target(board_name: str, fw: SimpleNamespace | None) -> SimpleNamespace:
+    from pytest_tinyml.spec.model import Limit
+
+    board = {b.name: b for b in builtin_boards()}[board_name]
+    return SimpleNamespace(
+        board=board,
+        constraints=SimpleNamespace(arena=Limit(board=True), flash=Limit(board=True), ram_reserve=None),
+        model_info=SimpleNamespace(tensors=[], size_bytes=40_000),
+        firmware=fw,
+        firmware_for_memory=lambda: fw,
+        arena=SimpleNamespace(bytes=28_977, host_bytes=31_000, method="host TFLM, 64-bit pointers rescaled"),
+        flash=SimpleNamespace(model_bytes=40_000, runtime_code_bytes=60_000, method="op table", per_op={}),
+    )
+
+
+def test_firmware_ram_limit_is_the_ram_region_the_firmware_is_linked_into() -> None:
+    from pytest_tinyml.checks.memory import FirmwareRamCheck, firmware_ram_limit
+
+    boards = {b.name: b for b in builtin_boards()}
+    f405 = boards["stm32f405"]
+    assert f405.ram_bytes == 196_608 and f405.memory is not None  # 128 KiB SRAM + 64 KiB CCM
+    limit, text = firmware_ram_limit(f405)
+    assert limit == 131_072 == f405.memory.ram.length and "0x20000000+0x20000" in text
+    for b in boards.values():  # every board with a memory map: its linked RAM region, not the chip's RAM total
+        assert firmware_ram_limit(b)[0] == (b.memory.ram.length if b.memory else b.ram_bytes), b.name
+    # 2,000 + 30,000 + 100,000 = 132,000 B fits 192 KiB of chip RAM but not the 128 KiB region it is linked into
+    fw = _fw()
+    fw.stack_bytes = 100_000
+    v = FirmwareRamCheck().evaluate(_target("stm32f405", fw))  # type: ignore[arg-type]
+    assert not v.passed and v.limit == 131_072
+    assert "firmware_ram: 132,000 B (measured on QEMU netduinoplus2) > limit 131,072 B (stm32f405 RAM region " \
+        "0x20000000+0x20000" in v.message
+
+
+def test_firmware_messages_name_the_emulator_that_ran() -> None:
+    from pytest_tinyml.checks.firmware import emulator_label
+    from pytest_tinyml.emulate.renode import renode_script
+
+    script = renode_script("platforms/cpus/stm32f4.repl", Path("a.elf"), Path("in.bin"), 0x08004000, Path("u.txt"),
+                           "sysbus.usart1")
+    renode = _fw("renode", "netduinoplus2", script)  # a Renode run carries the board's QEMU proxy machine name
+    assert emulator_label(renode) == "Renode platforms/cpus/stm32f4.repl"
+    assert emulator_label(_fw()) == "QEMU netduinoplus2"
+    a = [np.array([1, 2, 3], np.int8)]
+    msg = judge_bitexact(a, [a[0].copy()], emulator_label(renode)).message
+    assert msg == "firmware_bitexact: 1 of 1 outputs byte-identical to host TFLM (Renode platforms/cpus/stm32f4.repl)"
+    assert "netduinoplus2" not in msg
+
+
+def test_memory_messages_say_how_the_figure_was_measured() -> None:
+    from pytest_tinyml.checks.memory import ArenaCheck, FlashCheck
+
+    host = ArenaCheck().evaluate(_target("stm32f405", None))  # type: ignore[arg-type]
+    assert host.message.startswith("arena: 28,977 B (host estimate for a 32-bit target) <= limit 117,965 B")
+    target = ArenaCheck().evaluate(_target("stm32f405", _fw()))  # type: ignore[arg-type]
+    assert target.message.startswith("arena: 30,000 B (smallest that allocates on the target, QEMU netduinoplus2) <=")
+    assert target.message.endswith("[runtime tflm, cmsis_nn kernels]")
+    est = FlashCheck().evaluate(_target("stm32f405", None))  # type: ignore[arg-type]
+    assert est.message.startswith("flash: 100,000 B (host estimate: model + TFLM code) <= limit")
+    elf = FlashCheck().evaluate(_target("stm32f405", _fw()))  # type: ignore[arg-type]
+    assert elf.message.startswith("flash: 141,000 B (real harness ELF, QEMU netduinoplus2) <= limit")
+
+
+def test_emulator_total_instructions_is_labelled_as_the_whole_run() -> None:
+    from pytest_tinyml.checks.firmware import firmware_provenance
+
+    fw = _fw("renode")
+    fw.executed_instructions = 1_005_012
+    props = firmware_provenance(fw)
+    assert props["emulator_total_instructions"] == 1_005_012 and props["instructions"] == 5_213.0
+    assert "executed_instructions" not in props and "whole run" in props["emulator_total_instructions_note"]
+    assert firmware_provenance(_fw())["emulator_total_instructions"] is None  # QEMU: no such counter

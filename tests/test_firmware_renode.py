@@ -98,3 +98,41 @@ def test_guest_semihosting_call_cannot_reach_the_host_under_renode(tmp_path: Pat
     assert not marker.exists()  # ... and nothing ran on the host
     assert "Semihosting" not in (io / "tinyml.resc").read_text()
     assert not [p for p in cwd.iterdir() if p.name != "renode-tmp"]
+
+
+@needs_renode
+def test_renode_counter_is_the_whole_runs_work_and_holds_no_idle_time(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counter is asked at the end marker and again twice, a second apart: it must not move (the firmware
+    halts with SysTick off and interrupts masked), so it counts work, not Renode's idle virtual time. It covers
+    the calibration loop and every inference, and is reported under a name that says "whole run"."""
+    import time
+
+    import pytest_tinyml.emulate.run as run_mod
+    from pytest_tinyml.checks.firmware import emulator_label, firmware_provenance
+
+    original = run_mod.run_emulator
+    readings: list[int] = []
+
+    def ask_three_times(*args, on_end=None, **kwargs):  # type: ignore[no-untyped-def]
+        def again(proc, console):  # type: ignore[no-untyped-def]
+            for _ in range(3):
+                seen = console.read_text(errors="replace").count("ExecutedInstructions")
+                on_end(proc, console)
+                text = console.read_text(errors="replace")
+                assert text.count("ExecutedInstructions") == seen + 1
+                readings.append(int(text.rsplit("ExecutedInstructions", 1)[1].split()[0], 0))
+                time.sleep(1)
+
+        return original(*args, on_end=again if on_end else None, **kwargs)
+
+    monkeypatch.setattr(run_mod, "run_emulator", ask_three_times)
+    b = BOARDS["stm32f405"]
+    r = run_firmware(tf_.int8_cnn(seed=4, fc_units=16), _samples(2, 7), machine="netduinoplus2", memory=b.memory,
+                     platform=b.renode, emulator="renode", cache_dir=tmp_path, timeout=300)
+    assert len(readings) == 3 and readings[0] == readings[1] == readings[2] == r.executed_instructions, readings
+    assert r.executed_instructions > 2 * r.instructions_per_inference + r.calibration_instructions
+    props = firmware_provenance(r)
+    assert props["emulator_total_instructions"] == r.executed_instructions and "executed_instructions" not in props
+    assert "whole run" in props["emulator_total_instructions_note"]
+    assert emulator_label(r) == f"Renode {b.renode}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml.checks.base import Verdict
@@ -11,6 +12,21 @@ from pytest_tinyml.spec.units import format_seconds
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
     from pytest_tinyml.target import Target
+
+
+_RENODE_PLATFORM = re.compile(r"LoadPlatformDescription @(\S+)")
+
+
+def emulator_label(fw: Any) -> str:
+    """What really ran the firmware, for messages: ``QEMU <machine>`` or ``Renode <platform .repl>`` (the QEMU
+    machine name a Renode run also carries is only the board's QEMU proxy, not what executed)."""
+    emulator = getattr(fw, "emulator", "qemu") or "qemu"
+    if emulator == "renode":
+        found = _RENODE_PLATFORM.search(getattr(fw, "emulator_script", "") or "")
+        return f"Renode {found.group(1)}" if found else "Renode"
+    if emulator == "qemu":
+        return f"QEMU {fw.machine}"
+    return f"{emulator} {fw.machine}"
 
 
 def firmware_provenance(fw: Any) -> dict[str, Any]:
@@ -23,7 +39,23 @@ def firmware_provenance(fw: Any) -> dict[str, Any]:
         "instructions": fw.instructions_per_inference,
         "memory_map": fw.memory_map,
         "emulator_runs": fw.runs,
-        "executed_instructions": fw.executed_instructions or None,  # the emulator's own counter (Renode)
+    } | emulator_total(fw)
+
+
+def emulator_total(fw: Any) -> dict[str, Any]:
+    """The emulator's own executed-instructions counter for the whole run (Renode), labelled as such: it is not
+    the inference's cost (that is ``instructions``, per inference, between the markers)."""
+    total = getattr(fw, "executed_instructions", 0) or 0
+    if not total:
+        return {"emulator_total_instructions": None}
+    return {
+        "emulator_total_instructions": total,
+        "emulator_total_instructions_note": (
+            f"{'Renode' if fw.emulator == 'renode' else fw.emulator}'s executed-instructions counter for the whole run ({getattr(fw, 'runs', 1)} emulator "
+            f"run(s)): start-up, input-block CRC, the 200,000-instruction calibration loop, every inference, output "
+            "over the UART (and, with real TFLM, the arena bisection); it stops at the end marker (the firmware "
+            "halts with SysTick off), so it holds no idle time"
+        ),
     }
 
 
@@ -36,6 +68,7 @@ def require_model_fits_flash(m: Target) -> None:
 
 
 def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
+    """``machine``: what ran the firmware, as :func:`emulator_label` names it (e.g. ``QEMU mps2-an386``)."""
     import numpy as np
 
     n = min(len(firmware_outputs), len(tflm_outputs))
@@ -128,7 +161,7 @@ class FirmwareBitexactCheck:
                 "make the model TFLM-compatible",
             )
         fw = m.firmware
-        verdict = judge_bitexact(fw.outputs, m.tflm_outputs, fw.machine)
+        verdict = judge_bitexact(fw.outputs, m.tflm_outputs, emulator_label(fw))
         mismatched = verdict.extra.get("mismatched") or []
         if not verdict.passed and mismatched:
             where = m.firmware_divergence(int(mismatched[0]))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
 from pytest_tinyml.checks.firmware import (
+    emulator_label,
     require_model_fits_flash,
     runtime_label,
     runtime_properties,
@@ -27,17 +28,20 @@ def byte_limit(limit: Limit, board: Board, board_limit: int, what: str) -> tuple
 
 
 def judge_bytes(
-    name: str, measured: int, limit: int, limit_text: str, details: list[str], fix: str, extra: dict | None = None
+    name: str, measured: int, limit: int, limit_text: str, details: list[str], fix: str, extra: dict | None = None,
+    how: str = "",
 ) -> Verdict:
+    """``how``: how ``measured`` was measured, shown in the message after the figure (e.g. "host estimate")."""
     passed = measured <= limit
     relation = "<=" if passed else ">"
+    figure = f"{fmt_bytes(measured)} ({how})" if how else fmt_bytes(measured)
     return Verdict(
         name=name,
         passed=passed,
         measured=measured,
         limit=limit,
         unit="B",
-        message=f"{name}: {fmt_bytes(measured)} {relation} limit {fmt_limit_bytes(limit, limit_text)}",
+        message=f"{name}: {figure} {relation} limit {fmt_limit_bytes(limit, limit_text)}",
         details=details,
         fix=None if passed else fix,
         extra=extra or {},
@@ -128,14 +132,15 @@ class ArenaCheck:
         fw = m.firmware_for_memory()
         if fw is not None and fw.runtime == "tflm" and fw.arena_min_bytes:
             details = [
-                f"smallest arena AllocateTensors() accepts on {fw.machine} ({fw.core}): "
+                f"smallest arena AllocateTensors() accepts on {emulator_label(fw)} ({fw.core}): "
                 f"{fmt_bytes(fw.arena_min_bytes)} (bisection to 16 B on the target); "
                 f"arena_used_bytes() {fmt_bytes(fw.arena_bytes)} with a {fmt_bytes(fw.arena_used_at)} arena",
                 "method: target",
             ]
             extra = {"method": "target", "used": fw.arena_bytes, "used_at": fw.arena_used_at, "board": board.name,
                      **runtime_properties(fw)}
-            verdict = judge_bytes("arena", fw.arena_min_bytes, limit, text, details, fix, extra)
+            verdict = judge_bytes("arena", fw.arena_min_bytes, limit, text, details, fix, extra,
+                                  how=f"smallest that allocates on the target, {emulator_label(fw)}")
             verdict.message += f" {runtime_label(fw)}"
             return verdict
         arena = m.arena
@@ -153,6 +158,7 @@ class ArenaCheck:
             details,
             fix,
             {"host_bytes": arena.host_bytes, "board": board.name, "method": "host estimate"},
+            how="host estimate for a 32-bit target",
         )
 
 
@@ -189,7 +195,7 @@ class FlashCheck:
                 limit,
                 text,
                 [
-                    f"real TFLM harness ELF ({fw.machine}, {fw.core}): text {fmt_bytes(fw.text_bytes)}, rodata "
+                    f"real TFLM harness ELF ({emulator_label(fw)}, {fw.core}): text {fmt_bytes(fw.text_bytes)}, rodata "
                     f"{fmt_bytes(fw.rodata_bytes)} (model {fmt_bytes(est.model_bytes)}), flash image "
                     f"{fmt_bytes(fw.flash_bytes)}",
                     f"host estimate was {fmt_bytes(total)} ({est.method})",
@@ -199,12 +205,13 @@ class FlashCheck:
                 "with more flash (--tinyml-board)",
                 {"model_bytes": est.model_bytes, "text_bytes": fw.text_bytes, "rodata_bytes": fw.rodata_bytes,
                  "method": "target", **runtime_properties(fw)},
+                how=f"real harness ELF, {emulator_label(fw)}",
             )
             verdict.message += f" {runtime_label(fw)}"
             return verdict
         if fw is not None:
             details.append(
-                f"measured harness ELF ({fw.machine}): text {fmt_bytes(fw.text_bytes)}, rodata {fmt_bytes(fw.rodata_bytes)}, "
+                f"measured harness ELF ({emulator_label(fw)}): text {fmt_bytes(fw.text_bytes)}, rodata {fmt_bytes(fw.rodata_bytes)}, "
                 f"flash image {fmt_bytes(fw.flash_bytes)}"
             )
         return judge_bytes(
@@ -214,8 +221,20 @@ class FlashCheck:
             text,
             details,
             "quantize to int8 to shrink the weights, or pick a board with more flash (--tinyml-board)",
-            {"model_bytes": est.model_bytes, "runtime_code_bytes": est.runtime_code_bytes, "per_op": dict(est.per_op)},
+            {"model_bytes": est.model_bytes, "runtime_code_bytes": est.runtime_code_bytes, "per_op": dict(est.per_op),
+             "method": "host estimate"},
+            how="host estimate: model + TFLM code",
         )
+
+
+def firmware_ram_limit(board: Board) -> tuple[int, str]:
+    """The RAM the firmware's data, arena and stack must share: the ``ram`` region of the board's memory map
+    (boards.yaml), which the firmware is linked into, when the board has one; else all of the board's RAM.
+    (A board's ``ram`` figure may count blocks the firmware cannot use for them, e.g. the STM32F405's CCM.)"""
+    if board.memory is not None:
+        ram = board.memory.ram
+        return ram.length, f"{board.name} RAM region {ram.origin:#010x}+{ram.length:#x}, boards.yaml memory map"
+    return board.ram_bytes, f"{board.name} RAM"
 
 
 class FirmwareRamCheck:
@@ -238,19 +257,22 @@ class FirmwareRamCheck:
         used = fw.static_ram_bytes + arena + fw.stack_bytes
         details = [
             f"static data {fmt_bytes(fw.static_ram_bytes)} + {what} {fmt_bytes(arena)} "
-            f"+ stack high-water {fmt_bytes(fw.stack_bytes)} (painted stack, {fw.machine})",
+            f"+ stack high-water {fmt_bytes(fw.stack_bytes)} (painted stack, {emulator_label(fw)})",
         ]
+        limit, text = firmware_ram_limit(board)
         verdict = judge_bytes(
             "firmware_ram",
             used,
-            board.ram_bytes,
-            f"{board.name} RAM",
+            limit,
+            text,
             details,
             "reduce the arena (smaller activations) or pick a board with more RAM",
             {
                 "static_bytes": fw.static_ram_bytes,
                 "arena_bytes": arena,
                 "stack_bytes": fw.stack_bytes,
+                "ram_limit_bytes": limit,
             },
+            how=f"measured on {emulator_label(fw)}",
         )
         return with_runtime(verdict, fw)

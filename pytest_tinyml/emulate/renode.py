@@ -12,8 +12,11 @@ and SysTick counts at the NVIC's ``Frequency`` (reading SYST_CVR syncs the CPU's
 virtual clock has a resolution of one microsecond, so the script sets 1 MIPS and SysTick 1 MHz: one tick is
 exactly one instruction (at 100 MIPS the counts came in steps of 100). A 10 ms quantum keeps the
 synchronisation overhead low. At the firmware's end marker the monitor is asked for the CPU's
-``ExecutedInstructions`` counter (the whole run: start-up, CRC of the input block, all samples, UART
-output), recorded as ``executed_instructions``.
+``ExecutedInstructions`` counter (the whole run: start-up, CRC of the input block, the calibration loop,
+all samples, UART output, with real TFLM the arena bisection), recorded as ``executed_instructions`` and
+reported as ``emulator_total_instructions``. It holds no idle time: after its end marker the firmware stops
+SysTick and sleeps with interrupts masked (``cpsid i; wfi``), and the counter stays put while Renode idles
+(asked again seconds later it reads the same; tests/test_firmware_renode.py).
 """
 
 from __future__ import annotations
