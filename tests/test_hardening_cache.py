@@ -115,7 +115,10 @@ def _flip(path: Path) -> None:
 
 
 def test_damaged_entry_is_detected_and_rebuilt(tmp_path: Path) -> None:
-    """One build, then three kinds of damage, each detected by hash / missing manifest and rebuilt."""
+    """One build, then three kinds of damage, each detected by hash / missing manifest; the last one is
+    rebuilt end to end (every kind reaches the rebuild through the same failed ``verify``)."""
+    import shutil
+
     directory = project(tmp_path / "p")
     cache = tmp_path / "cache"
     run(directory, cache)
@@ -123,7 +126,12 @@ def test_damaged_entry_is_detected_and_rebuilt(tmp_path: Path) -> None:
     entry = cache / "builds" / key
     files = manifest["files"]
     assert isinstance(files, dict) and {"int8.tflite", "model.keras", "results.json"} <= set(files)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(entry, pristine)
     for damage in ("flip_tflite_byte", "delete_manifest", "truncate_keras"):
+        shutil.rmtree(entry)
+        shutil.copytree(pristine, entry)
+        assert Cache(cache).verify(key) is not None, damage  # the restored entry is good again
         if damage == "flip_tflite_byte":
             _flip(entry / "int8.tflite")
         elif damage == "delete_manifest":
@@ -132,8 +140,7 @@ def test_damaged_entry_is_detected_and_rebuilt(tmp_path: Path) -> None:
             keras_file = entry / "model.keras"
             keras_file.write_bytes(keras_file.read_bytes()[:100])
         assert Cache(cache).verify(key) is None, damage  # detected
-        run(directory, cache)
-        key2, manifest2 = single_entry(cache)
-        assert key2 == key and manifest2["created"] != manifest["created"], damage  # rebuilt, not reused
-        assert sha256_file(entry / "int8.tflite") == manifest2["files"]["int8.tflite"]  # type: ignore[index]
-        manifest = manifest2
+    run(directory, cache)  # the last damage (a truncated model.keras) is rebuilt, not reused
+    key2, manifest2 = single_entry(cache)
+    assert key2 == key and manifest2["created"] != manifest["created"]
+    assert sha256_file(entry / "int8.tflite") == manifest2["files"]["int8.tflite"]  # type: ignore[index]
