@@ -49,27 +49,11 @@ CLASSES = (
     "flash_misses",
     "marker",
 )
-#: Classes that are executed instructions (the others count registers, pairs or memory events).
-INSTRUCTION_CLASSES = (
-    "alu",
-    "load",
-    "store",
-    "load_dual",
-    "store_dual",
-    "ldm",
-    "stm",
-    "mul",
-    "mul_long",
-    "dsp_mac",
-    "dsp_simd",
-    "div",
-    "branch_taken",
-    "branch_not_taken",
-    "it",
-    "fp",
-    "fp_ldst",
-    "mve",
-)
+#: Classes that count events other than executed instructions: registers moved by LDM/STM/VLDM, instruction
+#: pairs issued together, flash reads and misses, and the operator-boundary markers.
+_EVENT_CLASSES = frozenset({"ldm_regs", "stm_regs", "fp_ldm_regs", "ldst_pipelined", "flash_reads", "flash_misses", "marker"})
+#: Classes that are executed instructions, in the plugin's order.
+INSTRUCTION_CLASSES = tuple(c for c in CLASSES if c not in _EVENT_CLASSES)
 
 _MAX_OPS = 4096  # the plugin's own limit
 _MAX_FILE = 4 << 20
