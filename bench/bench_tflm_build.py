@@ -4,8 +4,9 @@ Usage: python bench/bench_tflm_build.py [cmsis_nn|reference] [CORE] [EMPTY_CACHE
 
 Needs TFLM sources: ``TFLM_ROOT`` or a filled source cache in ``$TINYML_TFLM_SOURCES`` (downloads are not
 made from here). The object cache starts empty in a temporary directory, so the first figure is a cold
-build of the TFLM core plus the first model's kernels; the further models (different op mixes) reuse
-those objects and compile only kernels not yet seen. Every build is followed by one run under QEMU (the
+build of the TFLM core plus the first model's kernels (and, alongside, the precompiled header of the op
+resolver's TFLM includes); the further models (different op mixes) reuse those objects and compile only
+kernels not yet seen and their op resolver. Every build is followed by one run under QEMU (the
 firmware bisects the smallest arena and runs 3 samples), included in the figures. Models: two CNNs from
 tests/tflite_factory.py (the second has the same ops), then TFLM's own example models from the TFLM source
 tree (new ops). Prints the figures and the ratios to the targets (first build 120 s on 2 cores, each
@@ -80,6 +81,11 @@ def main() -> int:
             print(f"{label}: {seconds:.1f} s wall, {cpu:.1f} s CPU in compilers/linker/QEMU (build + run), "
                   f"{res.instructions_per_inference:,.0f} instructions, "
                   f"arena min {res.arena_min_bytes:,} B, flash {res.flash_bytes:,} B", flush=True)
+        # The op resolver's TFLM headers are precompiled (GCC .gch) during the first build; the further
+        # models with new operators compile their resolver against it.
+        pch = sorted(cache.glob("tflm-obj-*/pch-*/*.gch"))
+        print(f"op-resolver precompiled header: {', '.join(f'{p.stat().st_size / 1e6:.0f} MB' for p in pch) or 'none'}"
+              " in the object cache")
     (first, first_cpu), further = figures[0], figures[1:]
     # On a loaded machine the wall time says more about the neighbours than about the build: the CPU
     # seconds of the child processes, spread over the 2 cores the target assumes, are printed next to it.
