@@ -262,6 +262,7 @@ def test_runtime_switch_argument_and_environment(monkeypatch: pytest.MonkeyPatch
 
 def test_tflm_tree_says_exactly_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(TFLM_ENV, raising=False)
+    monkeypatch.delenv("TINYML_TFLM_SOURCES", raising=False)  # a developer's local source cache
     with pytest.raises(NotEvaluable) as unset:
         tflm_tree()
     assert "TFLM_ROOT is not set" in unset.value.reason and "third_party_downloads" in unset.value.enable
@@ -280,6 +281,7 @@ def test_tflm_tree_says_exactly_what_is_missing(monkeypatch: pytest.MonkeyPatch,
 @needs_toolchain
 def test_tflm_runtime_without_tflm_root_is_not_evaluable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(TFLM_ENV, raising=False)
+    monkeypatch.delenv("TINYML_TFLM_SOURCES", raising=False)  # a developer's local source cache
     with pytest.raises(NotEvaluable) as info:
         run_firmware(tf_.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), cache_dir=tmp_path, runtime="tflm")
     assert "TFLM_ROOT" in info.value.reason
