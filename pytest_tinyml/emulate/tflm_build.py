@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -286,22 +286,23 @@ def _method_registrations(tree: TflmTree, methods: list[str]) -> set[str] | None
     return found
 
 
-def _kernel_index(tree: TflmTree) -> dict[str, Path]:
-    """``Register_X`` name -> kernel source defining it."""
+def _definition_index(sources: Iterable[Path], pattern: re.Pattern[str]) -> dict[str, Path]:
+    """Name -> the first of ``sources`` whose text defines it (``pattern`` finds the defined names)."""
     index: dict[str, Path] = {}
-    for src in tree.kernel_sources:
-        for name in _DEF_RE.findall(src.read_text(errors="replace")):
+    for src in sources:
+        for name in pattern.findall(src.read_text(errors="replace")):
             index.setdefault(name, src)
     return index
+
+
+def _kernel_index(tree: TflmTree) -> dict[str, Path]:
+    """``Register_X`` name -> kernel source defining it."""
+    return _definition_index(tree.kernel_sources, _DEF_RE)
 
 
 def _library_index(tree: TflmTree) -> dict[str, Path]:
     """Function name -> CMSIS-NN source defining it (non-static definitions at the start of a line)."""
-    index: dict[str, Path] = {}
-    for src in tree.library_sources:
-        for name in _C_DEF_RE.findall(src.read_text(errors="replace")):
-            index.setdefault(name, src)
-    return index
+    return _definition_index(tree.library_sources, _C_DEF_RE)
 
 
 _ARM_CALL_RE = re.compile(r"\b(arm_\w+)\s*\(")
