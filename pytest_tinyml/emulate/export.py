@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_tinyml.emulate.build import model_c_source
+from pytest_tinyml.emulate.build import model_c_chunks
 from pytest_tinyml.emulate.cgen import c_comment_text
 
 # MicroMutableOpResolver registration methods that exist in TFLM (Add<Name>()).
@@ -100,25 +100,10 @@ def export_folder_names(labels: list[str]) -> dict[str, str]:
     return out
 
 
-_HEX = [f"0x{b:02x}" for b in range(256)]
-
-
 def write_model_c(model: bytes, path: Path, symbol: str) -> None:
-    """``model_c_source(model, symbol)`` written to ``path`` in slices of 5,461 rows of 12 model bytes, so a
-    big model never exists as one multi-hundred-MB string (the C text is ~6 bytes per model byte)."""
-    head = model_c_source(b"", symbol).split("\n    0x00,\n", 1)[0]
+    """``model_c_source(model, symbol)`` written to ``path`` piece by piece (:func:`model_c_chunks`)."""
     with open(path, "w", encoding="ascii") as fh:
-        fh.write(head + "\n")
-        view = memoryview(model)
-        for start in range(0, len(view), 65_532):
-            chunk = view[start : start + 65_532]
-            fh.write(
-                "\n".join("    " + ", ".join(_HEX[b] for b in chunk[i : i + 12]) + "," for i in range(0, len(chunk), 12))
-                + "\n"
-            )
-        if not len(view):
-            fh.write("    0x00,\n")
-        fh.write(f"}};\nconst unsigned int {symbol}_len = {len(view)}u;\n")
+        fh.writelines(model_c_chunks(model, symbol))
 
 
 def export(model: bytes, out_dir: Path, *, arena_bytes: int, model_info: Any = None) -> ExportResult:
