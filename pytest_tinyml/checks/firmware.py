@@ -243,7 +243,7 @@ def latency_info(m: Target) -> dict[str, Any]:
         "core": core,
         "cpi": total.cycles / total.instructions if total.instructions else None,
         "runtime": getattr(fw, "runtime", "tinyml"),
-        "method": total.method,
+        "method": f"{total.method}; instruction classes: mean of the first {counts.inferences} inference(s)",
     }
 
 
