@@ -526,7 +526,7 @@ def run_firmware(
                 counts_file = io_dir / "tm_classes.txt"
                 args = tuple(extra_args)
                 counting = plugin is not None and lo == 0
-                if counting:
+                if plugin is not None and counting:
                     from pytest_tinyml.emulate.insn_plugin import plugin_args
 
                     line, lines, ways = flash_cache
