@@ -7,6 +7,8 @@ byte offset) and say how to fix it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TinyMLError(Exception):
     """A user-facing error whose ``str()`` is one complete line."""
@@ -46,7 +48,9 @@ class NotEvaluable(Exception):
     Never used for a constraint that was evaluated: that is a pass or a fail.
     """
 
-    def __init__(self, reason: str, enable: str) -> None:
+    def __init__(self, reason: str, enable: str, information: dict[str, Any] | None = None) -> None:
         self.reason = reason
         self.enable = enable
+        # figures measured on the way that the reports still show, as information (never as a verdict)
+        self.information = information
         super().__init__(f"{reason}; to enable: {enable}")

@@ -62,6 +62,7 @@ class TinyMLItem(pytest.Item):
         self.measurements = measurements
         self.line = line
         self.verdict: Verdict | None = None
+        self.information: dict[str, Any] | None = None  # what a skipped check still measured
         self._record()  # a setup error still reports what the item was about
 
     @property
@@ -70,7 +71,8 @@ class TinyMLItem(pytest.Item):
 
     def _record(self) -> None:
         """(Re)write the item's record into its user properties (carried to the controller by its report)."""
-        text = records.encode(self.measurements.record(), self.verdict.to_dict() if self.verdict else None)
+        text = records.encode(self.measurements.record(), self.verdict.to_dict() if self.verdict else None,
+                              self.information)
         self.user_properties[:] = [(k, v) for k, v in self.user_properties if k != records.PROPERTY]
         self.user_properties.append((records.PROPERTY, text))
 
@@ -86,6 +88,7 @@ class TinyMLItem(pytest.Item):
         try:
             verdict = self.check.evaluate(self.measurements)
         except NotEvaluable as exc:
+            self.information = exc.information
             # reported at the item's location (the spec or model), not at pytest's internals
             raise pytest.skip.Exception(
                 f"{self.check.name}: {exc.reason}; to enable: {exc.enable}", _use_item_location=True

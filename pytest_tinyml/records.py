@@ -65,6 +65,9 @@ class ItemRecord:
     info: TargetRecord
     verdict: dict[str, Any] | None = None
     message: str = ""
+    # what a skipped item measured before it found it could not judge (e.g. the latency estimate of the
+    # project's runtime): shown as information, never a verdict
+    information: dict[str, Any] | None = None
 
     @property
     def target(self) -> str:
@@ -125,17 +128,18 @@ def plain(value: Any, depth: int = 0) -> Any:
     return plain(str(value), depth + 1)
 
 
-def encode(info: TargetRecord, verdict: dict[str, Any] | None) -> str:
+def encode(info: TargetRecord, verdict: dict[str, Any] | None, information: dict[str, Any] | None = None) -> str:
     """The JSON a test report carries for one item."""
     return json.dumps(
-        {"version": RECORD_VERSION, "target": plain(asdict(info)), "verdict": plain(verdict)},
+        {"version": RECORD_VERSION, "target": plain(asdict(info)), "verdict": plain(verdict),
+         "information": plain(information)},
         allow_nan=False,
         ensure_ascii=False,
     )
 
 
-def decode(text: str) -> tuple[TargetRecord, dict[str, Any] | None] | None:
-    """The (target, verdict) of an encoded record, or None if it is not one this version reads."""
+def decode(text: str) -> tuple[TargetRecord, dict[str, Any] | None, dict[str, Any] | None] | None:
+    """The (target, verdict, information) of an encoded record, or None if it is not one this version reads."""
     try:
         data = json.loads(text)
     except (TypeError, ValueError):
@@ -147,7 +151,8 @@ def decode(text: str) -> tuple[TargetRecord, dict[str, Any] | None] | None:
     except TypeError:
         return None
     verdict = data.get("verdict")
-    return info, verdict if isinstance(verdict, dict) else None
+    information = data.get("information")
+    return info, verdict if isinstance(verdict, dict) else None, information if isinstance(information, dict) else None
 
 
 def record_from_report(report: Any) -> ItemRecord | None:
@@ -161,7 +166,7 @@ def record_from_report(report: Any) -> ItemRecord | None:
     decoded = decode(str(props[PROPERTY]))
     if decoded is None:
         return None
-    info, verdict = decoded
+    info, verdict, information = decoded
     if report.skipped:
         status = "skipped"
         longrepr = report.longrepr
@@ -174,5 +179,6 @@ def record_from_report(report: Any) -> ItemRecord | None:
     name = report.nodeid.rsplit("::", 1)[-1]
     check = str((verdict or {}).get("name") or name.split("[", 1)[0])
     return ItemRecord(
-        nodeid=report.nodeid, name=name, check=check, status=status, info=info, verdict=verdict, message=message
+        nodeid=report.nodeid, name=name, check=check, status=status, info=info, verdict=verdict, message=message,
+        information=information if status == "skipped" else None,
     )

@@ -200,10 +200,40 @@ def test_audit_shows_latency_as_information_and_judges_it_with_a_limit(pytester:
     pytester.path.joinpath("spec.yaml").write_text(
         "version: 1\nname: lat\nmodel: {tflite: cnn.tflite}\nboard: nucleo_l4r5zi\nconstraints:\n  max_latency: 1us\n"
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--tinyml-spec", "spec.yaml", "-k", "latency",
-                                           timeout=600)
+    # the project's runtime (the fallback: no TFLM sources here) does not judge max_latency: skipped with its
+    # figure as information, never passed or failed on code that does not ship
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--tinyml-spec", "spec.yaml", "-rs",
+                                           "--tinyml-firmware-runtime", "tinyml", timeout=600)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([
+        "*estimated latency (information; the project's own runtime ran, max_latency is judged on real TFLM only)*",
+        "*latency: not judged: the firmware ran the project's own runtime (--tinyml-firmware-runtime tinyml), "
+        "not the TFLM you ship; its estimate, * per inference on nucleo_l4r5zi, is shown as information*",
+    ])
+
+
+@needs_firmware
+def test_real_tflm_judges_max_latency(pytester: pytest.Pytester) -> None:
+    """With real TFLM (the runtime that ships) ``max_latency`` is judged. Needs TFLM sources (TFLM_ROOT or
+    TINYML_TFLM_SOURCES); skips with the reason otherwise."""
+    from pytest_tinyml.emulate.tflm_build import tflm_tree
+    from pytest_tinyml.errors import NotEvaluable
+
+    try:
+        tflm_tree(kernels="cmsis_nn", core="cortex-m4", offline=True)
+    except NotEvaluable as exc:
+        pytest.skip(f"real TFLM: {exc.reason}; to enable: {exc.enable}")
+    pytester.path.joinpath("cnn.tflite").write_bytes(tf_.int8_cnn(seed=5, height=12, width=12, filters=8))
+    spec = "version: 1\nname: lat\nmodel: {tflite: cnn.tflite}\nboard: nucleo_l4r5zi\nconstraints:\n  max_latency: %s\n"
+    pytester.path.joinpath("spec.yaml").write_text(spec % "1us")
+    args = ("-p", "no:cacheprovider", "--tinyml-spec", "spec.yaml", "-k", "latency")
+    result = pytester.runpytest_subprocess(*args, timeout=1200)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*latency: * > limit 1 *s (*cycles*", "*slowest operators: #0 CONV_2D*"])
+    result.stdout.fnmatch_lines(["*latency: * > limit 1 *s (*cycles*[[]runtime tflm, cmsis_nn kernels[]]*",
+                                 "*slowest operators: #0 CONV_2D*"])
+    pytester.path.joinpath("spec.yaml").write_text(spec % "1s")
+    result = pytester.runpytest_subprocess(*args, timeout=1200)
+    result.assert_outcomes(passed=1)
 
 
 @needs_firmware

@@ -88,7 +88,7 @@ class Run:
         # the record travels as JSON, as it does in a test report's user_properties
         decoded = records.decode(records.encode(m.record(), verdict.to_dict() if verdict else None))
         assert decoded is not None
-        info, verdict_dict = decoded
+        info, verdict_dict, _information = decoded
         self.results.append(
             ItemRecord(
                 nodeid=f"{m.label.split('[', 1)[0]}::{name}",

@@ -167,15 +167,31 @@ class FirmwareBitexactCheck:
             where = m.firmware_divergence(int(mismatched[0]))
             verdict.details.append(f"sample {mismatched[0]}: {where}")
             verdict.extra["first_divergence"] = where
-        if m.constraints.max_latency is None:
-            # no latency limit: the estimate still reaches the summary and reports, as information
+        informational = latency_not_judged(fw) if m.constraints.max_latency is not None else (
+            "information; no max_latency set"
+        )
+        if informational:
+            # no latency item judges this run: the estimate still reaches the summary and reports, as information
             try:
                 info = latency_info(m)
             except NotEvaluable:
                 info = None
             if info is not None:
-                verdict.extra.update(info, latency_informational=True)
+                verdict.extra.update(info, latency_informational=True, latency_note=informational)
         return with_runtime(verdict, fw)
+
+
+def latency_not_judged(fw: Any) -> str:
+    """Why ``max_latency`` cannot be judged on this firmware run ("" when it can).
+
+    Latency is judged only on real TFLM, the runtime that ships. The project's own runtime executes a
+    different instruction stream: on seed 001's CNN (Cortex-M4) it ran 34.4 M instructions per inference
+    where TFLM with CMSIS-NN ran 6.1 M and TFLM's reference kernels 179.9 M, so its figure bounds neither
+    kernel set and would fail or pass a limit for the wrong reason.
+    """
+    if getattr(fw, "runtime", "tinyml") == "tflm":
+        return ""
+    return "information; the project's own runtime ran, max_latency is judged on real TFLM only"
 
 
 def latency_info(m: Target) -> dict[str, Any]:
@@ -227,7 +243,7 @@ def latency_info(m: Target) -> dict[str, Any]:
         "core": core,
         "cpi": total.cycles / total.instructions if total.instructions else None,
         "runtime": getattr(fw, "runtime", "tinyml"),
-        "method": total.method,
+        "method": f"{total.method}; instruction classes: mean of the first {counts.inferences} inference(s)",
     }
 
 
@@ -276,6 +292,20 @@ class LatencyCheck:
         assert m.constraints.max_latency is not None
         require_model_fits_flash(m)
         info = latency_info(m)
+        if latency_not_judged(m.firmware):
+            fw = m.firmware
+            why = f"real TFLM unavailable: {fw.runtime_note}" if getattr(fw, "runtime_note", "") else (
+                "--tinyml-firmware-runtime tinyml"
+            )
+            raise NotEvaluable(
+                f"not judged: the firmware ran the project's own runtime ({why}), not the TFLM you ship; "
+                f"its estimate, {format_seconds(info['latency_seconds'])} per inference on {m.board.name}, is "
+                "shown as information (the project's runtime executes other code: on seed 001's CNN 34.4 M "
+                "instructions against 6.1 M for TFLM with CMSIS-NN and 179.9 M for TFLM's reference kernels)",
+                "let the firmware items build real TFLM: TINYML_TFLM_SOURCES or TFLM_ROOT, or network access to "
+                "github.com (or TINYML_TFLM_MIRROR) without --tinyml-offline, and no --tinyml-firmware-runtime tinyml",
+                information=info | runtime_properties(fw) | {"latency_note": latency_not_judged(fw)},
+            )
         verdict = judge_latency(
             info["latency_seconds"],
             m.constraints.max_latency,

@@ -21,7 +21,7 @@ from pytest_tinyml.checks.base import Metric, builtin_metrics, metrics_of
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.records import ItemRecord, TargetRecord
 from pytest_tinyml.reports._format import item_order, jsonable, one_line
-from pytest_tinyml.reports.profile import latency_section
+from pytest_tinyml.reports.profile import target_latency
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = Tru
     flash = _guard(notes, "flash", lambda: _flash(info.facts, verdicts))
     accuracy = _guard(notes, "accuracy", lambda: _accuracy(info.facts, verdicts))
     size = len(data) if data is not None else None
-    latency = _guard(notes, "latency", lambda: latency_section(verdicts.values()))
+    latency = _guard(notes, "latency", lambda: target_latency(rows))
     values = _metrics(metrics, verdicts, size, arena, flash, accuracy)
     if values.get("latency_seconds") is None and latency:
         values["latency_seconds"] = latency["seconds"]  # the estimate, shown as information

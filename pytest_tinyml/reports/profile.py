@@ -32,12 +32,24 @@ def latency_section(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, Any] | N
                 "clock_hz": extra.get("clock_hz"),
                 "core": extra.get("core"),
                 "runtime": extra.get("runtime"),
+                "note": None if judged else extra.get("latency_note"),
                 "method": extra.get("method"),
                 "instruction_classes": extra.get("instruction_classes"),
                 "cycle_breakdown": extra.get("cycle_breakdown"),
                 "profile": extra.get("profile"),
             }
     return found
+
+
+def target_latency(rows: Iterable[Any]) -> dict[str, Any] | None:
+    """The ``latency`` section of one target from its item records (:class:`~pytest_tinyml.records.ItemRecord`):
+    the judged ``latency`` verdict, else the estimate another item carried as information (``firmware_bitexact``
+    without ``max_latency``; a ``latency`` item skipped because the project's runtime ran)."""
+    rows = list(rows)
+    shown: list[Mapping[str, Any]] = [r.verdict for r in rows if isinstance(r.verdict, dict)]
+    shown += [{"name": f"{r.check} (information)", "extra": r.information} for r in rows
+              if isinstance(getattr(r, "information", None), dict)]
+    return latency_section(shown)
 
 
 def _ms(seconds: float) -> str:
@@ -50,7 +62,8 @@ def _num(value: Any) -> str:
 
 def headline(section: Mapping[str, Any]) -> str:
     clock = section.get("clock_hz") or 0
-    what = "latency" if section.get("judged") else "estimated latency (information; no max_latency set)"
+    note = section.get("note") or "information; no max_latency set"
+    what = "latency" if section.get("judged") else f"estimated latency ({note})"
     return (
         f"{what}: {_ms(float(section['seconds']))} per inference at {clock / 1e6:g} MHz "
         f"({_num(section.get('cycles'))} cycles, {_num(section.get('instructions'))} instructions)"

@@ -7,7 +7,7 @@ from typing import Any
 
 from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, item_order, one_line
 from pytest_tinyml.reports.collect import firmware_runtime
-from pytest_tinyml.reports.profile import latency_section
+from pytest_tinyml.reports.profile import target_latency
 from pytest_tinyml.reports.profile import terminal_lines as profile_terminal_lines
 
 
@@ -103,7 +103,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
             row += (verdict,)
             table.append(row)
         lines.extend(_table(table))
-        section = latency_section(r.verdict for r in rows if isinstance(r.verdict, dict))
+        section = target_latency(rows)
         if section is not None:
             lines.extend(profile_terminal_lines(section))
         if comparison is not None:
