@@ -372,3 +372,48 @@ def test_firmware_that_halts_is_stopped_at_once_not_at_the_timeout(tmp_path: Pat
     with pytest.raises(FirmwareError) as info:
         _raise_reported(proto, run, proto.log)
     assert "HALTED" in str(info.value) and info.value.stage == "invoke"
+
+
+def test_input_blocks_are_pruned_least_recently_used_first(tmp_path: Path) -> None:
+    """The input-block folder stays bounded: the oldest blocks go first, never the one just written nor one
+    used within the grace period (another process may be loading it)."""
+    import os
+    import time
+
+    from pytest_tinyml.emulate import run as run_mod
+
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    now = time.time()
+    old = []
+    for i in range(5):  # 5 blocks of 1,000 bytes, the oldest first, all past the grace period
+        p = folder / f"old{i}.bin"
+        p.write_bytes(bytes(1000))
+        os.utime(p, (now - 7200 + i, now - 7200 + i))
+        old.append(p)
+    fresh = folder / "fresh.bin"  # used a minute ago: within the grace period
+    fresh.write_bytes(bytes(1000))
+    os.utime(fresh, (now - 60, now - 60))
+    keep = folder / "keep.bin"
+    keep.write_bytes(bytes(1000))
+    os.utime(keep, (now - 9000, now - 9000))  # the oldest of all, but it is the block being used
+    deleted = run_mod.prune_blocks(folder, keep=keep, limit=3500, grace=600)
+    assert deleted == old[:4]  # 7,000 B -> 3,000 B: the four oldest unprotected blocks
+    assert sorted(p.name for p in folder.iterdir()) == ["fresh.bin", "keep.bin", "old4.bin"]
+    assert run_mod.prune_blocks(folder, keep=keep, limit=3500, grace=600) == []  # under the limit
+
+
+def test_keep_block_reuses_and_prunes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from pytest_tinyml.emulate import run as run_mod
+
+    monkeypatch.setattr(run_mod, "INPUTS_KEEP_BYTES", 2500)
+    monkeypatch.setattr(run_mod, "INPUTS_GRACE_SECONDS", 0.0)
+    first = run_mod._keep_block(tmp_path, b"a" * 1000)
+    os.utime(first, (1, 1))
+    second = run_mod._keep_block(tmp_path, b"b" * 1000)
+    os.utime(second, (2, 2))
+    assert run_mod._keep_block(tmp_path, b"a" * 1000) == first  # reused: now the most recent
+    third = run_mod._keep_block(tmp_path, b"c" * 1000)  # 3,000 B > 2,500 B: the least recently used goes
+    assert first.is_file() and third.is_file() and not second.exists()

@@ -661,7 +661,51 @@ def _keep_block(cache_dir: Path, block: bytes) -> Path:
         with os.fdopen(fd, "wb") as fh:
             fh.write(block)
         os.replace(tmp, path)
+        prune_blocks(folder, keep=path)
+    else:
+        os.utime(path)  # reused: the newest again, so pruning keeps it
     return path
+
+
+#: Input blocks kept under ``<cache>/firmware/inputs`` (bytes): beyond this the least recently used go.
+INPUTS_KEEP_BYTES = 256 * 1024 * 1024
+#: A block younger than this (seconds) is never pruned: another process may be about to load it.
+INPUTS_GRACE_SECONDS = 600.0
+
+
+def prune_blocks(folder: Path, keep: Path | None = None, limit: int | None = None,
+                 grace: float | None = None) -> list[Path]:
+    """Delete the least recently used input blocks until the folder holds at most ``limit`` bytes
+    (:data:`INPUTS_KEEP_BYTES`), never ``keep`` nor a block used in the last ``grace`` seconds; returns what
+    was deleted. Blocks only exist so that a recorded emulator command can be rerun by hand; a pruned one is
+    written again by the next pytest run that needs it. Safe with several processes: a block another process
+    deleted first is skipped."""
+    import time
+
+    limit = INPUTS_KEEP_BYTES if limit is None else limit
+    grace = INPUTS_GRACE_SECONDS if grace is None else grace
+    entries = []
+    for entry in folder.glob("*.bin"):
+        try:
+            st = entry.stat()
+        except OSError:
+            continue
+        entries.append((st.st_mtime, st.st_size, entry))
+    total = sum(size for _, size, _ in entries)
+    now = time.time()
+    deleted: list[Path] = []
+    for mtime, size, entry in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            break
+        if entry == keep or now - mtime < grace:
+            continue
+        try:
+            entry.unlink()
+        except OSError:
+            continue
+        total -= size
+        deleted.append(entry)
+    return deleted
 
 
 def _raise_reported(proto: Protocol, run: EmulatorRun, log: list[str]) -> None:
