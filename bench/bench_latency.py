@@ -17,6 +17,19 @@ Published figures (ms per inference, the median window of each performance/resul
 The tiny_results v1.0 and v1.1 rounds have no TFLM submission on these two boards (their L4R5ZI entries
 use X-CUBE-AI, microTVM, Plumerai and other engines), so the v0.5/v0.7 TFLM entries are the comparison.
 
+What the L4R5ZI ratios (about 0.45 on the conv models) mean, measured here on 2026-11-24 with a local,
+uncommitted harness that calls CMSIS-NN's TFLM entry points (``arm_convolve_wrapper_s8``,
+``arm_depthwise_conv_wrapper_s8``, ``arm_avgpool_s8``, ``arm_fully_connected_s8``, ``arm_softmax_s8``) with
+the KWS DS-CNN's layer shapes, counted by the same plugin and cycle table: with today's CMSIS-NN at ``-O2`` it
+estimates 80.97 ms on the L4R5ZI, against 80.91 ms for real TFLM here (the harness reproduces TFLM's cost).
+CMSIS-NN as of 2020-06-17 (the last NN change before TensorFlow 2.3.0; the exact CMSIS_5 commit TF v2.3.1
+pinned could not be checked here) costs 1.17x today's at ``-O2`` and 1.16x at ``-Os``; ``-Os`` (mbed-os's
+default profile, which the v0.5 reference build used) costs 1.24x ``-O2``. Together: 116.4 ms, a ratio of
+0.64 to the published 181.92 ms. The rest (about 1.56x) was not reproduced: TensorFlow v2.3.1's TFLM
+(tensorflow/tensorflow, a 2.36 GB snapshot, cannot be brought here), gcc-arm-none-eabi 6-2017-q2 (not
+packaged), mbed-os, and the L4's instruction fetches from flash (5 wait states; the estimate assumes they
+hit the ART accelerator's instruction cache) remain candidates that need the board or that toolchain.
+
 Nothing is fitted: the estimate is the executed instruction classes (QEMU plugin) times the per-core TRM
 costs plus the board's wait states (pytest_tinyml/emulate/cycles.py). The goal is a ratio within ±25 %
 for the conv models and ±40 % for the FC autoencoder; the script prints the ratios and says which runtime
