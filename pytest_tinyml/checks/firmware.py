@@ -215,6 +215,11 @@ def latency_info(m: Target) -> dict[str, Any]:
     clock = m.board.clock_hz
     counts = getattr(fw, "instruction_counts", None)
     if counts is None:
+        if not fw.instructions_per_inference:
+            raise NotEvaluable(
+                f"no instruction count for this run ({getattr(fw, 'counts_note', '') or 'none measured'})",
+                "install a host C compiler (cc) so that the QEMU instruction-class plugin can be built",
+            )
         est = emulate.latency_estimate(fw.instructions_per_inference, core, clock)
         note = getattr(fw, "counts_note", "") or "no instruction classes"
         return {

@@ -532,7 +532,8 @@ def run_firmware(
                     line, lines, ways = flash_cache
                     args += tuple(plugin_args(plugin, counts_file, flash=flash, line_bytes=line, lines=lines, ways=ways))
                 cmd = qemu_command(machine, built.elf, block, block_addr, serial, args)
-                run = run_emulator(cmd, cwd, serial, left, max_bytes=max_uart)
+                run = run_emulator(cmd, cwd, serial, left, max_bytes=max_uart,
+                                   memory_limit=QEMU_MEMORY_LIMIT + MACHINES[machine].fixed_ram_bytes)
                 if counting:
                     counts_runs.append(_read_counts(counts_file))
             else:
@@ -550,6 +551,7 @@ def run_firmware(
             raw += proto.data
             tags_all.append(proto.tags)
     counts, counts_note = _merge_counts(plugin, counts_runs, counts_note)
+    systick = target.emulator != "qemu" or MACHINES[machine].systick_counts
     tags = tags_all[0]
     inf, cal, arena = tags.get("INFO", {}), tags.get("CAL", {}), tags.get("ARENA", {})
     results = [t["RESULT"] for t in tags_all]
@@ -560,6 +562,14 @@ def run_firmware(
     per_tick = target.per_tick
     ticks_total = sum(int(r["ticks_total"]) for r in results)
     ipi = ticks_total * per_tick / samples if samples else 0.0
+    if not systick:
+        # this machine's SysTick does not count (toolchain.Machine.systick_counts): the plugin's exact count of
+        # the first inferences, or unknown (0) without it
+        ipi = counts.instructions if counts is not None else 0.0
+        per_tick = 0.0  # min / max / calibration are SysTick figures: not known here
+        if counts is None:
+            counts_note = (f"{counts_note}; QEMU {machine}'s SysTick does not count under the harness, so the "
+                           "instructions per inference are unknown without the plugin")
     clock = clock_hz or MACHINES[machine].default_clock_hz
     model_flash = len(data)  # both firmwares read the model from the input block in flash
     return FirmwareResult(

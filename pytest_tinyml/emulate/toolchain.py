@@ -155,6 +155,12 @@ class Machine:
     memory: MemoryMap | None = None  # the machine's own map (used when a board's map is not modelled)
     modelled: tuple[Region, ...] = ()  # every RAM/ROM block the emulator models (a board map must fit in them)
     uart: Uart | None = None  # the UART that -serial connects first
+    # guest RAM QEMU always maps for this machine whatever the firmware uses (address space only: it is
+    # mapped lazily), added to the emulator's RLIMIT_AS
+    fixed_ram_bytes: int = 0
+    # False where the emulated SysTick does not count under the harness: instructions per inference then come
+    # from the instruction-class plugin (and are unknown without it)
+    systick_counts: bool = True
 
 
 # QEMU 7.2 hw/arm/mps2.c (AN385/AN386/AN500): SSRAM1 4 MiB at 0x0 (code), SSRAM2/3 4 MiB at 0x20000000,
@@ -185,6 +191,22 @@ MACHINES: dict[str, Machine] = {
                   "QEMU 7.2 hw/arm/mps2-tz.c AN505: secure aliases of SSRAM1 at 0x10000000 and SSRAM2+3 at 0x38000000",
                   stack_bytes=0x8000, heap_bytes=0x4000),
         (Region(0x10000000, 4 << 20), Region(0x38000000, 4 << 20)), Uart("cmsdk", 0x50200000),
+    ),
+    # QEMU 7.2 hw/arm/mps2-tz.c AN547 (Cortex-M55 in an SSE-300, boots secure with VTOR_S 0), as `info mtree`
+    # and `info qtree` of qemu-system-arm 7.2 print it: ITCM 512 KiB at 0x0 (secure alias 0x10000000), DTCM
+    # 512 KiB at 0x20000000 (secure alias 0x30000000), CMSDK UART0 at 0x49303000 (secure alias 0x59303000);
+    # SysTick cpuclk 32 MHz.
+    "mps3-an547": Machine(
+        "mps3-an547", "cortex-m55", "mps3-an547.ld", 32_000_000, 32_000_000, 512 << 10, 512 << 10, "dp",
+        MemoryMap(Region(0x10000000, 512 << 10), Region(0x30000000, 512 << 10),
+                  "QEMU 7.2 mps3-an547: secure aliases of the ITCM at 0x10000000 and the DTCM at 0x30000000",
+                  stack_bytes=0x8000, heap_bytes=0x4000),
+        (Region(0x10000000, 512 << 10), Region(0x30000000, 512 << 10)), Uart("cmsdk", 0x59303000),
+        fixed_ram_bytes=2 << 30,  # the board's 2 GiB DDR, which QEMU 7.2 maps at start-up (fixed size)
+        # measured: every SysTick interval reads as one full 2^24-tick reload period (the harness's
+        # 200,000-instruction calibration loop read as 524,488,000 instructions, an inference as 525.7 M
+        # against 1.46 M counted by the plugin), so the plugin's count is used
+        systick_counts=False,
     ),
     # QEMU hw/arm/netduinoplus2.c: SYSCLK_FRQ 168 MHz (STM32F405 at full speed).
     "netduinoplus2": Machine(

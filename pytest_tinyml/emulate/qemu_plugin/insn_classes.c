@@ -272,6 +272,17 @@ static const char *const MVE[] = {"vldrb", "vldrh", "vldrw", "vldrd", "vstrb", "
                                   "vpst", "vpt", "vmlav", "vmladav", "vmlaldav", "vrmlaldavh", "vaddv", "vaddlv",
                                   "dls", "wls", "le", "letp", "dlstp", "wlstp", "lctp", NULL};
 
+/* True when an operand is a Helium vector register (q0..q7): QEMU 7.2's disassembler prints many MVE
+ * instructions with Neon-style mnemonics (vdup.32 q7, r3; vadd.i32 q0, q1, q2). */
+static bool has_qreg(const char *ops)
+{
+    for (const char *p = ops; *p; ++p) {
+        if (*p == 'q' && p[1] >= '0' && p[1] <= '7' && (p == ops || p[-1] == ' ' || p[-1] == ',' || p[-1] == '{'))
+            return true;
+    }
+    return false;
+}
+
 /* Sets *cls (and *regs for multiple transfers); returns true when the instruction writes the PC. */
 static bool classify(const char *text, int *cls, int *regs)
 {
@@ -308,6 +319,9 @@ static bool classify(const char *text, int *cls, int *regs)
         *cls = C_FP_LDM_REGS; *regs = count_regs(ops_text); return false;
     }
     if (any_prefix(m, MVE) && !starts(m, "ldr")) { *cls = C_MVE; return false; }
+    /* QEMU 7.2 shows MVE's VLDR/VSTR (in the coprocessor encoding space) as ldc/stc, which compilers never
+     * emit for Cortex-M otherwise; and vector operations with q registers under Neon-style mnemonics */
+    if (starts(m, "ldc") || starts(m, "stc") || (m[0] == 'v' && has_qreg(ops_text))) { *cls = C_MVE; return false; }
     if (starts(m, "vldr") || starts(m, "vstr")) { *cls = C_FP_LDST; return false; }
     if (m[0] == 'v') { *cls = C_FP; return false; }
     if (starts(m, "ldrd")) { *cls = C_LOAD_DUAL; return false; }
