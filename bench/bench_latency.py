@@ -18,17 +18,32 @@ The tiny_results v1.0 and v1.1 rounds have no TFLM submission on these two board
 use X-CUBE-AI, microTVM, Plumerai and other engines), so the v0.5/v0.7 TFLM entries are the comparison.
 
 What the L4R5ZI ratios (about 0.45 on the conv models) mean, measured here on 2026-11-24 with a local,
-uncommitted harness that calls CMSIS-NN's TFLM entry points (``arm_convolve_wrapper_s8``,
-``arm_depthwise_conv_wrapper_s8``, ``arm_avgpool_s8``, ``arm_fully_connected_s8``, ``arm_softmax_s8``) with
-the KWS DS-CNN's layer shapes, counted by the same plugin and cycle table: with today's CMSIS-NN at ``-O2`` it
-estimates 80.97 ms on the L4R5ZI, against 80.91 ms for real TFLM here (the harness reproduces TFLM's cost).
-CMSIS-NN as of 2020-06-17 (the last NN change before TensorFlow 2.3.0; the exact CMSIS_5 commit TF v2.3.1
-pinned could not be checked here) costs 1.17x today's at ``-O2`` and 1.16x at ``-Os``; ``-Os`` (mbed-os's
-default profile, which the v0.5 reference build used) costs 1.24x ``-O2``. Together: 116.4 ms, a ratio of
-0.64 to the published 181.92 ms. The rest (about 1.56x) was not reproduced: TensorFlow v2.3.1's TFLM
-(tensorflow/tensorflow, a 2.36 GB snapshot, cannot be brought here), gcc-arm-none-eabi 6-2017-q2 (not
-packaged), mbed-os, and the L4's instruction fetches from flash (5 wait states; the estimate assumes they
-hit the ART accelerator's instruction cache) remain candidates that need the board or that toolchain.
+uncommitted harness: each model's layers, with their shapes, strides and padding read from the .tflite,
+called through CMSIS-NN's TFLM entry points (``arm_convolve_wrapper_s8``, ``arm_depthwise_conv_wrapper_s8``,
+``arm_elementwise_add_s8``, ``arm_avgpool_s8``, ``arm_fully_connected_s8``, ``arm_softmax_s8``) on random
+int8 data, counted by the same QEMU plugin and priced with the same L4R5ZI table. With today's CMSIS-NN at
+``-O2`` it reproduces real TFLM's estimate (KWS 80.93 / 80.91 ms, ResNet-8 343.26 / 344.31, VWW 256.28 /
+259.07, AD 7.66 / 7.51). The v0.5 reference build ran TensorFlow v2.3.1's TFLM with the CMSIS-NN of mid-2020
+under mbed-os's default ``-Os``; CMSIS-NN as of 2020-06-17 (the last NN change before TensorFlow 2.3.0; the
+exact CMSIS_5 commit TF v2.3.1 pinned could not be checked here) built with ``-Os`` gives, against the
+published latency:
+
+=========  =========  ==========  ===================================  =========
+model      published  2026 -O2    2020 -Os (dw via wrapper / via _opt)  ratio
+=========  =========  ==========  ===================================  =========
+KWS        181.92 ms  80.93 ms    116.43 / 136.79 ms                   0.64 / 0.75
+ResNet-8   704.25 ms  343.26 ms   644.03 ms                            0.91
+VWW        600.54 ms  256.28 ms   374.41 / 444.93 ms                   0.62 / 0.74
+AD         10.05 ms   7.66 ms     8.90 ms                              0.89
+=========  =========  ==========  ===================================  =========
+
+"via _opt": TFLM's depthwise kernel of early 2020 called ``arm_depthwise_conv_s8_opt`` directly for a depth
+multiplier of 1 (the wrapper, which picks a faster 3x3 kernel, came in May 2020; which one TF v2.3.1 used
+could not be checked). So, like for like, ResNet-8 and AD are within the goal on the L4R5ZI too; the two
+depthwise-separable models stay at 0.62-0.75. What is left (TensorFlow v2.3.1's own TFLM sources, a 2.36 GB
+tensorflow/tensorflow snapshot that cannot be brought here; gcc-arm-none-eabi 6-2017-q2, not packaged;
+mbed-os; the L4's instruction fetches from flash, assumed to hit the ART accelerator) needs that software or
+the board.
 
 Nothing is fitted: the estimate is the executed instruction classes (QEMU plugin) times the per-core TRM
 costs plus the board's wait states (pytest_tinyml/emulate/cycles.py). The goal is a ratio within ±25 %
