@@ -297,7 +297,8 @@ class LatencyCheck:
         assert m.constraints.max_latency is not None
         require_model_fits_flash(m)
         info = latency_info(m)
-        if latency_not_judged(m.firmware):
+        note = latency_not_judged(m.firmware)
+        if note:
             fw = m.firmware
             why = f"real TFLM unavailable: {fw.runtime_note}" if getattr(fw, "runtime_note", "") else (
                 "--tinyml-firmware-runtime tinyml"
@@ -309,7 +310,7 @@ class LatencyCheck:
                 "instructions against 6.1 M for TFLM with CMSIS-NN and 179.9 M for TFLM's reference kernels)",
                 "let the firmware items build real TFLM: TINYML_TFLM_SOURCES or TFLM_ROOT, or network access to "
                 "github.com (or TINYML_TFLM_MIRROR) without --tinyml-offline, and no --tinyml-firmware-runtime tinyml",
-                information=info | runtime_properties(fw) | {"latency_note": latency_not_judged(fw)},
+                information=info | runtime_properties(fw) | {"latency_note": note},
             )
         verdict = judge_latency(
             info["latency_seconds"],

@@ -525,16 +525,17 @@ def run_firmware(
             if target.emulator == "qemu":
                 counts_file = io_dir / "tm_classes.txt"
                 args = tuple(extra_args)
-                counting = plugin is not None and lo == 0
-                if plugin is not None and counting:
+                counting = plugin if lo == 0 else None  # only the first run carries the plugin
+                if counting is not None:
                     from pytest_tinyml.emulate.insn_plugin import plugin_args
 
                     line, lines, ways = flash_cache
-                    args += tuple(plugin_args(plugin, counts_file, flash=flash, line_bytes=line, lines=lines, ways=ways))
+                    args += tuple(plugin_args(counting, counts_file, flash=flash, line_bytes=line, lines=lines,
+                                              ways=ways))
                 cmd = qemu_command(machine, built.elf, block, block_addr, serial, args)
                 run = run_emulator(cmd, cwd, serial, left, max_bytes=max_uart,
                                    memory_limit=QEMU_MEMORY_LIMIT + MACHINES[machine].fixed_ram_bytes)
-                if counting:
+                if counting is not None:
                     counts_runs.append(_read_counts(counts_file))
             else:
                 from pytest_tinyml.emulate.renode import renode_run
