@@ -387,20 +387,45 @@ def test_input_blocks_are_pruned_least_recently_used_first(tmp_path: Path) -> No
     now = time.time()
     old = []
     for i in range(5):  # 5 blocks of 1,000 bytes, the oldest first, all past the grace period
-        p = folder / f"old{i}.bin"
+        p = folder / f"{i:024x}.bin"
         p.write_bytes(bytes(1000))
         os.utime(p, (now - 7200 + i, now - 7200 + i))
         old.append(p)
-    fresh = folder / "fresh.bin"  # used a minute ago: within the grace period
+    fresh = folder / f"{0xf:024x}.bin"  # used a minute ago: within the grace period
     fresh.write_bytes(bytes(1000))
     os.utime(fresh, (now - 60, now - 60))
-    keep = folder / "keep.bin"
+    keep = folder / f"{0xe:024x}.bin"
     keep.write_bytes(bytes(1000))
     os.utime(keep, (now - 9000, now - 9000))  # the oldest of all, but it is the block being used
+    other = folder / "notes.bin"  # not a name _keep_block gives: never touched
+    other.write_bytes(bytes(5000))
+    os.utime(other, (now - 99999, now - 99999))
     deleted = run_mod.prune_blocks(folder, keep=keep, limit=3500, grace=600)
-    assert deleted == old[:4]  # 7,000 B -> 3,000 B: the four oldest unprotected blocks
-    assert sorted(p.name for p in folder.iterdir()) == ["fresh.bin", "keep.bin", "old4.bin"]
+    assert deleted == old[:4]  # 7,000 B of blocks -> 3,000 B: the four oldest unprotected blocks
+    assert sorted(p.name for p in folder.iterdir()) == sorted([fresh.name, keep.name, old[4].name, "notes.bin"])
     assert run_mod.prune_blocks(folder, keep=keep, limit=3500, grace=600) == []  # under the limit
+
+
+def test_input_block_pruning_never_follows_links(tmp_path: Path) -> None:
+    """A crafted cache whose inputs folder (or a block in it) is a symbolic link deletes nothing outside."""
+    import os
+
+    from pytest_tinyml.emulate import run as run_mod
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / f"{1:024x}.bin"
+    victim.write_bytes(bytes(4000))
+    os.utime(victim, (1, 1))
+    linked = tmp_path / "cache-a" / "inputs"
+    linked.parent.mkdir()
+    linked.symlink_to(outside, target_is_directory=True)
+    assert run_mod.prune_blocks(linked, limit=0, grace=0) == []
+    inputs = tmp_path / "cache-b" / "inputs"
+    inputs.mkdir(parents=True)
+    (inputs / f"{2:024x}.bin").symlink_to(victim)
+    assert run_mod.prune_blocks(inputs, limit=0, grace=0) == []
+    assert victim.is_file()
 
 
 def test_keep_block_reuses_and_prunes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

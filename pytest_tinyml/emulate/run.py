@@ -691,17 +691,24 @@ def prune_blocks(folder: Path, keep: Path | None = None, limit: int | None = Non
     was deleted. Blocks only exist so that a recorded emulator command can be rerun by hand; a pruned one is
     written again by the next pytest run that needs it. Safe with several processes: a block another process
     deleted first is skipped."""
+    import re
+    import stat
     import time
 
     limit = INPUTS_KEEP_BYTES if limit is None else limit
     grace = INPUTS_GRACE_SECONDS if grace is None else grace
+    if folder.is_symlink():  # a crafted cache could point it elsewhere: delete nothing through a link
+        return []
     entries = []
-    for entry in folder.glob("*.bin"):
+    for entry in folder.iterdir():
+        if not re.fullmatch(r"[0-9a-f]{24}\.bin", entry.name):  # only the blocks _keep_block names
+            continue
         try:
-            st = entry.stat()
+            st = entry.lstat()
         except OSError:
             continue
-        entries.append((st.st_mtime, st.st_size, entry))
+        if stat.S_ISREG(st.st_mode):  # never a link or anything but a plain file
+            entries.append((st.st_mtime, st.st_size, entry))
     total = sum(size for _, size, _ in entries)
     now = time.time()
     deleted: list[Path] = []
