@@ -137,6 +137,49 @@ def test_guest_semihosting_call_cannot_reach_the_host(tmp_path: Path, fw_cache: 
     assert list(cwd.iterdir()) == []  # the emulator's working directory stays empty
 
 
+PROBE_MAIN = r"""
+#include <setjmp.h>
+#include <stdint.h>
+#include "harness.h"
+/* A probe that faults (a store to an address no bus answers, as TFLM's memory planner did for an arena just
+ * too small) resumes at resume() once; a fault outside a probe is reported and ends the run. */
+static jmp_buf env;
+static void resume(void) { longjmp(env, 1); }
+int main(void)
+{
+    volatile int caught = 0;
+    if (setjmp(env) == 0) {
+        tm_fault_resume = resume;
+        *(volatile uint32_t *)0x8666AF68u = 1u;
+        tm_report("INFO probe did not fault");
+    } else {
+        caught = 1;
+    }
+    tm_fault_resume = 0;
+    tm_report("INFO caught=%d pending=%d", caught, tm_fault_resume != 0);
+    *(volatile uint32_t *)0x8666AF68u = 2u; /* not probing: reported */
+    tm_report("INFO unreachable");
+    return 0;
+}
+"""
+
+
+@needs_toolchain
+def test_a_fault_while_probing_resumes_once_and_a_later_fault_is_reported(tmp_path: Path, fw_cache: Path) -> None:
+    elf, _ = _hostile_elf(tmp_path, fw_cache, source=PROBE_MAIN)
+    addr = elf_symbols(elf, ("__tm_input_start",))["__tm_input_start"]
+    block = tmp_path / "input.bin"
+    block.write_bytes(input_block(b"", b"", 0, 0))
+    serial = tmp_path / "uart.txt"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    run = run_emulator(qemu_command("mps2-an386", elf, block, addr, serial), cwd, serial, 30, max_bytes=1 << 16)
+    proto = parse_uart(run.uart, 0)
+    text = " ".join(proto.log)
+    assert "caught=1 pending=0" in text and "probe did not fault" not in text, proto.log
+    assert "FAULT" in proto.tags and "unreachable" not in text, proto.log
+
+
 @needs_toolchain
 def test_corrupt_input_block_is_rejected_by_the_firmware(fw_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """FAKE fault: the host's block writer is patched to flip one payload byte after the CRC was computed,

@@ -239,6 +239,7 @@ def test_hung_tflm_fails_after_the_ini_timeout(pytester: pytest.Pytester, models
 
 def test_real_tflm_runtime_needs_tflm_root(pytester: pytest.Pytester, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TFLM_ROOT", raising=False)
+    monkeypatch.delenv("TINYML_TFLM_SOURCES", raising=False)  # a developer's local source cache
     result = run(pytester, "--tinyml-model", "int8.tflite", "--tinyml-firmware-runtime", "tflm", "-k", "firmware_bitexact")
     result.stdout.fnmatch_lines(["*firmware_bitexact*SKIP*"])
     assert any("TFLM_ROOT" in line and line.startswith("SKIPPED") for line in result.outlines), result.stdout.str()

@@ -137,9 +137,12 @@ def _firmware_toolchain_missing() -> str:
 
 @pytest.mark.skipif(bool(_firmware_toolchain_missing()),
                     reason=f"needs arm-none-eabi-gcc and qemu-system-arm (missing: {_firmware_toolchain_missing()})")
-def test_fallback_runtime_is_said_once_and_in_every_report(pytester: pytest.Pytester) -> None:
+def test_fallback_runtime_is_said_once_and_in_every_report(pytester: pytest.Pytester,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Offline (the suite sets TINYML_OFFLINE), firmware items fall back to the project's runtime: one terminal
     line says why, the comparison table, report.json, report.md and report.html name the runtime per target."""
+    monkeypatch.delenv("TFLM_ROOT", raising=False)
+    monkeypatch.delenv("TINYML_TFLM_SOURCES", raising=False)  # a developer's local source cache
     for seed in (1, 2):
         (pytester.path / f"m{seed}.tflite").write_bytes(tflite_factory.int8_cnn(seed))
     result = run(pytester, "--tinyml-model=m*.tflite", "--tinyml-firmware-samples", "2", "-k", "firmware",

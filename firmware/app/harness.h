@@ -63,6 +63,9 @@ void tm_output_write(const void *data, uint32_t n);
 void tm_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tm_finish(int status) __attribute__((noreturn));
 void tm_fault(const char *what) __attribute__((noreturn));
+/* Non-null: the next CPU fault resumes at this function in thread mode instead of being reported (once; the
+ * handler clears it). For probing code that may fault; see startup.c. */
+extern void (*volatile tm_fault_resume)(void);
 
 void tm_ticks_start(void);
 uint64_t tm_ticks(void);

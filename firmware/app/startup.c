@@ -14,10 +14,46 @@ void SysTick_Handler(void);
 
 #define SCB_CPACR (*(volatile uint32_t *)0xE000ED88u)
 
-void HardFault_Handler(void) { tm_fault("hardfault"); }
-void MemManage_Handler(void) { tm_fault("memmanage"); }
-void BusFault_Handler(void) { tm_fault("busfault"); }
-void UsageFault_Handler(void) { tm_fault("usagefault"); }
+/* A firmware that probes something which may fault (tflm_main.cc's arena bisection: TFLM can write through
+ * a wild pointer when an arena is just too small) sets this: a fault then resumes at that function in
+ * thread mode, once, instead of being reported. Null (the default): every fault is reported and ends the run. */
+void (*volatile tm_fault_resume)(void) = 0;
+
+#define SCB_CFSR (*(volatile uint32_t *)0xE000ED28u)
+#define SCB_HFSR (*(volatile uint32_t *)0xE000ED2Cu)
+
+/* frame: the exception stack frame (r0-r3, r12, lr, pc, xPSR); reached by a branch from the handlers below,
+ * so returning from here is the exception return. */
+void tm_fault_entry(uint32_t *frame, uint32_t code)
+{
+    static const char *const names[] = {"hardfault", "memmanage", "busfault", "usagefault"};
+    void (*resume)(void) = tm_fault_resume;
+    if (resume != 0) {
+        tm_fault_resume = 0;
+        frame[6] = (uint32_t)(uintptr_t)resume & ~1u;          /* return address: the resume function */
+        frame[7] = (frame[7] & (1u << 9)) | 0x01000000u;        /* xPSR: Thumb, no IT state, keep stack pad */
+#if defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__) || defined(__ARM_ARCH_8M_MAIN__) || \
+    defined(__ARM_ARCH_8_1M_MAIN__)
+        SCB_CFSR = 0xFFFFFFFFu; /* write-one-to-clear the fault status */
+        SCB_HFSR = 0xFFFFFFFFu;
+#endif
+        return;
+    }
+    tm_fault(names[code & 3u]);
+}
+
+/* Thumb-1 only (ARMv6-M too): pass the active stack's frame and the fault kind to tm_fault_entry. */
+#define TM_FAULT_HANDLER(name, code)                                                                   \
+    __attribute__((naked)) void name(void)                                                             \
+    {                                                                                                  \
+        __asm__ volatile("movs r0, #4\n\tmov r1, lr\n\ttst r0, r1\n\tbeq 1f\n\tmrs r0, psp\n\tb 2f\n"          \
+                         "1:\n\tmrs r0, msp\n2:\n\tmovs r1, #" #code "\n\tldr r2, =tm_fault_entry\n\tbx r2\n\t.ltorg"); \
+    }
+
+TM_FAULT_HANDLER(HardFault_Handler, 0)
+TM_FAULT_HANDLER(MemManage_Handler, 1)
+TM_FAULT_HANDLER(BusFault_Handler, 2)
+TM_FAULT_HANDLER(UsageFault_Handler, 3)
 void Default_Handler(void) { tm_fault("unexpected interrupt"); }
 
 void Reset_Handler(void)

@@ -7,6 +7,7 @@
 // model comes from the input block (16-byte aligned, in flash), so one ELF serves every model with the
 // same operators. Before the samples run, the smallest arena that AllocateTensors() accepts is found by
 // bisection (TM:ARENA line) and the samples run with that arena.
+#include <csetjmp>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -37,11 +38,39 @@ alignas(tflite::MicroInterpreter) unsigned char g_interpreter_storage[sizeof(tfl
 // Set in main() before the first allocate(): the op-boundary marker profiler (MarkerProfiler, below).
 tflite::MicroProfilerInterface* g_profiler = nullptr;
 
+// An interpreter whose AllocateTensors() failed or faulted is abandoned, not destroyed: TFLM leaves such an
+// interpreter in a state its teardown need not survive. Nothing outside the arena belongs to it (TFLM never
+// allocates from a heap), so the next interpreter is simply built over the same storage and arena.
+bool g_last_allocated = false;
+
 bool allocate(const tflite::Model* model, const tflite::MicroOpResolver& resolver, uint8_t* arena, size_t size,
               tflite::MicroInterpreter** interp) {
-  if (*interp != nullptr) (*interp)->~MicroInterpreter();
+  if (*interp != nullptr && g_last_allocated) (*interp)->~MicroInterpreter();
   *interp = new (g_interpreter_storage) tflite::MicroInterpreter(model, resolver, arena, size, nullptr, g_profiler);
-  return (*interp)->AllocateTensors() == kTfLiteOk;
+  g_last_allocated = (*interp)->AllocateTensors() == kTfLiteOk;
+  return g_last_allocated;
+}
+
+// The arena bisection tries sizes that are just too small, and there TFLM does not always fail cleanly: with
+// TFLM's CMSIS-NN FULLY_CONNECTED a failed Prepare leaves temporaries behind and the memory planner then
+// wrote through a wild pointer (a bus fault on a Cortex-M4). A probe catches such a fault (startup.c resumes
+// at probe_fault_resume) and counts that size as one that does not allocate.
+jmp_buf g_probe_env;
+unsigned g_probe_faults = 0;
+
+void probe_fault_resume() { longjmp(g_probe_env, 1); }
+
+bool probe(const tflite::Model* model, const tflite::MicroOpResolver& resolver, uint8_t* arena, size_t size,
+           tflite::MicroInterpreter** interp) {
+  if (setjmp(g_probe_env) != 0) {
+    g_probe_faults++;
+    g_last_allocated = false;
+    return false;
+  }
+  tm_fault_resume = probe_fault_resume;
+  bool ok = allocate(model, resolver, arena, size, interp);
+  tm_fault_resume = nullptr;
+  return ok;
 }
 
 int fail(const char* stage, int code, const char* msg) {
@@ -111,7 +140,7 @@ int main(void) {
   unsigned steps = 0;
   while (lo > 0u) {
     steps++;
-    if (!allocate(model, *resolver, arena, lo, &interp)) break;
+    if (!probe(model, *resolver, arena, lo, &interp)) break;
     hi = lo;
     gap *= 2u;
     lo = hi > gap ? ((hi - gap) & ~static_cast<size_t>(15u)) : 0u;
@@ -120,15 +149,16 @@ int main(void) {
     size_t mid = (lo + (hi - lo) / 2u) & ~static_cast<size_t>(15u);
     if (mid <= lo) mid = lo + 16u;
     steps++;
-    if (allocate(model, *resolver, arena, mid, &interp)) hi = mid; else lo = mid;
+    if (probe(model, *resolver, arena, mid, &interp)) hi = mid; else lo = mid;
   }
   // Run the samples with the smallest arena: Invoke() must work there too.
   if (!allocate(model, *resolver, arena, hi, &interp))
     return fail("init", 3, "TFLM AllocateTensors() failed at the arena size that allocated during bisection");
   arena_size = hi;
-  tm_report("ARENA min=%lu used=%lu used_at=%lu used_full=%lu avail=%lu steps=%u", static_cast<unsigned long>(hi),
-            static_cast<unsigned long>(interp->arena_used_bytes()), static_cast<unsigned long>(hi),
-            static_cast<unsigned long>(used_full), static_cast<unsigned long>(avail), steps);
+  tm_report("ARENA min=%lu used=%lu used_at=%lu used_full=%lu avail=%lu steps=%u probe_faults=%u",
+            static_cast<unsigned long>(hi), static_cast<unsigned long>(interp->arena_used_bytes()),
+            static_cast<unsigned long>(hi), static_cast<unsigned long>(used_full), static_cast<unsigned long>(avail),
+            steps, g_probe_faults);
 #else
   (void)used_full;
 #endif
