@@ -117,16 +117,21 @@ def _hostile_elf(tmp_path: Path, cache: Path, script: Path | None = None,
     return out / "app.elf", marker
 
 
-@needs_toolchain
-def test_guest_semihosting_call_cannot_reach_the_host(tmp_path: Path, fw_cache: Path) -> None:
-    elf, marker = _hostile_elf(tmp_path, fw_cache)
+def _guest_command(tmp_path: Path, elf: Path) -> tuple[list[str], Path, Path]:
+    """QEMU's command for a guest ELF with an empty input block: (command, empty working dir, UART file)."""
     addr = elf_symbols(elf, ("__tm_input_start",))["__tm_input_start"]
     block = tmp_path / "input.bin"
     block.write_bytes(input_block(b"", b"", 0, 0))
     serial = tmp_path / "uart.txt"
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    cmd = qemu_command("mps2-an386", elf, block, addr, serial)
+    return qemu_command("mps2-an386", elf, block, addr, serial), cwd, serial
+
+
+@needs_toolchain
+def test_guest_semihosting_call_cannot_reach_the_host(tmp_path: Path, fw_cache: Path) -> None:
+    elf, marker = _hostile_elf(tmp_path, fw_cache)
+    cmd, cwd, serial = _guest_command(tmp_path, elf)
     assert not [arg for arg in cmd if arg.startswith("-") and "semihosting" in arg]  # no -semihosting option
     run = run_emulator(cmd, cwd, serial, 30, max_bytes=1 << 16)
     proto = parse_uart(run.uart, 0)
@@ -167,13 +172,8 @@ int main(void)
 @needs_toolchain
 def test_a_fault_while_probing_resumes_once_and_a_later_fault_is_reported(tmp_path: Path, fw_cache: Path) -> None:
     elf, _ = _hostile_elf(tmp_path, fw_cache, source=PROBE_MAIN)
-    addr = elf_symbols(elf, ("__tm_input_start",))["__tm_input_start"]
-    block = tmp_path / "input.bin"
-    block.write_bytes(input_block(b"", b"", 0, 0))
-    serial = tmp_path / "uart.txt"
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    run = run_emulator(qemu_command("mps2-an386", elf, block, addr, serial), cwd, serial, 30, max_bytes=1 << 16)
+    cmd, cwd, serial = _guest_command(tmp_path, elf)
+    run = run_emulator(cmd, cwd, serial, 30, max_bytes=1 << 16)
     proto = parse_uart(run.uart, 0)
     text = " ".join(proto.log)
     assert "caught=1 pending=0" in text and "probe did not fault" not in text, proto.log
@@ -403,14 +403,9 @@ def test_firmware_that_halts_is_stopped_at_once_not_at_the_timeout(tmp_path: Pat
     from pytest_tinyml.emulate.run import _raise_reported
 
     elf, _ = _hostile_elf(tmp_path, fw_cache, source=SPINNING_MAIN)
-    addr = elf_symbols(elf, ("__tm_input_start",))["__tm_input_start"]
-    block = tmp_path / "input.bin"
-    block.write_bytes(input_block(b"", b"", 0, 0))
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
+    cmd, cwd, serial = _guest_command(tmp_path, elf)
     # without the early stop this would end in a FirmwareError(stage="timeout") after 60 s
-    run = run_emulator(qemu_command("mps2-an386", elf, block, addr, tmp_path / "uart.txt"), cwd,
-                       tmp_path / "uart.txt", 60, max_bytes=1 << 16)
+    run = run_emulator(cmd, cwd, serial, 60, max_bytes=1 << 16)
     proto = parse_uart(run.uart, 0)
     with pytest.raises(FirmwareError) as info:
         _raise_reported(proto, run, proto.log)
