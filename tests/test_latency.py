@@ -206,6 +206,7 @@ def test_audit_shows_latency_as_information_and_judges_it_with_a_limit(pytester:
                                            "--tinyml-firmware-runtime", "tinyml", timeout=600)
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines([
+        "*latency*1 ?s*-*SKIP*not judged*",  # the table shows the limit (1 µs), and no measured value
         "*estimated latency (information; the project's own runtime ran, max_latency is judged on real TFLM only)*",
         "*latency: not judged: the firmware ran the project's own runtime (--tinyml-firmware-runtime tinyml), "
         "not the TFLM you ship; its estimate, * per inference on nucleo_l4r5zi, is shown as information*",

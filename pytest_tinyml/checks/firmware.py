@@ -310,7 +310,8 @@ class LatencyCheck:
                 "instructions against 6.1 M for TFLM with CMSIS-NN and 179.9 M for TFLM's reference kernels)",
                 "let the firmware items build real TFLM: TINYML_TFLM_SOURCES or TFLM_ROOT, or network access to "
                 "github.com (or TINYML_TFLM_MIRROR) without --tinyml-offline, and no --tinyml-firmware-runtime tinyml",
-                information=info | runtime_properties(fw) | {"latency_note": note},
+                information=info | runtime_properties(fw) | {"latency_note": note, "limit": m.constraints.max_latency,
+                                                             "unit": "s"},
             )
         verdict = judge_latency(
             info["latency_seconds"],

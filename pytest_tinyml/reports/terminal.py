@@ -88,7 +88,12 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
             v = r.verdict if isinstance(r.verdict, dict) else {}
             unit = v.get("unit") or ""
             name = check_name(r)
-            row: tuple[str, ...] = (name, fmt_value(v.get("limit"), unit), fmt_value(v.get("measured"), unit))
+            limit = v.get("limit")
+            if not v and isinstance(r.information, dict) and r.information.get("limit") is not None:
+                # a skipped item that knew its limit (e.g. max_latency with the project's runtime): show the
+                # limit, never a measured value (nothing was judged)
+                limit, unit = r.information.get("limit"), str(r.information.get("unit") or "")
+            row: tuple[str, ...] = (name, fmt_value(limit, unit), fmt_value(v.get("measured"), unit))
             if comparison is not None:
                 metric = vocab.metric_of(name)
                 d = comparison.delta(target, metric) if metric else None
