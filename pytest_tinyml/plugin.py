@@ -111,6 +111,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("tinyml_tflm_sources", "TFLM source cache directory (default: <cache dir>/tflm-sources)", default="")
     parser.addini("tinyml_tflm_mirror", "base URL of TFLM source archives (default https://github.com)", default="")
     parser.addini("tinyml_offline", "never download TFLM sources (like --tinyml-offline)", type="bool", default=False)
+    parser.addini(
+        "tinyml_input_blocks_keep",
+        "input blocks (model + samples) kept under <cache dir>/firmware/inputs so recorded emulator commands can be "
+        "rerun; the least recently used go past this size (default 256MiB)",
+        default="256MiB",
+    )
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -291,6 +297,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"tinyml_tflm_timeout = {config.getini('tinyml_tflm_timeout')!r}: expected a positive number of seconds"
         ) from None
+    keep = config.getini("tinyml_input_blocks_keep")
+    try:
+        from pytest_tinyml.spec.units import parse_size
+
+        inputs_keep = parse_size(keep.strip() or "256MiB").bytes
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini tinyml_input_blocks_keep: {exc}") from None
     export = config.getoption("tinyml_export")
     sources = config.getini("tinyml_tflm_sources") or os.environ.get("TINYML_TFLM_SOURCES", "")
     samples = config.getoption("tinyml_firmware_samples")
@@ -310,6 +323,7 @@ def pytest_configure(config: pytest.Config) -> None:
                      or os.environ.get("TINYML_OFFLINE", "") not in ("", "0")),
         tflm_sources=Path(sources).expanduser() if sources else None,
         tflm_mirror=config.getini("tinyml_tflm_mirror") or None,
+        inputs_keep_bytes=inputs_keep,
     )
     session = TinyMLSession(
         config=config,

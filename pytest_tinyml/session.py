@@ -44,6 +44,7 @@ class RunOptions:
     offline: bool = False  # never download TFLM sources
     tflm_sources: Path | None = None  # source cache (default cache_dir / "tflm-sources")
     tflm_mirror: str | None = None
+    inputs_keep_bytes: int | None = None  # input blocks kept in the cache (ini tinyml_input_blocks_keep)
 
 
 def display(path: Path) -> str:

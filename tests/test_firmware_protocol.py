@@ -27,6 +27,8 @@ from pytest_tinyml.emulate.run import (  # noqa: E402
 )
 from pytest_tinyml.emulate.toolchain import MACHINES, firmware_dir  # noqa: E402
 
+pytest_plugins = ["pytester"]
+
 needs_toolchain = pytest.mark.skipif(
     not toolchain_status().ok,
     reason=f"firmware toolchain missing ({', '.join(toolchain_status().missing)}); to enable: {toolchain_status().hint}",
@@ -412,71 +414,227 @@ def test_firmware_that_halts_is_stopped_at_once_not_at_the_timeout(tmp_path: Pat
     assert "HALTED" in str(info.value) and info.value.stage == "invoke"
 
 
-def test_input_blocks_are_pruned_least_recently_used_first(tmp_path: Path) -> None:
-    """The input-block folder stays bounded: the oldest blocks go first, never the one just written nor one
-    used within the grace period (another process may be loading it)."""
+def _block_file(folder: Path, n: int, size: int, age: float) -> Path:
     import os
     import time
 
-    from pytest_tinyml.emulate import run as run_mod
+    p = folder / f"{n:024x}.bin"
+    p.write_bytes(bytes(size))
+    t = time.time() - age
+    os.utime(p, (t, t))
+    return p
+
+
+def test_input_blocks_are_pruned_least_recently_used_first(tmp_path: Path) -> None:
+    """The input-block folder stays bounded: the oldest blocks go first, never ``keep`` nor one used within
+    the grace period; other files are not touched, a writer's temporary file left by a killed process is."""
+    import os
+    import time
+
+    from pytest_tinyml.emulate.blocks import prune_blocks
 
     folder = tmp_path / "inputs"
     folder.mkdir()
-    now = time.time()
-    old = []
-    for i in range(5):  # 5 blocks of 1,000 bytes, the oldest first, all past the grace period
-        p = folder / f"{i:024x}.bin"
-        p.write_bytes(bytes(1000))
-        os.utime(p, (now - 7200 + i, now - 7200 + i))
-        old.append(p)
-    fresh = folder / f"{0xf:024x}.bin"  # used a minute ago: within the grace period
-    fresh.write_bytes(bytes(1000))
-    os.utime(fresh, (now - 60, now - 60))
-    keep = folder / f"{0xe:024x}.bin"
-    keep.write_bytes(bytes(1000))
-    os.utime(keep, (now - 9000, now - 9000))  # the oldest of all, but it is the block being used
-    other = folder / "notes.bin"  # not a name _keep_block gives: never touched
+    old = [_block_file(folder, i, 1000, 7200 - i) for i in range(5)]  # the oldest first, past the grace
+    fresh = _block_file(folder, 0xF, 1000, 60)  # used a minute ago: within the grace period
+    keep = _block_file(folder, 0xE, 1000, 9000)  # the oldest of all, but it is the block being used
+    other = folder / "notes.bin"  # not a name blocks.py gives: never touched
     other.write_bytes(bytes(5000))
-    os.utime(other, (now - 99999, now - 99999))
-    deleted = run_mod.prune_blocks(folder, keep=keep, limit=3500, grace=600)
+    os.utime(other, (1, 1))
+    orphan = folder / ".block-abc123"  # left by a writer killed an hour ago
+    orphan.write_bytes(bytes(10))
+    os.utime(orphan, (time.time() - 3600,) * 2)
+    deleted = prune_blocks(folder, keep=keep, limit=3500, grace=600)
     assert deleted == old[:4]  # 7,000 B of blocks -> 3,000 B: the four oldest unprotected blocks
     assert sorted(p.name for p in folder.iterdir()) == sorted([fresh.name, keep.name, old[4].name, "notes.bin"])
-    assert run_mod.prune_blocks(folder, keep=keep, limit=3500, grace=600) == []  # under the limit
+    assert prune_blocks(folder, keep=keep, limit=3500, grace=600) == []  # under the limit
+    assert (tmp_path / "inputs.lock").is_file()  # the folder's lock sits next to it, like builds/<key>.lock
 
 
 def test_input_block_pruning_never_follows_links(tmp_path: Path) -> None:
     """A crafted cache whose inputs folder (or a block in it) is a symbolic link deletes nothing outside."""
-    import os
-
-    from pytest_tinyml.emulate import run as run_mod
+    from pytest_tinyml.emulate.blocks import prune_blocks
 
     outside = tmp_path / "outside"
     outside.mkdir()
-    victim = outside / f"{1:024x}.bin"
-    victim.write_bytes(bytes(4000))
-    os.utime(victim, (1, 1))
+    victim = _block_file(outside, 1, 4000, 99999)
     linked = tmp_path / "cache-a" / "inputs"
     linked.parent.mkdir()
     linked.symlink_to(outside, target_is_directory=True)
-    assert run_mod.prune_blocks(linked, limit=0, grace=0) == []
+    assert prune_blocks(linked, limit=0, grace=0) == []
     inputs = tmp_path / "cache-b" / "inputs"
     inputs.mkdir(parents=True)
     (inputs / f"{2:024x}.bin").symlink_to(victim)
-    assert run_mod.prune_blocks(inputs, limit=0, grace=0) == []
+    assert prune_blocks(inputs, limit=0, grace=0) == []
     assert victim.is_file()
 
 
-def test_keep_block_reuses_and_prunes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_use_block_reuses_repairs_and_prunes(tmp_path: Path) -> None:
     import os
 
-    from pytest_tinyml.emulate import run as run_mod
+    from pytest_tinyml.emulate.blocks import block_name, use_block
 
-    monkeypatch.setattr(run_mod, "INPUTS_KEEP_BYTES", 2500)
-    monkeypatch.setattr(run_mod, "INPUTS_GRACE_SECONDS", 0.0)
-    first = run_mod._keep_block(tmp_path, b"a" * 1000)
+    folder = tmp_path / "inputs"
+    with use_block(folder, b"a" * 1000, keep_bytes=2500, grace=0) as first:
+        assert first.name == block_name(b"a" * 1000) and first.read_bytes() == b"a" * 1000
     os.utime(first, (1, 1))
-    second = run_mod._keep_block(tmp_path, b"b" * 1000)
+    with use_block(folder, b"b" * 1000, keep_bytes=2500, grace=0) as second:
+        pass
     os.utime(second, (2, 2))
-    assert run_mod._keep_block(tmp_path, b"a" * 1000) == first  # reused: now the most recent
-    third = run_mod._keep_block(tmp_path, b"c" * 1000)  # 3,000 B > 2,500 B: the least recently used goes
-    assert first.is_file() and third.is_file() and not second.exists()
+    with use_block(folder, b"a" * 1000, keep_bytes=2500, grace=0) as again:  # reused: now the most recent
+        assert again == first and first.stat().st_mtime > 2
+    with use_block(folder, b"c" * 1000, keep_bytes=2500, grace=0) as third:  # 3,000 B > 2,500 B
+        pass
+    assert first.is_file() and third.is_file() and not second.exists()  # the least recently used went
+    first.write_bytes(b"a" * 999 + b"X")  # damaged in place (same size): written again, not trusted
+    with use_block(folder, b"a" * 1000, keep_bytes=1 << 20) as repaired:
+        assert repaired.read_bytes() == b"a" * 1000
+    first.unlink()
+    first.symlink_to(third)  # a link with the block's name is replaced by the block itself
+    with use_block(folder, b"a" * 1000, keep_bytes=1 << 20) as replaced:
+        assert not replaced.is_symlink() and replaced.read_bytes() == b"a" * 1000
+    assert third.read_bytes() == b"c" * 1000
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from pytest_tinyml.emulate.blocks import use_block
+with use_block(Path(sys.argv[1]), b"held" * 250, keep_bytes=0, grace=0) as p:
+    print(p, flush=True)
+    sys.stdin.readline()  # hold the block (an emulator running on it) until told to stop
+"""
+
+
+def test_block_an_emulator_is_using_is_never_pruned(tmp_path: Path) -> None:
+    """Another process holds a block (as a running emulator does): pruning to 0 bytes with no grace period
+    leaves it alone, then deletes it once that process has let go."""
+    import os
+
+    from pytest_tinyml.emulate.blocks import prune_blocks
+
+    folder = tmp_path / "inputs"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(folder)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        held = Path(holder.stdout.readline().strip())
+        idle = _block_file(folder, 7, 1000, 3600)
+        os.utime(held, (1, 1))  # the oldest of all
+        assert prune_blocks(folder, limit=0, grace=0) == [idle]
+        assert held.is_file()
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(timeout=30) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert prune_blocks(folder, limit=0, grace=0) == [held]
+
+
+_WORKER = """
+import random, sys
+from pathlib import Path
+from pytest_tinyml.emulate.blocks import use_block
+rng = random.Random(int(sys.argv[2]))
+for i in range(int(sys.argv[3])):
+    block = bytes([rng.randrange(6)]) * rng.randrange(100, 4000)  # a few contents, shared by both workers
+    with use_block(Path(sys.argv[1]), block, keep_bytes=0, grace=0) as p:
+        if p.read_bytes() != block:
+            sys.exit(f"block {p.name} changed or vanished while in use")
+"""
+
+
+def test_two_processes_writing_and_pruning_one_folder(tmp_path: Path) -> None:
+    """Two processes (as pytest-xdist workers are) write, reuse and prune one folder with no size allowance
+    and no grace period: neither ever loses the block it is using, and nothing but blocks is left."""
+    import os
+
+    folder = tmp_path / "inputs"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    workers = [subprocess.Popen([sys.executable, "-c", _WORKER, str(folder), str(seed), "300"], env=env,
+                                stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    for w in workers:
+        _, err = w.communicate(timeout=60)
+        assert w.returncode == 0, err
+    left = list(folder.iterdir())
+    assert len(left) <= 2 and all(p.suffix == ".bin" for p in left), left  # at most the last block of each
+
+
+def _one_run(fw_cache: Path, keep: int | None = None) -> tuple[object, bytes, list[np.ndarray]]:
+    model = tf_.int8_cnn(seed=11)
+    rng = np.random.default_rng(11)
+    samples = [rng.integers(-128, 128, size=(1, 8, 8, 1), dtype=np.int8) for _ in range(3)]
+    return run_firmware(model, samples, cache_dir=fw_cache, count_classes=False, inputs_keep=keep), model, samples
+
+
+@needs_toolchain
+def test_recorded_command_names_its_block_and_a_pruned_block_is_restored(fw_cache: Path) -> None:
+    """A run records the input block its emulator command loads; once pruned, the block is rebuilt from the
+    model and inputs (as a cached run does) byte for byte, and the firmware items say when it is missing."""
+    import shlex
+
+    from pytest_tinyml.checks.firmware import firmware_provenance
+    from pytest_tinyml.emulate.run import restore_block
+
+    fw, model, samples = _one_run(fw_cache)
+    block = Path(fw.input_block)  # type: ignore[attr-defined]
+    assert block.parent == fw_cache.resolve() / "inputs" and fw.input_block_samples == 3  # type: ignore[attr-defined]
+    assert f"loader,file={block}," in " ".join(shlex.split(fw.emulator_command))  # type: ignore[attr-defined]
+    content = block.read_bytes()
+    assert "emulator_command_note" not in firmware_provenance(fw)
+    block.unlink()  # pruned
+    extra = firmware_provenance(fw)
+    assert extra["input_block"] == str(block) and "no longer in the cache" in extra["emulator_command_note"]
+    assert restore_block(fw, model, samples, fw_cache)  # type: ignore[arg-type]
+    assert block.read_bytes() == content and "emulator_command_note" not in firmware_provenance(fw)
+    # other inputs than the run's do not hash to the recorded name: nothing is written under it
+    block.unlink()
+    assert not restore_block(fw, model, samples[::-1], fw_cache)  # type: ignore[arg-type]
+    assert not block.exists()
+    assert restore_block(fw, model, samples, fw_cache)  # type: ignore[arg-type]
+
+
+@needs_toolchain
+def test_cached_run_writes_back_the_block_its_command_loads(pytester: pytest.Pytester) -> None:
+    """Through the plugin: a firmware item's report names the input block of its emulator command; after the
+    block is pruned, the next run (a cached run, no emulator) writes it back, so the command stays runnable.
+    A bad ``tinyml_input_blocks_keep`` is a one-line usage error."""
+    import json
+
+    (pytester.path / "m.tflite").write_bytes(tf_.int8_cnn(seed=12))
+    args = ("-p", "no:cacheprovider", "--tinyml-model", "m.tflite", "-k", "firmware_bitexact",
+            "--tinyml-firmware-runtime", "tinyml", "--tinyml-firmware-samples", "2", "-o", "tinyml_cache_dir=c",
+            "-o", "tinyml_input_blocks_keep=1MiB")
+
+    def item_extra(report: str) -> dict[str, object]:
+        result = pytester.runpytest_subprocess(*args, "--tinyml-report", report, timeout=600)
+        assert result.ret == 0, result.stdout.str()
+        doc = json.loads((pytester.path / report / "report.json").read_text())
+        (item,) = [i for t in doc["targets"] for i in t["items"] if i["check"] == "firmware_bitexact"]
+        return dict(item["extra"])
+
+    first = item_extra("r1")
+    block = Path(str(first["input_block"]))
+    assert block.is_file() and str(block) in str(first["emulator_command"])
+    assert "emulator_command_note" not in first
+    content = block.read_bytes()
+    block.unlink()  # pruned
+
+    def entries() -> dict[str, int]:
+        return {str(p): p.stat().st_mtime_ns for p in (pytester.path / "c" / "runs").glob("*/result.json")}
+
+    runs = entries()
+    second = item_extra("r2")
+    assert entries() == runs  # a cached run: no entry was written again
+    assert second["emulator_command"] == first["emulator_command"] and "emulator_command_note" not in second
+    assert block.read_bytes() == content
+
+
+def test_bad_input_blocks_keep_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    (pytester.path / "m.tflite").write_bytes(tf_.int8_cnn(seed=12))
+    bad = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--tinyml-model", "m.tflite",
+                                        "-o", "tinyml_input_blocks_keep=10 Mb", timeout=600)
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*ini tinyml_input_blocks_keep: '10 Mb': 'Mb' reads as kilobits/megabits*"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml.checks.base import Verdict
@@ -39,7 +40,23 @@ def firmware_provenance(fw: Any) -> dict[str, Any]:
         "instructions": fw.instructions_per_inference,
         "memory_map": fw.memory_map,
         "emulator_runs": fw.runs,
-    } | emulator_total(fw)
+    } | input_block_state(fw) | emulator_total(fw)
+
+
+def input_block_state(fw: Any) -> dict[str, Any]:
+    """The input block the recorded command loads, and a note when it is no longer in the cache (input blocks
+    are pruned, least recently used first: emulate/blocks.py), so nobody reruns a command that cannot load."""
+    block = getattr(fw, "input_block", "") or ""
+    if not block:
+        return {"input_block": None}
+    out: dict[str, Any] = {"input_block": block}
+    if not Path(block).is_file():
+        out["emulator_command_note"] = (
+            f"the input block this command loads ({block}) is no longer in the cache (input blocks are pruned "
+            "past ini tinyml_input_blocks_keep, least recently used first); rerun pytest to write it again "
+            "(with --tinyml-rebuild if the cache directory was moved)"
+        )
+    return out
 
 
 def emulator_total(fw: Any) -> dict[str, Any]:

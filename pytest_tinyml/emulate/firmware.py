@@ -200,7 +200,12 @@ def run(target: Target) -> Any:
     if not target.options.rebuild:
         hit = runs.load_firmware(key)
         if hit is not None:
+            from pytest_tinyml.emulate.run import restore_block
+
             hit.runtime_note = choice.note
+            # the recorded command stays runnable: its input block is written again if it was pruned
+            restore_block(hit, target.tflite_bytes, samples, target.options.cache_dir / "firmware",
+                          inputs_keep=target.options.inputs_keep_bytes)
             return hit
     result = emulate.run_firmware(
         target.tflite_bytes,
@@ -217,6 +222,7 @@ def run(target: Target) -> Any:
         memory=target.board.memory,
         platform=target.board.renode,
         flash_cache=flash_cache(target),
+        inputs_keep=target.options.inputs_keep_bytes,
     )
     result.runtime_note = choice.note
     runs.save_firmware(key, result)
@@ -257,6 +263,7 @@ def divergence(target: Target, sample: int) -> str:
             model, [s], machine=machine(target), core=core(target),
             cache_dir=target.options.cache_dir / "firmware", runtime=choice.runtime, tflm_tree=choice.tree,
             emulator=emulator(target), memory=target.board.memory, platform=target.board.renode,
+            inputs_keep=target.options.inputs_keep_bytes,
         )
         return tuple(res.all_outputs[0])
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_tinyml.emulate.blocks import use_block
 from pytest_tinyml.emulate.build import board_script, build_app, elf_symbols, footprint
 from pytest_tinyml.emulate.errors import FirmwareError
 from pytest_tinyml.emulate.ops import unsupported_ops
@@ -97,6 +98,8 @@ class FirmwareResult:
     # per operator; None with ``counts_note`` saying why (no host compiler, Renode, plugin failure)
     instruction_counts: Any = None
     counts_note: str = ""
+    input_block: str = ""  # the input block file the recorded command loads (<cache>/firmware/inputs/...)
+    input_block_samples: int = 0  # the samples in it (the first emulator run's)
 
 
 def _io_specs(info: Any) -> tuple[list[Any], list[Any]]:
@@ -421,6 +424,7 @@ def run_firmware(
     extra_args: tuple[str, ...] = (),
     count_classes: bool = True,
     flash_cache: tuple[int, int, int] = (16, 1, 0),
+    inputs_keep: int | None = None,
 ) -> FirmwareResult:
     """Build (cached) and run the model on an emulated Cortex-M for every input sample.
 
@@ -433,7 +437,8 @@ def run_firmware(
     ``platform`` the Renode platform description for ``emulator="renode"``; ``extra_args`` go to the end of
     QEMU's command line. ``count_classes`` loads the instruction-class plugin (QEMU only; data reads from the
     flash region of the memory map are counted through ``flash_cache``, the board's flash read cache as
-    (line bytes, lines, ways)).
+    (line bytes, lines, ways)). ``inputs_keep``: bytes of input blocks kept under ``cache_dir/inputs`` for
+    rerunning the recorded command by hand (:mod:`pytest_tinyml.emulate.blocks`; None: 256 MiB).
     """
     start = time.perf_counter()
     _check_args(machine, core, emulator)
@@ -501,6 +506,7 @@ def run_firmware(
     tags_all: list[dict[str, dict[str, str]]] = []
     log: list[str] = []
     command = ""
+    first_block, first_samples = "", 0
     script_text = ""
     emulate_seconds = 0.0
     executed = 0
@@ -513,38 +519,40 @@ def run_firmware(
             cwd = Path(tmp) / f"cwd-{lo}"  # empty working directory of the emulator
             io_dir.mkdir()
             cwd.mkdir()
-            block = _keep_block(cache_dir, input_block(data, payload[lo * sample_bytes : hi * sample_bytes], hi - lo,
-                                                       sample_bytes))
-            serial = io_dir / "uart.txt"
-            max_data = (hi - lo) * out_per_sample
-            max_uart = 64 * 1024 + max_data * 3 + (hi - lo) * 64
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                raise FirmwareError(f"emulator did not finish within {timeout:g} s", stage="timeout",
-                                    fix="raise the timeout or run fewer samples")
-            if target.emulator == "qemu":
-                counts_file = io_dir / "tm_classes.txt"
-                args = tuple(extra_args)
-                counting = plugin if lo == 0 else None  # only the first run carries the plugin
-                if counting is not None:
-                    from pytest_tinyml.emulate.insn_plugin import plugin_args
+            block_bytes = input_block(data, payload[lo * sample_bytes : hi * sample_bytes], hi - lo, sample_bytes)
+            # the block is not pruned while the emulator runs on it (blocks.use_block)
+            with use_block(cache_dir / "inputs", block_bytes, inputs_keep) as block:
+                serial = io_dir / "uart.txt"
+                max_data = (hi - lo) * out_per_sample
+                max_uart = 64 * 1024 + max_data * 3 + (hi - lo) * 64
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    raise FirmwareError(f"emulator did not finish within {timeout:g} s", stage="timeout",
+                                        fix="raise the timeout or run fewer samples")
+                if target.emulator == "qemu":
+                    counts_file = io_dir / "tm_classes.txt"
+                    args = tuple(extra_args)
+                    counting = plugin if lo == 0 else None  # only the first run carries the plugin
+                    if counting is not None:
+                        from pytest_tinyml.emulate.insn_plugin import plugin_args
 
-                    line, lines, ways = flash_cache
-                    args += tuple(plugin_args(counting, counts_file, flash=flash, line_bytes=line, lines=lines,
-                                              ways=ways))
-                cmd = qemu_command(machine, built.elf, block, block_addr, serial, args)
-                run = run_emulator(cmd, cwd, serial, left, max_bytes=max_uart,
-                                   memory_limit=QEMU_MEMORY_LIMIT + MACHINES[machine].fixed_ram_bytes)
-                if counting is not None:
-                    counts_runs.append(_read_counts(counts_file))
-            else:
-                from pytest_tinyml.emulate.renode import renode_run
+                        line, lines, ways = flash_cache
+                        args += tuple(plugin_args(counting, counts_file, flash=flash, line_bytes=line, lines=lines,
+                                                  ways=ways))
+                    cmd = qemu_command(machine, built.elf, block, block_addr, serial, args)
+                    run = run_emulator(cmd, cwd, serial, left, max_bytes=max_uart,
+                                       memory_limit=QEMU_MEMORY_LIMIT + MACHINES[machine].fixed_ram_bytes)
+                    if counting is not None:
+                        counts_runs.append(_read_counts(counts_file))
+                else:
+                    from pytest_tinyml.emulate.renode import renode_run
 
-                cmd, run, count_executed = renode_run(target.name, built.elf, block, block_addr, serial, cwd, left,
-                                                      max_bytes=max_uart, vector_table=target.memory.flash.origin)
-                executed += count_executed
-                script_text = script_text or (io_dir / "tinyml.resc").read_text()
-            command = command or shlex.join(cmd)
+                    cmd, run, count_executed = renode_run(target.name, built.elf, block, block_addr, serial, cwd, left,
+                                                          max_bytes=max_uart, vector_table=target.memory.flash.origin)
+                    executed += count_executed
+                    script_text = script_text or (io_dir / "tinyml.resc").read_text()
+            if not command:  # the recorded command is the first run's: its block can be written again
+                command, first_block, first_samples = shlex.join(cmd), str(block), hi - lo
             emulate_seconds += run.seconds
             proto = parse_uart(run.uart, max_data)
             log += proto.log
@@ -605,6 +613,8 @@ def run_firmware(
         arena_min_bytes=int(arena.get("min", 0)),
         arena_used_at=int(arena.get("used_at", 0)),
         emulator_command=command,
+        input_block=first_block,
+        input_block_samples=first_samples,
         emulator_script=script_text,
         memory_map=f"{target.memory.key()}: {target.note}",
         runs=len(chunks),
@@ -659,71 +669,35 @@ def _merge_counts(plugin: Path | None, runs: list[Any], note: str) -> tuple[Any,
     return merged, ""
 
 
-def _keep_block(cache_dir: Path, block: bytes) -> Path:
-    """Store the input block by content under ``cache_dir/inputs`` (written atomically), so the recorded
-    emulator command can be rerun by hand."""
-    import hashlib
+def restore_block(fw: FirmwareResult, model: bytes, inputs: list[np.ndarray], cache_dir: Path,
+                  inputs_keep: int | None = None) -> bool:
+    """For a cached run: the input block its recorded command loads (``fw.input_block``), written again if it
+    was pruned and marked used either way, so the command stays runnable. The block is rebuilt from the model
+    and the first ``fw.input_block_samples`` inputs and must hash to the recorded name. Never raises; False
+    when the block could not be restored (the firmware items then say the command's block is missing)."""
+    from pytest_tinyml.analysis.model import parse_model
+    from pytest_tinyml.emulate.blocks import block_name
+    from pytest_tinyml.errors import TinyMLError
 
-    folder = cache_dir / "inputs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(block).hexdigest()[:24]}.bin"
-    if not path.is_file() or path.stat().st_size != len(block):
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".block-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(block)
-        os.replace(tmp, path)
-        prune_blocks(folder, keep=path)
-    else:
-        os.utime(path)  # reused: the newest again, so pruning keeps it
-    return path
-
-
-#: Input blocks kept under ``<cache>/firmware/inputs`` (bytes): beyond this the least recently used go.
-INPUTS_KEEP_BYTES = 256 * 1024 * 1024
-#: A block younger than this (seconds) is never pruned: another process may be about to load it.
-INPUTS_GRACE_SECONDS = 600.0
-
-
-def prune_blocks(folder: Path, keep: Path | None = None, limit: int | None = None,
-                 grace: float | None = None) -> list[Path]:
-    """Delete the least recently used input blocks until the folder holds at most ``limit`` bytes
-    (:data:`INPUTS_KEEP_BYTES`), never ``keep`` nor a block used in the last ``grace`` seconds; returns what
-    was deleted. Blocks only exist so that a recorded emulator command can be rerun by hand; a pruned one is
-    written again by the next pytest run that needs it. Safe with several processes: a block another process
-    deleted first is skipped."""
-    import re
-    import stat
-    import time
-
-    limit = INPUTS_KEEP_BYTES if limit is None else limit
-    grace = INPUTS_GRACE_SECONDS if grace is None else grace
-    if folder.is_symlink():  # a crafted cache could point it elsewhere: delete nothing through a link
-        return []
-    entries = []
-    for entry in folder.iterdir():
-        if not re.fullmatch(r"[0-9a-f]{24}\.bin", entry.name):  # only the blocks _keep_block names
-            continue
-        try:
-            st = entry.lstat()
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode):  # never a link or anything but a plain file
-            entries.append((st.st_mtime, st.st_size, entry))
-    total = sum(size for _, size, _ in entries)
-    now = time.time()
-    deleted: list[Path] = []
-    for mtime, size, entry in sorted(entries, key=lambda e: e[0]):
-        if total <= limit:
-            break
-        if entry == keep or now - mtime < grace:
-            continue
-        try:
-            entry.unlink()
-        except OSError:
-            continue
-        total -= size
-        deleted.append(entry)
-    return deleted
+    if not fw.input_block:
+        return False
+    folder = Path(cache_dir).resolve() / "inputs"
+    recorded = Path(fw.input_block)
+    n = fw.input_block_samples
+    if recorded.parent != folder or not 0 <= n <= len(inputs):
+        return False  # recorded under another cache directory
+    try:
+        data = bytes(model)
+        in_specs, _ = _io_specs(parse_model(data, "<model>"))
+        payload = _pack_inputs(list(inputs[:n]), in_specs)
+        block = input_block(data, payload, n, len(payload) // n if n else 0)
+        if block_name(block) != recorded.name:
+            return False
+        with use_block(folder, block, inputs_keep):
+            pass
+    except (OSError, ValueError, TinyMLError):
+        return False
+    return True
 
 
 def _raise_reported(proto: Protocol, run: EmulatorRun, log: list[str]) -> None:

@@ -370,6 +370,8 @@ class RunCache:
         "kernels",
         "arena_min_bytes",
         "arena_used_at",
+        "input_block",
+        "input_block_samples",
     )
 
     def __init__(self, root: Path, index_root: Path | None = None) -> None:
