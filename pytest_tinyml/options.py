@@ -1,0 +1,115 @@
+"""Everything the run was asked to do, read once.
+
+:class:`Environment` is the only reader of environment variables in the package (``grep os.environ``
+finds them here and nowhere else). :class:`RunOptions` joins it with the command line and the ini file;
+the plugin builds one in ``pytest_configure`` and every layer below receives it (or the values it needs)
+as an argument. Nothing here imports pytest, TensorFlow or another module of the project.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The environment variables the plugin reads, and what each means.
+TFLM_ROOT_ENV = "TFLM_ROOT"  # a tflite-micro checkout with its third-party downloads (overrides the pins)
+SOURCES_ENV = "TINYML_TFLM_SOURCES"  # the TFLM source cache (ini tinyml_tflm_sources wins)
+MIRROR_ENV = "TINYML_TFLM_MIRROR"  # where the pinned TFLM archives are downloaded from
+OFFLINE_ENV = "TINYML_OFFLINE"  # non-empty and not "0": never download
+RUNTIME_ENV = "TINYML_FIRMWARE_RUNTIME"  # tflm or tinyml (--tinyml-firmware-runtime wins)
+FAULT_ENV = "PYTEST_TINYML_FAKE_CHILD_FAULT"  # tests only: a named fake fault in the host-TFLM child
+CC_ENV = "CC"  # the host C compiler for the QEMU instruction-class plugin
+
+Progress = Callable[[str], None]
+
+
+def _flag(value: str) -> bool:
+    return value not in ("", "0")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The environment variables that matter, as read once (:meth:`read`)."""
+
+    tflm_root: Path | None = None
+    tflm_sources: Path | None = None
+    tflm_mirror: str | None = None
+    offline: bool = False
+    firmware_runtime: str | None = None
+    host_cc: str | None = None
+    fake_child_fault: str = ""
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
+        env = os.environ if environ is None else environ
+        root = env.get(TFLM_ROOT_ENV, "")
+        sources = env.get(SOURCES_ENV, "")
+        return cls(
+            tflm_root=Path(root).expanduser() if root else None,
+            tflm_sources=Path(sources).expanduser() if sources else None,
+            tflm_mirror=env.get(MIRROR_ENV, "") or None,
+            offline=_flag(env.get(OFFLINE_ENV, "")),
+            firmware_runtime=env.get(RUNTIME_ENV, "") or None,
+            host_cc=env.get(CC_ENV, "") or None,
+            fake_child_fault=env.get(FAULT_ENV, ""),
+        )
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """The environment for a child process (the host-TFLM child, Renode): this process's, plus
+    ``overrides``."""
+    env = dict(os.environ)
+    env.update(overrides)
+    return env
+
+
+def quiet_tensorflow() -> None:
+    """Ask TensorFlow's C++ logging for warnings and errors only (before it is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the run was asked to do: command line, ini and environment, resolved once.
+
+    Explicit settings win over the environment: ``offline`` is already the union of
+    ``--tinyml-offline``, ini ``tinyml_offline`` and ``$TINYML_OFFLINE``; ``tflm_sources`` is the ini's,
+    else ``$TINYML_TFLM_SOURCES``; ``firmware_runtime`` the option's, else ``$TINYML_FIRMWARE_RUNTIME``.
+    """
+
+    cache_dir: Path
+    rebuild: bool = False
+    emulator: str | None = None  # overrides the spec's firmware.emulator
+    firmware_samples: int | None = None  # overrides the spec's firmware.samples
+    export_dir: Path | None = None
+    progress: Progress | None = None
+    extra_loaders: Mapping[str, Callable[..., Any]] | None = None  # the datasets hook's (None: built-ins)
+    load_model: Callable[..., Any] | None = None
+    tflm_timeout: float = 60.0  # seconds for one host-TFLM child (allocation or invocation period)
+    firmware_runtime: str | None = None  # tflm, tinyml; None: real TFLM when its sources can be had
+    kernels: str | None = None  # TFLM kernel set; None: the spec's, else by core
+    offline: bool = False  # never download TFLM sources
+    tflm_sources: Path | None = None  # source cache (default cache_dir / "tflm-sources")
+    tflm_mirror: str | None = None
+    tflm_root: Path | None = None  # $TFLM_ROOT: a checkout used instead of the pinned sources
+    inputs_keep_bytes: int | None = None  # input blocks kept in the cache (ini tinyml_input_blocks_keep)
+    environment: Environment = field(default_factory=Environment)
+
+    @property
+    def sources_dir(self) -> Path:
+        """Where verified TFLM source trees are kept."""
+        return self.tflm_sources or self.cache_dir / "tflm-sources"
+
+    @property
+    def firmware_dir(self) -> Path:
+        return self.cache_dir / "firmware"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.cache_dir / "runs"
+
+
+__all__ = ["Environment", "Progress", "RunOptions", "child_environment", "quiet_tensorflow"]
