@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pytest_tinyml._util.cachefs import sha256_bytes
 from pytest_tinyml.pipeline import cache as C
 from pytest_tinyml.pipeline import evaluate as E
 from pytest_tinyml.spec import load_spec
@@ -168,7 +169,7 @@ def test_entries_edited_consistently_still_fail_the_index(tmp_path: Path) -> Non
     entry = cache.entry_dir("k1")
     (entry / "int8.tflite").write_bytes(b"other model")
     manifest = json.loads((entry / "manifest.json").read_text())
-    manifest["files"]["int8.tflite"] = C.sha256_bytes(b"other model")
+    manifest["files"]["int8.tflite"] = sha256_bytes(b"other model")
     (entry / "manifest.json").write_text(json.dumps(manifest))
     assert cache.verify("k1") is None
     assert (tmp_path / "index" / "builds" / "k1").is_file()
@@ -176,7 +177,7 @@ def test_entries_edited_consistently_still_fail_the_index(tmp_path: Path) -> Non
     cache.write_eval("e1", {"predictions": [1, 2, 3]})
     data = json.loads(cache.eval_path("e1").read_text())
     data["result"]["predictions"][0] = 9
-    data["sha256"] = C.sha256_bytes(json.dumps(data["result"], sort_keys=True).encode())
+    data["sha256"] = sha256_bytes(json.dumps(data["result"], sort_keys=True).encode())
     cache.eval_path("e1").write_text(json.dumps(data))
     assert cache.read_eval("e1") is None
 

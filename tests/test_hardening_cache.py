@@ -16,7 +16,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from pytest_tinyml.pipeline.cache import Cache, sha256_file  # noqa: E402
+from pytest_tinyml._util.cachefs import sha256_file  # noqa: E402
+from pytest_tinyml.pipeline.cache import Cache  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pytest_tinyml.pipeline.cache import file_lock
+from pytest_tinyml._util.cachefs import file_lock
 
 #: Input blocks kept under ``<cache>/firmware/inputs`` (bytes): beyond this the least recently used go.
 INPUTS_KEEP_BYTES = 256 * 1024 * 1024

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml._util.jsonsafe import jsonsafe
 from pytest_tinyml.errors import BuildError, DatasetError, NotEvaluable
 
 if TYPE_CHECKING:
@@ -59,10 +60,8 @@ _DATASETS: dict[str, Dataset] = {}
 
 
 def _dataset_memo_key(spec: Spec, cache_dir: Path, extra_loaders: Mapping[str, Any] | None) -> str:
-    from pytest_tinyml.pipeline.cache import _plain
-
     assert spec.dataset is not None
-    return json.dumps([_plain(spec.dataset), str(Path(cache_dir).resolve()), str(Path(spec.path).resolve()),
+    return json.dumps([jsonsafe(spec.dataset, structure_only=True), str(Path(cache_dir).resolve()), str(Path(spec.path).resolve()),
                        sorted((k, id(v)) for k, v in (extra_loaders or {}).items())], sort_keys=True, default=str)
 
 
@@ -299,8 +298,9 @@ def evaluate_accuracy(
     """
     import numpy as np
 
+    from pytest_tinyml._util.cachefs import sha256_bytes
     from pytest_tinyml.pipeline import evaluate
-    from pytest_tinyml.pipeline.cache import Cache, sha256_bytes
+    from pytest_tinyml.pipeline.cache import Cache
 
     path = build.tflite_path(mode)
     model = path.read_bytes()

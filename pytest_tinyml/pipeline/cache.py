@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import io
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -38,6 +36,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml._util.cachefs import (
+    DigestIndex,
+    atomic_write,
+    entry_digest,
+    file_lock,
+    publish,
+    sha256_bytes,
+    sha256_file,
+    sha256_tree,
+    staged_file,
+)
+from pytest_tinyml._util.jsonsafe import jsonsafe
 from pytest_tinyml.pipeline._imports import module_source
 
 if TYPE_CHECKING:
@@ -59,49 +69,14 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_tree(path: Path) -> str:
-    """Hash of a file, or of every file (relative name + content) under a directory."""
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file()):
-        h.update(str(p.relative_to(path)).encode() + b"\0" + sha256_file(p).encode())
-    return h.hexdigest()
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def build_fields(spec: Spec) -> dict[str, Any]:
     """The parts of a spec that change the artifacts (not constraints, board or file locations)."""
-    model = {"kind": spec.model.kind, "value": spec.model.value, "args": _plain(spec.model.args)}
-    dataset = _plain(spec.dataset) if spec.dataset is not None else None
+    model = {"kind": spec.model.kind, "value": spec.model.value, "args": jsonsafe(spec.model.args, structure_only=True)}
+    dataset = jsonsafe(spec.dataset, structure_only=True) if spec.dataset is not None else None
     if isinstance(dataset, dict):
         dataset.pop("cache_dir", None)
-    return {"model": model, "dataset": dataset, "training": _plain(spec.training),
-            "quantization": _plain(spec.quantization)}
+    return {"model": model, "dataset": dataset, "training": jsonsafe(spec.training, structure_only=True),
+            "quantization": jsonsafe(spec.quantization, structure_only=True)}
 
 
 def model_source_digest(spec: Spec, search: list[Path]) -> str:
@@ -142,81 +117,6 @@ def build_key(spec: Spec, *, dataset_checksum: str, search: list[Path]) -> tuple
     }
     blob = json.dumps(inputs, sort_keys=True, default=str).encode()
     return sha256_bytes(blob), inputs
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
-    """An exclusive ``fcntl.flock`` on ``path`` (created if needed); blocks until it is free.
-
-    Yields True when another process held the lock and this one waited for it (``on_wait`` is called
-    once before waiting)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    waited = False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            waited = True
-            if on_wait is not None:
-                on_wait()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield waited
-    finally:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-
-_INDEX_KEY = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
-
-
-class DigestIndex:
-    """``<root>/index/<kind>/<key>``: the sha256 of a cache entry, kept apart from the entry itself."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root) / "index"
-
-    def _path(self, kind: str, key: str) -> Path | None:
-        if not _INDEX_KEY.fullmatch(kind) or not _INDEX_KEY.fullmatch(key):
-            return None
-        return self.root / kind / key
-
-    def put(self, kind: str, key: str, digest: str) -> None:
-        path = self._path(kind, key)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(digest + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def matches(self, kind: str, key: str, digest: str) -> bool:
-        """True when the index holds ``digest`` for the entry (a missing or unreadable index entry: False)."""
-        path = self._path(kind, key)
-        if path is None:
-            return False
-        try:
-            with path.open("rb") as f:
-                kept = f.read(200).decode("ascii", "replace").strip()
-        except OSError:
-            return False
-        return kept == digest
-
-
-def entry_digest(files: Mapping[str, bytes]) -> str:
-    """sha256 over the names and contents of an entry's files."""
-    h = hashlib.sha256()
-    for name in sorted(files):
-        h.update(name.encode() + b"\0" + sha256_bytes(files[name]).encode() + b"\0")
-    return h.hexdigest()
 
 
 class Cache:
@@ -271,10 +171,8 @@ class Cache:
         """Write the manifest into ``staging`` and move it into place (replacing a stale entry)."""
         files = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file() and p.name != "manifest.json"}
         manifest = {"key": key, "files": files, "created": time.time(), "meta": dict(meta)}
-        tmp = staging / ".manifest.json.tmp"
         text = json.dumps(manifest, indent=1, sort_keys=True, default=str)
-        tmp.write_text(text)
-        os.replace(tmp, staging / "manifest.json")
+        atomic_write(staging / "manifest.json", text.encode(), prefix=".manifest.json.")
         self.index.put("builds", key, sha256_bytes(text.encode()))
         final = self.entry_dir(key)
         if final.exists():
@@ -313,11 +211,11 @@ class Cache:
         body = json.dumps(result, sort_keys=True)
         data = {"key": key, "sha256": sha256_bytes(body.encode()), "result": json.loads(body)}
         text = json.dumps(data)
-        fd, tmp = tempfile.mkstemp(prefix=".eval-", dir=self.evals)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        self.index.put("eval", key, sha256_bytes(text.encode()))
-        os.replace(tmp, self.eval_path(key))
+        with staged_file(self.eval_path(key), prefix=".eval-") as (f, tmp):
+            f.write(text.encode())
+            f.close()
+            self.index.put("eval", key, sha256_bytes(text.encode()))
+            publish(tmp, self.eval_path(key))
 
 
 # --- deterministic runs (firmware under an emulator with -icount, host TFLM outputs) ---------------------
