@@ -5,22 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pytest_tinyml._util.durations import format_seconds
+
 
 def fmt_bytes(n: int | float) -> str:
     """``53936`` -> ``'53,936 B'``."""
     return f"{int(round(n)):,} B"
-
-
-def fmt_seconds(seconds: float) -> str:
-    """``0.0123`` -> ``'12.3 ms'``; ``4.2e-5`` -> ``'42 µs'``."""
-    a = abs(seconds)
-    if a >= 1:
-        return f"{seconds:.3g} s"
-    if a >= 1e-3:
-        return f"{seconds * 1e3:.3g} ms"
-    if a >= 1e-6 or a == 0:
-        return f"{seconds * 1e6:.3g} µs"
-    return f"{seconds * 1e9:.3g} ns"
 
 
 def fmt_value(value: Any, unit: str | None) -> str:
@@ -36,7 +26,7 @@ def fmt_value(value: Any, unit: str | None) -> str:
         if unit == "B":
             return fmt_bytes(value)
         if unit == "s":
-            return fmt_seconds(float(value))
+            return format_seconds(float(value))
         if unit == "%":
             return f"{value:.2f} %"
         if unit == "pt":
@@ -65,7 +55,7 @@ def fmt_delta(metric: str, delta: float | None) -> str:
     if unit == "B":
         return fmt_size_delta(delta)
     if unit == "s":
-        text = fmt_seconds(abs(delta))
+        text = format_seconds(abs(delta))
         return ("+" if delta > 0 else "-" if delta < 0 else "±") + text
     if unit in ("%", "pt"):
         return "±0.00 pt" if round(delta, 2) == 0 else f"{delta:+.2f} pt"

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml._util.durations import format_seconds
 from pytest_tinyml.checks.base import Verdict
 from pytest_tinyml.errors import NotEvaluable
-from pytest_tinyml.spec.units import format_seconds
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
@@ -281,7 +281,7 @@ def judge_latency(seconds: float, limit: float, instructions: float, cpi: float,
         measured=seconds,
         limit=limit,
         unit="s",
-        message=f"latency: {format_seconds(seconds)} {relation} limit {format_seconds(limit)} "
+        message=f"latency: {format_seconds(seconds, smallest='µs')} {relation} limit {format_seconds(limit, smallest='µs')} "
         f"({instructions:,.0f} instructions, {seconds * clock_hz:,.0f} cycles = {cpi:.2f} cycles/instruction "
         f"at {clock_hz / 1e6:g} MHz)",
         details=[f"method: {method}", *_top_ops(data.get("profile"))],
@@ -322,7 +322,7 @@ class LatencyCheck:
             )
             raise NotEvaluable(
                 f"not judged: the firmware ran the project's own runtime ({why}), not the TFLM you ship; "
-                f"its estimate, {format_seconds(info['latency_seconds'])} per inference on {m.board.name}, is "
+                f"its estimate, {format_seconds(info['latency_seconds'], smallest='µs')} per inference on {m.board.name}, is "
                 "shown as information (the project's runtime executes other code: on seed 001's CNN 34.4 M "
                 "instructions against 6.1 M for TFLM with CMSIS-NN and 179.9 M for TFLM's reference kernels)",
                 "let the firmware items build real TFLM: TINYML_TFLM_SOURCES or TFLM_ROOT, or network access to "

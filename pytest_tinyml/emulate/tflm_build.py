@@ -50,6 +50,7 @@ from pytest_tinyml.emulate.errors import FirmwareError
 from pytest_tinyml.emulate.tflm_sources import SourceSet, locate_sources, pins, projects_for
 from pytest_tinyml.emulate.toolchain import CORES, GCC, MACHINES, compiler_version, firmware_dir
 from pytest_tinyml.errors import NotEvaluable
+from pytest_tinyml.options import Environment
 
 Progress = Callable[[str], None]
 
@@ -220,9 +221,9 @@ def tflm_tree(
         Path(cache_dir) if cache_dir is not None else Path("."),
         kernels=kernels,
         offline=offline_from_env() if offline is None else offline,
-        mirror=mirror,
+        mirror=mirror or Environment.read().tflm_mirror,
         progress=progress,
-        tflm_root=root,
+        tflm_root=root if root is not None else Environment.read().tflm_root,
     )
     return tree_from_sources(src, kernels, core)
 

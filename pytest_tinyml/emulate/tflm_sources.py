@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import ipaddress
 import json
 import os
 import shutil
@@ -41,21 +40,29 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pytest_tinyml._util.download import (
+    DownloadError,
+    HTTPStatusError,
+    TooLarge,
+    Truncated,
+    download,
+    is_loopback,
+)
 from pytest_tinyml.errors import NotEvaluable
+from pytest_tinyml.options import MIRROR_ENV, TFLM_ROOT_ENV
 
 PINS_FILE = Path(__file__).with_name("tflm_pins.json")
 DIGEST_FORMAT = "tinyml-tree-1"
-MIRROR_ENV = "TINYML_TFLM_MIRROR"
 DEFAULT_MIRROR = "https://github.com"
-TFLM_ENV = "TFLM_ROOT"
 MAX_ARCHIVE = 256 * 1024 * 1024  # bytes of one downloaded .tar.gz
 MAX_UNPACKED = 1024 * 1024 * 1024  # bytes of one unpacked tree
 MAX_FILES = 50_000  # files of one unpacked tree
 DOWNLOAD_TIMEOUT = 60.0  # seconds without progress before a download is abandoned
+DOWNLOAD_DEADLINE = 1800.0  # seconds for one archive, however slowly it arrives
 DOWNLOADS = Path("tensorflow/lite/micro/tools/make/downloads")
 
 BASE_PROJECTS = ("tflite-micro", "flatbuffers", "gemmlowp", "ruy")
@@ -95,10 +102,6 @@ def pins() -> dict[str, Pin]:
     if data.get("format") != DIGEST_FORMAT:
         raise ValueError(f"{PINS_FILE}: unknown digest format {data.get('format')!r}")
     return {name: Pin(name=name, **fields) for name, fields in data["projects"].items()}
-
-
-def tflm_commit() -> str:
-    return pins()["tflite-micro"].commit
 
 
 @dataclass(frozen=True)
@@ -232,19 +235,15 @@ def apply_patch(tree: Path, patch_text: str) -> list[str]:
 
 # --- download + safe unpack -------------------------------------------------------------------------------
 def mirror_url(mirror: str | None = None) -> str:
-    """The base URL archives are fetched from (``https``; ``http`` only to a loopback address)."""
-    value = (mirror or os.environ.get(MIRROR_ENV, "") or DEFAULT_MIRROR).rstrip("/")
+    """The base URL archives are fetched from (``https``; ``http`` only to a loopback address); ``mirror``
+    is the ini's or ``$TINYML_TFLM_MIRROR`` (None: the default, GitHub)."""
+    value = (mirror or DEFAULT_MIRROR).rstrip("/")
     url = urllib.parse.urlsplit(value)
     host = url.hostname or ""
     if url.scheme == "https" and host:
         return value
-    if url.scheme == "http" and host:
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if loopback:
-            return value
+    if url.scheme == "http" and host and is_loopback(host):
+        return value
     raise SourcesUnavailable(
         f"TFLM source mirror {value!r} is not an https URL (plain http is allowed only to a loopback host)",
         f"set {MIRROR_ENV} / ini tinyml_tflm_mirror to https://github.com or an https mirror",
@@ -255,43 +254,27 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def _download(url: str, dest: Path, name: str, progress: Progress) -> int:
+def _download(url: str, dest: Path, name: str, progress: Progress, deadline: float = DOWNLOAD_DEADLINE) -> int:
+    limit = "check the mirror (TINYML_TFLM_MIRROR) or set TFLM_ROOT to a tflite-micro checkout"
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp, dest.open("wb") as out:  # noqa: S310 (scheme checked)
-            length = int(resp.headers.get("Content-Length") or 0)
-            if length > MAX_ARCHIVE:
-                raise SourcesUnavailable(
-                    f"{name}: {url} is {_mb(length)}, above the {_mb(MAX_ARCHIVE)} limit for a source archive",
-                    "check the mirror (TINYML_TFLM_MIRROR) or set TFLM_ROOT to a tflite-micro checkout",
-                )
-            got = 0
-            step = 8 * 1024 * 1024
-            next_report = step
-            while chunk := resp.read(1 << 16):
-                got += len(chunk)
-                if got > MAX_ARCHIVE:
-                    raise SourcesUnavailable(
-                        f"{name}: {url} sent more than {_mb(MAX_ARCHIVE)}, the limit for a source archive",
-                        "check the mirror (TINYML_TFLM_MIRROR) or set TFLM_ROOT to a tflite-micro checkout",
-                    )
-                out.write(chunk)
-                if got >= next_report:
-                    total = f" of {_mb(length)}" if length else ""
-                    progress(f"tinyml: downloading {name}: {_mb(got)}{total}")
-                    next_report += step
-            if length and got != length:
-                raise SourcesUnavailable(
-                    f"{name}: download of {url} ended after {got:,} of {length:,} bytes",
-                    "retry, or use --tinyml-offline and fill the source cache by hand",
-                )
-            return got
-    except SourcesUnavailable:
-        raise
-    except urllib.error.HTTPError as exc:
+        return download(url, dest, max_bytes=MAX_ARCHIVE, read_timeout=DOWNLOAD_TIMEOUT, deadline=deadline,
+                        progress=progress, label=name)
+    except TooLarge as exc:
+        if exc.declared is not None:
+            raise SourcesUnavailable(
+                f"{name}: {url} is {_mb(exc.declared)}, above the {_mb(MAX_ARCHIVE)} limit for a source archive", limit
+            ) from None
+        raise SourcesUnavailable(f"{name}: {url} sent more than {_mb(MAX_ARCHIVE)}, the limit for a source archive",
+                                 limit) from None
+    except Truncated as exc:
+        raise SourcesUnavailable(
+            f"{name}: download of {url} ended after {exc.got:,} of {exc.expected:,} bytes",
+            "retry, or use --tinyml-offline and fill the source cache by hand",
+        ) from None
+    except HTTPStatusError as exc:
         raise SourcesUnavailable(f"{name}: {url} answered HTTP {exc.code}", _NET_FIX) from None
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise SourcesUnavailable(f"{name}: cannot download {url}: {reason}", _NET_FIX) from None
+    except DownloadError as exc:
+        raise SourcesUnavailable(f"{name}: cannot download {url}: {exc.reason}", _NET_FIX) from None
 
 
 _NET_FIX = (
@@ -408,8 +391,8 @@ def projects_for(kernels: str) -> tuple[str, ...]:
 def _from_tflm_root(base: Path, kernels: str) -> SourceSet:
     if not (base / "tensorflow/lite/micro/micro_interpreter.h").is_file():
         raise SourcesUnavailable(
-            f"{TFLM_ENV}={base} is not a tflite-micro checkout (tensorflow/lite/micro/micro_interpreter.h missing)",
-            f"unset {TFLM_ENV} to use the pinned sources, or point it at a tflite-micro checkout",
+            f"{TFLM_ROOT_ENV}={base} is not a tflite-micro checkout (tensorflow/lite/micro/micro_interpreter.h missing)",
+            f"unset {TFLM_ROOT_ENV} to use the pinned sources, or point it at a tflite-micro checkout",
         )
     dl = base / DOWNLOADS
     needed = {
@@ -423,13 +406,13 @@ def _from_tflm_root(base: Path, kernels: str) -> SourceSet:
     missing = [n for n, p in needed.items() if not p.is_file()]
     if missing:
         raise SourcesUnavailable(
-            f"{TFLM_ENV}: third-party sources missing under {dl}: {', '.join(missing)}",
+            f"{TFLM_ROOT_ENV}: third-party sources missing under {dl}: {', '.join(missing)}",
             "run `make -f tensorflow/lite/micro/tools/make/Makefile third_party_downloads` "
             "(with OPTIMIZED_KERNEL_DIR=cmsis_nn for CMSIS-NN) in the checkout, or unset TFLM_ROOT",
         )
     cm = kernels == "cmsis_nn"
     return SourceSet(
-        TFLM_ENV, base, dl / "flatbuffers", dl / "gemmlowp", dl / "ruy",
+        TFLM_ROOT_ENV, base, dl / "flatbuffers", dl / "gemmlowp", dl / "ruy",
         dl / "cmsis_nn" if cm else None, dl / "cmsis" if cm else None, dl / "cmsis/Cortex_DFP" if cm else None,
     )
 
@@ -444,10 +427,11 @@ def locate_sources(
     tflm_root: str | os.PathLike[str] | None = None,
     table: dict[str, Pin] | None = None,
 ) -> SourceSet:
-    """The sources for a ``kernels`` build, by the order in the module doc; raises SourcesUnavailable
+    """The sources for a ``kernels`` build, by the order in the module doc (``tflm_root``: the user's
+    ``$TFLM_ROOT``, None or "" when unset; ``mirror``: see :func:`mirror_url`); raises SourcesUnavailable
     (a NotEvaluable with a one-line reason and a fix) when none can be had."""
     say = progress or (lambda _msg: None)
-    root_value = os.fspath(tflm_root) if tflm_root is not None else os.environ.get(TFLM_ENV, "")
+    root_value = os.fspath(tflm_root) if tflm_root is not None else ""
     if root_value:
         return _from_tflm_root(Path(root_value).expanduser().resolve(), kernels)
     table = table or pins()
@@ -481,19 +465,3 @@ def locate_sources(
         d["tflite-micro"], d["flatbuffers"], d["gemmlowp"], d["ruy"],
         d.get("cmsis_nn"), d.get("cmsis"), d.get("cortex_dfp"), commit=table["tflite-micro"].commit,
     )
-
-
-def write_pins(trees: Iterable[tuple[Pin, Path, Path | None]]) -> dict[str, object]:
-    """Pins JSON for ``(pin, unpacked tree, patched tree or None)``: a helper for maintainers who move a pin."""
-    projects: dict[str, object] = {}
-    for pin, tree, patched in trees:
-        digest, files = tree_digest(tree)
-        entry: dict[str, object] = {
-            "owner": pin.owner, "repo": pin.repo, "commit": pin.commit, "sha256": digest, "files": files,
-        }
-        if pin.patch:
-            entry["patch"] = pin.patch
-        if patched is not None:
-            entry["patched_sha256"] = tree_digest(patched)[0]
-        projects[pin.name] = entry
-    return {"format": DIGEST_FORMAT, "projects": projects}

@@ -47,8 +47,8 @@ from pytest_tinyml._util.cachefs import (
     sha256_tree,
     staged_file,
 )
+from pytest_tinyml._util.imports import module_source
 from pytest_tinyml._util.jsonsafe import jsonsafe
-from pytest_tinyml.pipeline._imports import module_source
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Spec

@@ -31,11 +31,7 @@ from __future__ import annotations
 import difflib
 import gzip
 import hashlib
-import os
 import struct
-import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pytest_tinyml._util.cachefs import atomic_write, file_digest
+from pytest_tinyml._util.download import ChecksumMismatch, DownloadError, download
+from pytest_tinyml._util.imports import FunctionNotFound, import_function
 from pytest_tinyml.errors import DatasetError
-from pytest_tinyml.pipeline._imports import import_with_paths
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import DatasetSpec
@@ -124,15 +122,8 @@ SVHN_FILES = (
 )
 SVHN_MIRRORS = ("http://ufldl.stanford.edu/housenumbers/",)
 
-DOWNLOAD_TIMEOUT = 60.0
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+DOWNLOAD_TIMEOUT = 60.0  # seconds without a byte
+MAX_DOWNLOAD = 1 << 30  # bytes of one dataset file (SVHN's train_32x32.mat is 182 MB)
 
 
 def _data_dir(ds: DatasetSpec, cache_dir: Path) -> Path:
@@ -157,26 +148,13 @@ def _fetch(remote: RemoteFile, directory: Path, mirrors: tuple[str, ...], datase
         for base in mirrors:
             url = base + remote.name
             try:
-                with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:  # noqa: S310
-                    fd, tmp = tempfile.mkstemp(prefix=f".{remote.name}.", dir=directory)
-                    try:
-                        with os.fdopen(fd, "wb") as out:
-                            while True:
-                                chunk = response.read(1 << 20)
-                                if not chunk:
-                                    break
-                                out.write(chunk)
-                        if file_digest(Path(tmp), remote.algorithm) != remote.digest:
-                            errors.append(f"{url}: checksum mismatch")
-                            continue
-                        os.replace(tmp, path)
-                        break
-                    finally:
-                        if os.path.exists(tmp):
-                            os.unlink(tmp)
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                reason = getattr(exc, "reason", exc)
-                errors.append(f"{url}: {reason}")
+                download(url, path, max_bytes=MAX_DOWNLOAD, digest=(remote.algorithm, remote.digest),
+                         read_timeout=DOWNLOAD_TIMEOUT)
+                break
+            except ChecksumMismatch:
+                errors.append(f"{url}: checksum mismatch")
+            except DownloadError as exc:
+                errors.append(f"{url}: {exc.reason}")
         if not path.exists():
             raise DatasetError(
                 f"dataset {dataset!r}: {remote.name} is not in {directory} and could not be downloaded "
@@ -231,11 +209,7 @@ def _parsed_cache(directory: Path, key: str, parse: Callable[[], dict[str, np.nd
             pass
     arrays = parse()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".parsed-", suffix=".npz", dir=directory)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, cached)
+        atomic_write(cached, lambda f: np.savez(f, **arrays), prefix=".parsed-", suffix=".npz")  # type: ignore[arg-type]
     except OSError:
         pass
     return arrays
@@ -400,14 +374,12 @@ BUILTIN_LOADERS: dict[str, Loader] = {
 def _import_callable(target: str, search: list[Path]) -> Callable[..., Any]:
     module_name, _, func_name = target.partition(":")
     try:
-        module = import_with_paths(module_name, search)
+        return import_function(target, search)
+    except FunctionNotFound:
+        raise DatasetError(f"{module_name!r} has no function {func_name!r}", fix="name a function module:function") from None
     except ImportError as exc:
         raise DatasetError(f"cannot import dataset module {module_name!r}: {exc}",
                            fix="check the module name and that it is importable") from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise DatasetError(f"{module_name!r} has no function {func_name!r}", fix="name a function module:function")
-    return func  # type: ignore[no-any-return]
 
 
 def resolve_loader(name: str, extra_loaders: Mapping[str, Loader] | None = None, *, search: list[Path] | None = None,

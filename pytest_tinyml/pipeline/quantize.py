@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from pytest_tinyml.pipeline.datasets import Dataset
     from pytest_tinyml.spec.model import Spec
 
-MODES = ("float32", "float16", "dynamic_range", "int8", "qat")
 QAT_LR_FRACTION = 0.01  # QAT fine-tuning rate / training rate (see the module docstring)
 Progress = Callable[[str], None] | None
 

@@ -13,7 +13,6 @@ before the validation accuracy is measured, so early stopping and the saved mode
 from __future__ import annotations
 
 import inspect
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pytest_tinyml._util.imports import FunctionNotFound, import_function
 from pytest_tinyml.errors import BuildError
-from pytest_tinyml.pipeline._imports import import_with_paths
+from pytest_tinyml.options import quiet_tensorflow
 
 if TYPE_CHECKING:
     from pytest_tinyml.pipeline.datasets import Dataset
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None] | None
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_tensorflow()
 
 
 def search_paths(spec: Spec) -> list[Path]:
@@ -68,7 +68,10 @@ def import_builder(spec: Spec) -> Callable[..., Any]:
     module_name, _, func_name = ref.value.partition(":")
     where = spec.where("model", "builder")
     try:
-        module = import_with_paths(module_name, search_paths(spec))
+        return import_function(ref.value, search_paths(spec))
+    except FunctionNotFound:
+        raise BuildError(f"module {module_name!r} has no function {func_name!r}", where=where,
+                         fix=f"define {func_name}() in {module_name} or name another function") from None
     except ImportError as exc:
         raise BuildError(f"cannot import builder module {module_name!r}: {exc}", where=where,
                          fix="check the module path; builders are searched in sys.path, the current directory, "
@@ -76,11 +79,6 @@ def import_builder(spec: Spec) -> Callable[..., Any]:
     except Exception as exc:
         raise BuildError(f"importing builder module {module_name!r} failed: {type(exc).__name__}: {exc}",
                          where=where, fix="fix the error in the builder module") from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise BuildError(f"module {module_name!r} has no function {func_name!r}", where=where,
-                         fix=f"define {func_name}() in {module_name} or name another function")
-    return func  # type: ignore[no-any-return]
 
 
 def builder_accepts_keras_module(func: Callable[..., Any]) -> bool:

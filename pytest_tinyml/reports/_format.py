@@ -11,7 +11,6 @@ from typing import Any
 from pytest_tinyml.fmt import (  # noqa: F401  (re-exported for the report renderers)
     fmt_bytes,
     fmt_delta,
-    fmt_seconds,
     fmt_size_delta,
     fmt_value,
     metric_unit,

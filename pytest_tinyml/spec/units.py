@@ -162,11 +162,3 @@ def parse_frequency(value: object) -> int:
     if not math.isfinite(hz) or not 1 <= hz <= MAX_FREQUENCY_HZ:
         raise UnitError(f"{_short(value)}: a clock must be between 1 Hz and 1 THz")
     return int(hz)
-
-
-def format_seconds(seconds: float) -> str:
-    if seconds >= 1:
-        return f"{seconds:.3g} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds * 1e6:.3g} µs"

@@ -1,0 +1,222 @@
+"""The one bounded, verified HTTP(S) download (datasets and the pinned TFLM sources).
+
+:func:`download` fetches one URL into a file:
+
+- **bounded**: at most ``max_bytes`` (a larger ``Content-Length`` is refused before reading), every read
+  within ``read_timeout`` seconds and the whole download within ``deadline`` seconds (a server dripping a
+  byte at a time ends at the deadline, late by at most one read);
+- **verified**: an optional ``(algorithm, hex digest)`` the file must have, and a body as long as the
+  ``Content-Length`` it announced;
+- **atomic**: written into a temporary file next to ``dest`` and renamed into place only when complete
+  and verified; a failed download leaves nothing behind;
+- **redirects**: at most :data:`MAX_REDIRECTS`, and only to the same trust level as the URL asked for:
+  from ``https`` only to ``https``; from ``http`` on a loopback host only to ``http`` on that same host;
+  from other ``http`` only to ``http(s)``; never to another scheme. A refused redirect names its target;
+- **progress by time**: every ``progress_every`` seconds, a line with the bytes so far and the rate.
+
+Every failure is a :class:`DownloadError` with a one-line ``reason`` (HTTP errors, refused connections,
+timeouts, a server that does not speak HTTP, a malformed URL or port): callers wrap it in their own
+message and never show a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import ipaddress
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from pytest_tinyml._util.cachefs import publish, staged_file
+
+MAX_REDIRECTS = 4
+READ_TIMEOUT = 60.0  # seconds without a byte before a download is abandoned
+DEADLINE = 1800.0  # seconds for the whole download
+PROGRESS_EVERY = 5.0  # seconds between progress lines
+CHUNK = 1 << 16
+
+
+class DownloadError(Exception):
+    """A download failed; ``reason`` is one line, without the URL."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HTTPStatusError(DownloadError):
+    """The server answered with an HTTP error status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message or f"HTTP {code}")
+        self.code = code
+
+
+class TooLarge(DownloadError):
+    """Over ``limit`` bytes: announced (``declared``) or sent (``declared`` None)."""
+
+    def __init__(self, limit: int, declared: int | None) -> None:
+        super().__init__(f"more than {limit:,} bytes" if declared is None else f"{declared:,} bytes announced, "
+                         f"above the {limit:,}-byte limit")
+        self.limit = limit
+        self.declared = declared
+
+
+class Truncated(DownloadError):
+    """The body ended before the ``Content-Length`` it announced."""
+
+    def __init__(self, got: int, expected: int) -> None:
+        super().__init__(f"ended after {got:,} of {expected:,} bytes")
+        self.got = got
+        self.expected = expected
+
+
+class ChecksumMismatch(DownloadError):
+    def __init__(self, algorithm: str, actual: str) -> None:
+        super().__init__(f"checksum mismatch ({algorithm} {actual})")
+        self.algorithm = algorithm
+        self.actual = actual
+
+
+def _line(text: object, limit: int = 200) -> str:
+    """``text`` on one line: control characters and runs of whitespace become one space; cut to ``limit``."""
+    s = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def redirect_allowed(base: str, target: str) -> bool:
+    """Whether a redirect from ``base`` to ``target`` stays at the trust level of ``base`` (module doc)."""
+    old, new = urllib.parse.urlsplit(base), urllib.parse.urlsplit(target)
+    if not new.hostname:
+        return False
+    if old.scheme == "https":
+        return new.scheme == "https"
+    if old.scheme == "http" and is_loopback(old.hostname or ""):
+        return new.scheme == "http" and new.hostname == old.hostname
+    return old.scheme == "http" and new.scheme in ("http", "https")
+
+
+class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
+    max_redirections = MAX_REDIRECTS
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: Any, newurl: str) -> urllib.request.Request | None:
+        if not redirect_allowed(self.base, newurl):
+            raise DownloadError(f"refused redirect to {_line(newurl)} (HTTP {code}: not the trust level of "
+                                f"{urllib.parse.urlsplit(self.base).scheme}://{urllib.parse.urlsplit(self.base).netloc})")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, http.client.InvalidURL):
+        return f"invalid URL ({_line(exc)})"
+    if isinstance(exc, http.client.BadStatusLine):
+        return f"the server does not answer HTTP ({type(exc).__name__}: {_line(exc, 80)})"
+    if isinstance(exc, http.client.HTTPException):
+        return f"{type(exc).__name__}: {_line(exc)}" if str(exc) else type(exc).__name__
+    if isinstance(exc, urllib.error.URLError):
+        inner = exc.reason
+        if isinstance(inner, BaseException):
+            return _reason(inner)
+        return _line(inner)
+    if isinstance(exc, TimeoutError):
+        return _line(exc) or "timed out"
+    return _line(exc) or type(exc).__name__
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / 1e6 / max(seconds, 1e-9):.1f} MB/s"
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    digest: tuple[str, str] | None = None,
+    read_timeout: float = READ_TIMEOUT,
+    deadline: float = DEADLINE,
+    progress: Callable[[str], None] | None = None,
+    label: str = "",
+    progress_every: float = PROGRESS_EVERY,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Fetch ``url`` into ``dest`` (module doc); returns the number of bytes. Raises :class:`DownloadError`.
+
+    ``progress`` receives ``tinyml: downloading <label>: <MB>[ of <MB>] (<rate>)`` every ``progress_every``
+    seconds while bytes arrive."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("http", "https"):
+        raise DownloadError(f"not an http(s) URL (scheme {scheme or 'missing'!r})")
+    start = clock()
+    opener = urllib.request.build_opener(_RedirectPolicy(url))
+    try:
+        with opener.open(url, timeout=min(read_timeout, deadline)) as resp:
+            length = int(resp.headers.get("Content-Length") or 0)
+            if length > max_bytes:
+                raise TooLarge(max_bytes, length)
+            h = hashlib.new(digest[0]) if digest is not None else None
+            got = 0
+            last = start
+            with staged_file(dest, prefix=f".{dest.name}.") as (out, tmp):
+                while True:
+                    try:
+                        chunk = resp.read1(CHUNK)
+                    except http.client.IncompleteRead as exc:
+                        raise Truncated(got + len(exc.partial), length or got + len(exc.partial)) from None
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                    if got > max_bytes:
+                        raise TooLarge(max_bytes, None)
+                    out.write(chunk)
+                    if h is not None:
+                        h.update(chunk)
+                    now = clock()
+                    if now - start > deadline:
+                        raise DownloadError(f"not finished after {deadline:g} s ({got:,} bytes at "
+                                            f"{_rate(got, now - start)}): the total deadline")
+                    if progress is not None and now - last >= progress_every:
+                        last = now
+                        total = f" of {length / 1e6:.1f} MB" if length else ""
+                        progress(f"tinyml: downloading {label}: {got / 1e6:.1f} MB{total} ({_rate(got, now - start)})")
+                if length and got != length:
+                    raise Truncated(got, length)
+                if h is not None and digest is not None and h.hexdigest() != digest[1]:
+                    raise ChecksumMismatch(digest[0], h.hexdigest())
+                out.close()
+                publish(tmp, dest)
+            return got
+    except DownloadError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise HTTPStatusError(exc.code, _line(exc.reason)) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise DownloadError(_reason(exc)) from None
+
+
+__all__ = [
+    "ChecksumMismatch",
+    "DownloadError",
+    "HTTPStatusError",
+    "TooLarge",
+    "Truncated",
+    "download",
+    "is_loopback",
+    "redirect_allowed",
+]
