@@ -114,12 +114,18 @@ class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
     def __init__(self, base: str) -> None:
         self.base = base
 
-    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
-                         headers: Any, newurl: str) -> urllib.request.Request | None:
-        if not redirect_allowed(self.base, newurl):
-            raise DownloadError(f"refused redirect to {_line(newurl)} (HTTP {code}: not the trust level of "
-                                f"{urllib.parse.urlsplit(self.base).scheme}://{urllib.parse.urlsplit(self.base).netloc})")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+    def http_error_302(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                       headers: Any) -> Any:
+        location = headers.get("location") or headers.get("uri")
+        if location:
+            target = urllib.parse.urljoin(req.full_url, location)
+            if not redirect_allowed(self.base, target):
+                base = urllib.parse.urlsplit(self.base)
+                raise DownloadError(f"refused redirect to {_line(target)} (HTTP {code}; only the trust level of "
+                                    f"{base.scheme}://{base.netloc} is followed)")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 def _reason(exc: BaseException) -> str:

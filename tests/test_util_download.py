@@ -1,0 +1,258 @@
+"""The one download (``pytest_tinyml._util.download``) against servers on 127.0.0.1 only.
+
+Redirects to another host, scheme or trust level are refused naming the target (and never connected to);
+a server that drips bytes ends at the total deadline; progress lines come by time; a server that does not
+speak HTTP, a bad port or a dropped connection is one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_tinyml._util import download as dl
+from pytest_tinyml.emulate import tflm_sources as ts
+
+BODY = b"0123456789" * 100
+
+
+class _Http:
+    """A ThreadingHTTPServer on 127.0.0.1 whose routes answer a body or a redirect."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}
+        bodies, redirects = self.bodies, self.redirects
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path in redirects:
+                    self.send_response(302)
+                    self.send_header("Location", redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = bodies.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[_Http]:
+    s = _Http()
+    yield s
+    s.close()
+
+
+class _Raw:
+    """A one-connection-at-a-time TCP server on 127.0.0.1 running ``answer(conn)`` for each client."""
+
+    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stop = threading.Event()
+
+        def serve() -> None:
+            while not self.stop.is_set():
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    return
+                with conn:
+                    try:
+                        conn.recv(4096)
+                        answer(conn)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[[Callable[[socket.socket], None]], _Raw]]:
+    made: list[_Raw] = []
+
+    def make(answer: Callable[[socket.socket], None]) -> _Raw:
+        made.append(_Raw(answer))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def _drip(length: int, every: float, stop: threading.Event | None = None) -> Callable[[socket.socket], None]:
+    def answer(conn: socket.socket) -> None:
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
+        for _ in range(length):
+            if stop is not None and stop.is_set():
+                return
+            conn.sendall(b"x")
+            time.sleep(every)
+
+    return answer
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def test_good_download_is_verified_and_published(tmp_path: Path, server: _Http) -> None:
+    server.bodies["/f"] = BODY
+    dest = tmp_path / "d" / "f.bin"
+    n = dl.download(f"{server.url}/f", dest, max_bytes=10_000, digest=("sha256", hashlib.sha256(BODY).hexdigest()))
+    assert n == len(BODY) and dest.read_bytes() == BODY
+    assert _leftovers(dest.parent) == ["f.bin"]
+
+
+def test_checksum_and_size_failures_leave_nothing(tmp_path: Path, server: _Http) -> None:
+    server.bodies["/f"] = BODY
+    dest = tmp_path / "f.bin"
+    with pytest.raises(dl.ChecksumMismatch, match="checksum mismatch"):
+        dl.download(f"{server.url}/f", dest, max_bytes=10_000, digest=("md5", "0" * 32))
+    with pytest.raises(dl.TooLarge) as err:
+        dl.download(f"{server.url}/f", dest, max_bytes=100)
+    assert err.value.declared == len(BODY)
+    assert _leftovers(tmp_path) == []
+
+
+def test_redirect_within_the_loopback_host_is_followed(tmp_path: Path, server: _Http) -> None:
+    server.bodies["/real"] = BODY
+    server.redirects["/moved"] = f"{server.url}/real"
+    dl.download(f"{server.url}/moved", tmp_path / "f", max_bytes=10_000)
+    assert (tmp_path / "f").read_bytes() == BODY
+
+
+@pytest.mark.parametrize("target", ["http://10.255.255.1/x.tar.gz", "ftp://127.0.0.1/x.tar.gz",
+                                    "file:///etc/passwd", "https://127.0.0.1/x.tar.gz", "http://localhost.example/x"])
+def test_redirect_off_the_loopback_host_is_refused_and_named(tmp_path: Path, server: _Http, target: str) -> None:
+    server.redirects["/a"] = target
+    started = time.monotonic()
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download(f"{server.url}/a", tmp_path / "f", max_bytes=10_000)
+    assert time.monotonic() - started < 5  # refused, not connected to
+    text = str(err.value)
+    assert text.startswith(f"refused redirect to {target}") and "\n" not in text
+    assert _leftovers(tmp_path) == []
+
+
+def test_redirect_rules() -> None:
+    ok = dl.redirect_allowed
+    assert ok("https://github.com/a", "https://codeload.github.com/b")
+    assert not ok("https://github.com/a", "http://codeload.github.com/b")
+    assert ok("http://127.0.0.1:80/a", "http://127.0.0.1:81/b")
+    assert not ok("http://127.0.0.1/a", "http://127.0.0.2/b")
+    assert not ok("http://localhost/a", "http://10.0.0.1/b")
+    assert ok("http://ufldl.stanford.edu/a", "https://ufldl.stanford.edu/b")
+    assert not ok("http://ufldl.stanford.edu/a", "ftp://ufldl.stanford.edu/b")
+
+
+def test_redirect_loop_stops_after_a_few(tmp_path: Path, server: _Http) -> None:
+    for i in range(10):
+        server.redirects[f"/r{i}"] = f"{server.url}/r{i + 1}"
+    server.bodies["/r10"] = BODY
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download(f"{server.url}/r0", tmp_path / "f", max_bytes=10_000)
+    assert "\n" not in str(err.value)
+
+
+def test_tflm_mirror_redirect_refusal_names_the_target(tmp_path: Path, server: _Http) -> None:
+    server.redirects["/own/proj/archive/abc.tar.gz"] = "http://10.255.255.1/evil.tar.gz"
+    pin = ts.Pin(name="proj", owner="own", repo="proj", commit="abc", sha256="0" * 64, files=1)
+    with pytest.raises(ts.SourcesUnavailable) as err:
+        ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
+    assert "refused redirect to http://10.255.255.1/evil.tar.gz" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_drip_server_hits_the_total_deadline(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
+    stop = threading.Event()
+    srv = raw(_drip(1000, 0.05, stop))
+    started = time.monotonic()
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000, read_timeout=5, deadline=0.6)
+    stop.set()
+    assert time.monotonic() - started < 4
+    assert "total deadline" in str(err.value) and "\n" not in str(err.value)
+    assert _leftovers(tmp_path) == []
+
+
+def test_progress_is_reported_by_time(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
+    srv = raw(_drip(20, 0.05))
+    lines: list[str] = []
+    dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000, progress=lines.append, label="proj",
+                progress_every=0.2)
+    assert (tmp_path / "f").read_bytes() == b"x" * 20
+    assert 2 <= len(lines) <= 8, lines
+    assert all(line.startswith("tinyml: downloading proj: ") and line.endswith("MB/s)") for line in lines)
+
+
+def test_not_an_http_server_is_one_line(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
+    srv = raw(lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\x1b[31mhello\r\n"))
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000)
+    assert "does not answer HTTP" in str(err.value)
+    assert "\n" not in str(err.value) and "\x1b" not in str(err.value)
+
+
+def test_dropped_connection_is_one_line(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
+    srv = raw(lambda conn: None)  # reads the request, closes without a word
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000)
+    assert "\n" not in str(err.value) and str(err.value)
+
+
+def test_truncated_body_is_one_line(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
+    srv = raw(lambda conn: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"))
+    with pytest.raises(dl.Truncated) as err:
+        dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000)
+    assert err.value.expected == 100 and "\n" not in str(err.value)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("url, words", [("http://127.0.0.1:abc/f", "invalid URL"),
+                                        ("ftp://127.0.0.1/f", "not an http(s) URL"),
+                                        ("127.0.0.1/f", "not an http(s) URL")])
+def test_bad_urls_are_one_line(tmp_path: Path, url: str, words: str) -> None:
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download(url, tmp_path / "f", max_bytes=10)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tflm_non_http_mirror_and_bad_port_are_one_line(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
+    srv = raw(lambda conn: conn.sendall(b"220 ftp ready\r\n"))
+    pin = ts.Pin(name="proj", owner="own", repo="proj", commit="abc", sha256="0" * 64, files=1)
+    for mirror in (srv.url, "http://127.0.0.1:abc"):
+        with pytest.raises(ts.SourcesUnavailable) as err:
+            ts.fetch_project(pin, tmp_path / "cache", ts.mirror_url(mirror), lambda _m: None)
+        assert "cannot download" in str(err.value) and "\n" not in str(err.value)
