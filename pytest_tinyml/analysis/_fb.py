@@ -15,7 +15,8 @@ per ``TABLE_BYTES`` bytes of file + ``TABLE_SLACK`` (an unshared file references
 and where.
 
 Only the FlatBuffers wire format is implemented here (tables, vtables, vectors, strings, scalars); the
-TFLite schema knowledge (which slot holds which field) lives in :mod:`pytest_tinyml.analysis.model`.
+TFLite schema knowledge (which slot holds which field) lives in :mod:`pytest_tinyml.analysis.schema` and
+:mod:`pytest_tinyml.analysis.walker`.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_tinyml.analysis.model import ModelInfo
+from pytest_tinyml.analysis.modelinfo import ModelInfo
 
 #: Object code (text + data, bytes) of TFLM's runtime core, per source file, Cortex-M4 -Os.
 CORE_OBJECT_BYTES: dict[str, int] = {

@@ -46,7 +46,7 @@ from pytest_tinyml.errors import TinyMLError
 if TYPE_CHECKING:
     import numpy
 
-    from pytest_tinyml.analysis.model import ModelInfo
+    from pytest_tinyml.analysis.modelinfo import ModelInfo
 
 #: Arena handed to the host interpreter: big enough for anything a microcontroller could run. TFLM
 #: does not touch the arena's pages before it plans them, so this costs address space only.

@@ -14,7 +14,7 @@ from pytest_tinyml.checks.firmware import (
 )
 
 if TYPE_CHECKING:
-    from pytest_tinyml.analysis.model import ModelInfo, TensorInfo
+    from pytest_tinyml.analysis.modelinfo import ModelInfo, TensorInfo
     from pytest_tinyml.boards import Board
     from pytest_tinyml.spec.model import Constraints, Limit
     from pytest_tinyml.target import Target
@@ -55,9 +55,9 @@ TFLM_SIZE_LIMIT = 1 << 32
 
 def tensor_bytes(t: TensorInfo) -> int:
     """Bytes the tensor's shape and type call for (unbounded integer arithmetic, -1 dims counted as 1)."""
-    from pytest_tinyml.analysis.model import _DTYPE_BITS
+    from pytest_tinyml.analysis.schema import DTYPE_BITS
 
-    return (t.num_elements * _DTYPE_BITS.get(t.dtype, 8) + 7) // 8
+    return (t.num_elements * DTYPE_BITS.get(t.dtype, 8) + 7) // 8
 
 
 def oversized_tensor(info: ModelInfo, ram_limit: int) -> tuple[TensorInfo, int, str] | None:

@@ -262,7 +262,7 @@ def memory_timing(board: Any) -> MemoryTiming:
 def operator_profile(info: Any, counts: Any, core: str, memory: MemoryTiming, clock_hz: int) -> dict[str, Any]:
     """Per-operator instructions and estimated cycles, with each operator's MACs, parameters and bytes.
 
-    ``info`` is the model's :class:`~pytest_tinyml.analysis.model.ModelInfo`; ``counts`` the plugin's
+    ``info`` is the model's :class:`~pytest_tinyml.analysis.modelinfo.ModelInfo`; ``counts`` the plugin's
     :class:`~pytest_tinyml.emulate.insn_plugin.ClassCounts`. Operators are matched by execution order with
     subgraph 0's operators (the order both firmware runtimes invoke them in).
     """
