@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from pytest_tinyml.errors import DatasetError
+from pytest_tinyml.pipeline import dataset_files as F
 from pytest_tinyml.pipeline import datasets as D
+from pytest_tinyml.pipeline import splits
 from pytest_tinyml.spec.model import DatasetSpec
 
 UNREACHABLE = "http://127.0.0.1:9/"  # discard port: connection refused at once
@@ -30,36 +32,36 @@ def _fake_idx_set(directory: Path, n_train: int = 60, n_test: int = 20, seed: in
     }
     directory.mkdir(parents=True, exist_ok=True)
     for name, a in arrays.items():
-        D.write_idx(directory / name, a)
+        F.write_idx(directory / name, a)
     return arrays
 
 
 def _pin_checksums(monkeypatch: pytest.MonkeyPatch, attr: str, directory: Path, algorithm: str = "sha256") -> None:
-    files = tuple(D.RemoteFile(f.name, algorithm, _sha(directory / f.name, algorithm)) for f in getattr(D, attr))
-    monkeypatch.setattr(D, attr, files)
+    files = tuple(F.RemoteFile(f.name, algorithm, _sha(directory / f.name, algorithm)) for f in getattr(F, attr))
+    monkeypatch.setattr(F, attr, files)
 
 
 def test_idx_roundtrip_and_header_checks(tmp_path: Path) -> None:
     a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    D.write_idx(tmp_path / "a.idx", a)
-    D.write_idx(tmp_path / "a.idx.gz", a)
-    assert np.array_equal(D.read_idx(tmp_path / "a.idx"), a)
-    assert np.array_equal(D.read_idx(tmp_path / "a.idx.gz"), a)
+    F.write_idx(tmp_path / "a.idx", a)
+    F.write_idx(tmp_path / "a.idx.gz", a)
+    assert np.array_equal(F.read_idx(tmp_path / "a.idx"), a)
+    assert np.array_equal(F.read_idx(tmp_path / "a.idx.gz"), a)
     raw = (tmp_path / "a.idx").read_bytes()
     # official layout: magic 0x00000803 then big-endian dimensions
     assert raw[:4] == bytes([0, 0, 8, 3]) and raw[4:8] == (2).to_bytes(4, "big")
     (tmp_path / "bad.idx").write_bytes(b"\x12\x34" + raw[2:])
     with pytest.raises(DatasetError, match="bad magic"):
-        D.read_idx(tmp_path / "bad.idx")
+        F.read_idx(tmp_path / "bad.idx")
     (tmp_path / "short.idx").write_bytes(raw[:-5])
     with pytest.raises(DatasetError, match="holds 19 bytes"):
-        D.read_idx(tmp_path / "short.idx")
+        F.read_idx(tmp_path / "short.idx")
     with gzip.open(tmp_path / "trunc.idx.gz", "wb") as f:
         f.write(raw)
     data = (tmp_path / "trunc.idx.gz").read_bytes()
     (tmp_path / "trunc.idx.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(DatasetError, match="cannot read IDX"):
-        D.read_idx(tmp_path / "trunc.idx.gz")
+        F.read_idx(tmp_path / "trunc.idx.gz")
 
 
 def test_mnist_loader_reads_verified_idx_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,6 +194,6 @@ def test_loader_returning_garbage(tmp_path: Path) -> None:
 
 def test_stratified_pick_proportions() -> None:
     y = np.array([0] * 70 + [1] * 20 + [2] * 10)
-    idx = D.stratified_pick(y, 10, np.random.default_rng(0))
+    idx = splits.stratified_pick(y, 10, np.random.default_rng(0))
     assert np.bincount(y[idx]).tolist() == [7, 2, 1]
-    assert np.array_equal(idx, D.stratified_pick(y, 10, np.random.default_rng(0)))
+    assert np.array_equal(idx, splits.stratified_pick(y, 10, np.random.default_rng(0)))

@@ -56,7 +56,8 @@ if TYPE_CHECKING:
 #: Bump when the layout of an entry or the meaning of a build changes.
 CACHE_FORMAT = 1
 LIBRARIES = ("tensorflow", "keras", "tf-keras", "tensorflow-model-optimization", "numpy", "tflite-micro", "ai-edge-litert")
-_PIPELINE_FILES = ("datasets.py", "train.py", "quantize.py", "artifacts.py", "cache.py")
+_PIPELINE_FILES = ("datasets.py", "dataset_types.py", "dataset_files.py", "splits.py", "train.py", "quantize.py",
+                   "artifacts.py", "cache.py")
 
 
 def library_versions() -> dict[str, str | None]:
