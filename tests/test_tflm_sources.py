@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_tinyml.emulate import tflm_fetch, tflm_patch, tflm_pins
 from pytest_tinyml.emulate import tflm_sources as ts
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -97,7 +98,7 @@ FILES = {"README": b"hello\n", "include/x.h": b"#ifndef X_H\n#define X_H\n#endif
 
 
 def _pin(tmp_path: Path, name: str = "proj", files: dict[str, bytes] = FILES) -> ts.Pin:
-    digest, count = ts.tree_digest(_tree(files, tmp_path / f"ref-{name}"))
+    digest, count = tflm_pins.tree_digest(_tree(files, tmp_path / f"ref-{name}"))
     return ts.Pin(name=name, owner="own", repo=name, commit=COMMIT, sha256=digest, files=count)
 
 
@@ -111,9 +112,9 @@ def test_digest_is_defined_by_sorted_paths_sizes_and_contents(tmp_path: Path) ->
     root = _tree({"b": b"2", "a/z": b"1"}, tmp_path / "t")
     (root / "link").symlink_to("b")  # symlinks are not part of the digest
     expected = hashlib.sha256(b"a/z\x001\x001" + b"b\x001\x002").hexdigest()
-    assert ts.tree_digest(root) == (expected, 2)
+    assert tflm_pins.tree_digest(root) == (expected, 2)
     (root / "b").write_bytes(b"3")
-    assert ts.tree_digest(root)[0] != expected
+    assert tflm_pins.tree_digest(root)[0] != expected
 
 
 def test_good_archive_downloads_verifies_and_is_reused(tmp_path: Path, server: _Server) -> None:
@@ -131,7 +132,7 @@ def test_good_archive_downloads_verifies_and_is_reused(tmp_path: Path, server: _
 def test_patch_is_applied_after_verification(tmp_path: Path, server: _Server) -> None:
     pin = _pin(tmp_path)
     patched = dict(FILES, **{"include/x.h": b"#ifndef X_H\n#define X_H\n#define PATCHED 1\n#endif\n"})
-    after = ts.tree_digest(_tree(patched, tmp_path / "patched"))[0]
+    after = tflm_pins.tree_digest(_tree(patched, tmp_path / "patched"))[0]
     pin = replace(pin, patch="p.patch", patched_sha256=after)
     _serve(server, pin, _targz(f"proj-{COMMIT}", FILES))
     out = ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None, PATCH)
@@ -207,7 +208,7 @@ def test_links_and_devices_are_never_created(tmp_path: Path, server: _Server) ->
 
 
 def test_file_count_limit(tmp_path: Path, server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ts, "MAX_FILES", 2)
+    monkeypatch.setattr(tflm_fetch, "MAX_FILES", 2)
     pin = _pin(tmp_path)
     _serve(server, pin, _targz(f"proj-{COMMIT}", FILES))
     with pytest.raises(ts.SourcesUnavailable, match="more than 2 files"):
@@ -215,7 +216,7 @@ def test_file_count_limit(tmp_path: Path, server: _Server, monkeypatch: pytest.M
 
 
 def test_archive_size_limit(tmp_path: Path, server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ts, "MAX_ARCHIVE", 100)
+    monkeypatch.setattr(tflm_fetch, "MAX_ARCHIVE", 100)
     pin = _pin(tmp_path)
     _serve(server, pin, _targz(f"proj-{COMMIT}", {"big": bytes(range(256)) * 64}))
     with pytest.raises(ts.SourcesUnavailable, match="limit for a source archive"):
@@ -274,10 +275,10 @@ def test_shipped_pins_cover_tflm_and_its_third_party_pins() -> None:
 
 def test_patch_that_does_not_apply_is_refused(tmp_path: Path) -> None:
     root = _tree({"include/x.h": b"something else\n"}, tmp_path / "t")
-    with pytest.raises(ts.PatchError, match="does not apply"):
-        ts.apply_patch(root, PATCH)
-    with pytest.raises(ts.PatchError, match="unsafe path"):
-        ts.apply_patch(root, PATCH.replace("b/include/x.h", "b/../x.h"))
+    with pytest.raises(tflm_patch.PatchError, match="does not apply"):
+        tflm_patch.apply_patch(root, PATCH)
+    with pytest.raises(tflm_patch.PatchError, match="unsafe path"):
+        tflm_patch.apply_patch(root, PATCH.replace("b/include/x.h", "b/../x.h"))
 
 
 @pytest.mark.skipif(
