@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pytest_tinyml._util.cachefs import sha256_bytes
+from pytest_tinyml.pipeline import build_key as K
 from pytest_tinyml.pipeline import cache as C
 from pytest_tinyml.pipeline import evaluate as E
 from pytest_tinyml.spec import load_spec
@@ -77,23 +78,23 @@ def _spec(tmp_path: Path, extra: str = "", builder_src: str = "def build(**kw):\
 def test_build_key_covers_build_fields_only(tmp_path: Path) -> None:
     search = [tmp_path]
     spec = load_spec(_spec(tmp_path))
-    k1, inputs = C.build_key(spec, dataset_checksum="abc", search=search)
+    k1, inputs = K.build_key(spec, dataset_checksum="abc", search=search)
     assert inputs["versions"]["numpy"] == np.__version__
-    assert C.build_key(spec, dataset_checksum="abc", search=search)[0] == k1
-    assert C.build_key(spec, dataset_checksum="abd", search=search)[0] != k1
+    assert K.build_key(spec, dataset_checksum="abc", search=search)[0] == k1
+    assert K.build_key(spec, dataset_checksum="abd", search=search)[0] != k1
     with_constraints = load_spec(_spec(tmp_path, "board: stm32f405\nconstraints: {max_size: 10KiB}\n"))
-    assert C.build_key(with_constraints, dataset_checksum="abc", search=search)[0] == k1
+    assert K.build_key(with_constraints, dataset_checksum="abc", search=search)[0] == k1
     (tmp_path / "s2.yaml").write_text(_spec(tmp_path).read_text().replace("epochs: 3", "epochs: 4"))
-    assert C.build_key(load_spec(tmp_path / "s2.yaml"), dataset_checksum="abc", search=search)[0] != k1
+    assert K.build_key(load_spec(tmp_path / "s2.yaml"), dataset_checksum="abc", search=search)[0] != k1
     # editing the builder's source changes the key
     _spec(tmp_path, builder_src="def build(**kw):\n    return 1\n")
-    assert C.build_key(spec, dataset_checksum="abc", search=search)[0] != k1
+    assert K.build_key(spec, dataset_checksum="abc", search=search)[0] != k1
 
 
 def test_builder_source_is_hashed_without_importing(tmp_path: Path) -> None:
     _spec(tmp_path, builder_src="raise RuntimeError('must not run')\ndef build():\n    pass\n")
     spec = load_spec(tmp_path / "s.yaml")
-    assert len(C.model_source_digest(spec, [tmp_path])) == 64
+    assert len(K.model_source_digest(spec, [tmp_path])) == 64
     assert "cache_builder_mod" not in sys.modules
 
 

@@ -118,7 +118,8 @@ def build_artifacts(
     A mode that cannot be built in this environment (e.g. qat without tf_keras support) is listed in
     ``BuildResult.skipped`` with the reason; ``BuildResult.tflite_path(mode)`` raises NotEvaluable for it.
     """
-    from pytest_tinyml.pipeline.cache import Cache, build_key
+    from pytest_tinyml.pipeline.build_key import build_key
+    from pytest_tinyml.pipeline.cache import Cache
     from pytest_tinyml.pipeline.train import search_paths
 
     if not spec.builds:
@@ -240,7 +241,7 @@ def _build_into(staging: Path, spec: Spec, data: Dataset, progress: Progress,
             )
 
         _convert_modes(staging, modes, convert, say, skipped, built, timings)
-    from pytest_tinyml.pipeline.cache import library_versions
+    from pytest_tinyml.pipeline.build_key import library_versions
 
     info["timings"] = timings
     info["versions"] = library_versions()
