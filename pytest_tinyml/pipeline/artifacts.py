@@ -56,13 +56,17 @@ class BuildResult:
 # ------------------------------------------------------------------------------------------------------
 # datasets (memoized per process: a session loads a spec's data once)
 
-_DATASETS: dict[str, Dataset] = {}
+_DATASETS: dict[tuple[str, tuple[tuple[str, Any], ...]], Dataset] = {}
 
 
-def _dataset_memo_key(spec: Spec, cache_dir: Path, extra_loaders: Mapping[str, Any] | None) -> str:
+def _dataset_memo_key(spec: Spec, cache_dir: Path,
+                      extra_loaders: Mapping[str, Any] | None) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """The dataset part of the spec, the directories, and the loaders themselves (held by the memo, so a
+    loader's identity is never mistaken for another's)."""
     assert spec.dataset is not None
-    return json.dumps([jsonsafe(spec.dataset, structure_only=True), str(Path(cache_dir).resolve()), str(Path(spec.path).resolve()),
-                       sorted((k, id(v)) for k, v in (extra_loaders or {}).items())], sort_keys=True, default=str)
+    text = json.dumps([jsonsafe(spec.dataset, structure_only=True), str(Path(cache_dir).resolve()),
+                       str(Path(spec.path).resolve())], sort_keys=True, default=str)
+    return text, tuple(sorted((extra_loaders or {}).items(), key=lambda item: item[0]))
 
 
 def get_dataset(spec: Spec, cache_dir: Path, extra_loaders: Mapping[str, Any] | None = None) -> Dataset:
@@ -71,11 +75,17 @@ def get_dataset(spec: Spec, cache_dir: Path, extra_loaders: Mapping[str, Any] | 
 
     if spec.dataset is None:
         raise DatasetError("this spec has no dataset", where=spec.where("dataset"), fix="add a 'dataset:' section")
-    key = _dataset_memo_key(spec, cache_dir, extra_loaders)
-    if key not in _DATASETS:
-        _DATASETS[key] = datasets.load_dataset(spec.dataset, Path(cache_dir), extra_loaders, search=search_paths(spec),
-                                               where=spec.where)
-    return _DATASETS[key]
+    key: tuple[str, tuple[tuple[str, Any], ...]] | None = _dataset_memo_key(spec, cache_dir, extra_loaders)
+    try:
+        hit = _DATASETS.get(key) if key is not None else None
+    except TypeError:  # a loader that cannot be hashed: load without the memo
+        key, hit = None, None
+    if hit is None:
+        hit = datasets.load_dataset(spec.dataset, Path(cache_dir), extra_loaders, search=search_paths(spec),
+                                    where=spec.where)
+        if key is not None:
+            _DATASETS[key] = hit
+    return hit
 
 
 def load_test_split(spec: Spec, cache_dir: Path, *, extra_loaders: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
