@@ -8,7 +8,6 @@ speak HTTP, a bad port or a dropped connection is one line, never a traceback.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import socket
 import threading
 import time
@@ -23,55 +22,13 @@ from pytest_tinyml.emulate import tflm_sources as ts
 BODY = b"0123456789" * 100
 
 
-class _Http:
-    """A ThreadingHTTPServer on 127.0.0.1 whose routes answer a body or a redirect."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, bytes] = {}
-        self.redirects: dict[str, str] = {}
-        bodies, redirects = self.bodies, self.redirects
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                if self.path in redirects:
-                    self.send_response(302)
-                    self.send_header("Location", redirects[self.path])
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = bodies.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+Answer = Callable[[socket.socket, str], None]
 
 
-@pytest.fixture
-def server() -> Iterator[_Http]:
-    s = _Http()
-    yield s
-    s.close()
+class _Server:
+    """A TCP server on 127.0.0.1, one connection at a time, running ``answer(conn, path)`` for each request."""
 
-
-class _Raw:
-    """A one-connection-at-a-time TCP server on 127.0.0.1 running ``answer(conn)`` for each client."""
-
-    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+    def __init__(self, answer: Answer) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(4)
@@ -86,8 +43,8 @@ class _Raw:
                     return
                 with conn:
                     try:
-                        conn.recv(4096)
-                        answer(conn)
+                        request = conn.recv(4096).decode("latin-1")
+                        answer(conn, request.split(" ")[1] if request.count(" ") >= 2 else "")
                     except OSError:
                         pass
 
@@ -99,20 +56,32 @@ class _Raw:
 
 
 @pytest.fixture
-def raw() -> Iterator[Callable[[Callable[[socket.socket], None]], _Raw]]:
-    made: list[_Raw] = []
+def serve() -> Iterator[Callable[[Answer], _Server]]:
+    made: list[_Server] = []
 
-    def make(answer: Callable[[socket.socket], None]) -> _Raw:
-        made.append(_Raw(answer))
+    def make(answer: Answer) -> _Server:
+        made.append(_Server(answer))
         return made[-1]
 
     yield make
-    for r in made:
-        r.close()
+    for server in made:
+        server.close()
 
 
-def _drip(length: int, every: float, stop: threading.Event | None = None) -> Callable[[socket.socket], None]:
-    def answer(conn: socket.socket) -> None:
+def _routes(bodies: dict[str, bytes], redirects: dict[str, str]) -> Answer:
+    def answer(conn: socket.socket, path: str) -> None:
+        if path in redirects:
+            conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {redirects[path]}\r\nContent-Length: 0\r\n\r\n".encode())
+        elif path in bodies:
+            conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(bodies[path])}\r\n\r\n".encode() + bodies[path])
+        else:
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    return answer
+
+
+def _drip(length: int, every: float, stop: threading.Event | None = None) -> Answer:
+    def answer(conn: socket.socket, path: str) -> None:
         conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
         for _ in range(length):
             if stop is not None and stop.is_set():
@@ -127,16 +96,22 @@ def _leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
 
 
-def test_good_download_is_verified_and_published(tmp_path: Path, server: _Http) -> None:
-    server.bodies["/f"] = BODY
+def test_good_download_is_verified_and_published(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
+    bodies: dict[str, bytes] = {}
+    redirects: dict[str, str] = {}
+    server = serve(_routes(bodies, redirects))
+    bodies["/f"] = BODY
     dest = tmp_path / "d" / "f.bin"
     n = dl.download(f"{server.url}/f", dest, max_bytes=10_000, digest=("sha256", hashlib.sha256(BODY).hexdigest()))
     assert n == len(BODY) and dest.read_bytes() == BODY
     assert _leftovers(dest.parent) == ["f.bin"]
 
 
-def test_checksum_and_size_failures_leave_nothing(tmp_path: Path, server: _Http) -> None:
-    server.bodies["/f"] = BODY
+def test_checksum_and_size_failures_leave_nothing(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
+    bodies: dict[str, bytes] = {}
+    redirects: dict[str, str] = {}
+    server = serve(_routes(bodies, redirects))
+    bodies["/f"] = BODY
     dest = tmp_path / "f.bin"
     with pytest.raises(dl.ChecksumMismatch, match="checksum mismatch"):
         dl.download(f"{server.url}/f", dest, max_bytes=10_000, digest=("md5", "0" * 32))
@@ -146,17 +121,23 @@ def test_checksum_and_size_failures_leave_nothing(tmp_path: Path, server: _Http)
     assert _leftovers(tmp_path) == []
 
 
-def test_redirect_within_the_loopback_host_is_followed(tmp_path: Path, server: _Http) -> None:
-    server.bodies["/real"] = BODY
-    server.redirects["/moved"] = f"{server.url}/real"
+def test_redirect_within_the_loopback_host_is_followed(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
+    bodies: dict[str, bytes] = {}
+    redirects: dict[str, str] = {}
+    server = serve(_routes(bodies, redirects))
+    bodies["/real"] = BODY
+    redirects["/moved"] = f"{server.url}/real"
     dl.download(f"{server.url}/moved", tmp_path / "f", max_bytes=10_000)
     assert (tmp_path / "f").read_bytes() == BODY
 
 
 @pytest.mark.parametrize("target", ["http://10.255.255.1/x.tar.gz", "ftp://127.0.0.1/x.tar.gz",
                                     "file:///etc/passwd", "https://127.0.0.1/x.tar.gz", "http://localhost.example/x"])
-def test_redirect_off_the_loopback_host_is_refused_and_named(tmp_path: Path, server: _Http, target: str) -> None:
-    server.redirects["/a"] = target
+def test_redirect_off_the_loopback_host_is_refused_and_named(tmp_path: Path, serve: Callable[[Answer], _Server], target: str) -> None:
+    bodies: dict[str, bytes] = {}
+    redirects: dict[str, str] = {}
+    server = serve(_routes(bodies, redirects))
+    redirects["/a"] = target
     started = time.monotonic()
     with pytest.raises(dl.DownloadError) as err:
         dl.download(f"{server.url}/a", tmp_path / "f", max_bytes=10_000)
@@ -177,17 +158,23 @@ def test_redirect_rules() -> None:
     assert not ok("http://ufldl.stanford.edu/a", "ftp://ufldl.stanford.edu/b")
 
 
-def test_redirect_loop_stops_after_a_few(tmp_path: Path, server: _Http) -> None:
+def test_redirect_loop_stops_after_a_few(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
+    bodies: dict[str, bytes] = {}
+    redirects: dict[str, str] = {}
+    server = serve(_routes(bodies, redirects))
     for i in range(10):
-        server.redirects[f"/r{i}"] = f"{server.url}/r{i + 1}"
-    server.bodies["/r10"] = BODY
+        redirects[f"/r{i}"] = f"{server.url}/r{i + 1}"
+    bodies["/r10"] = BODY
     with pytest.raises(dl.DownloadError) as err:
         dl.download(f"{server.url}/r0", tmp_path / "f", max_bytes=10_000)
     assert "\n" not in str(err.value)
 
 
-def test_tflm_mirror_redirect_refusal_names_the_target(tmp_path: Path, server: _Http) -> None:
-    server.redirects["/own/proj/archive/abc.tar.gz"] = "http://10.255.255.1/evil.tar.gz"
+def test_tflm_mirror_redirect_refusal_names_the_target(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
+    bodies: dict[str, bytes] = {}
+    redirects: dict[str, str] = {}
+    server = serve(_routes(bodies, redirects))
+    redirects["/own/proj/archive/abc.tar.gz"] = "http://10.255.255.1/evil.tar.gz"
     pin = ts.Pin(name="proj", owner="own", repo="proj", commit="abc", sha256="0" * 64, files=1)
     with pytest.raises(ts.SourcesUnavailable) as err:
         ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
@@ -195,9 +182,9 @@ def test_tflm_mirror_redirect_refusal_names_the_target(tmp_path: Path, server: _
     assert "\n" not in str(err.value)
 
 
-def test_drip_server_hits_the_total_deadline(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
+def test_drip_server_hits_the_total_deadline(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
     stop = threading.Event()
-    srv = raw(_drip(1000, 0.05, stop))
+    srv = serve(_drip(1000, 0.05, stop))
     started = time.monotonic()
     with pytest.raises(dl.DownloadError) as err:
         dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000, read_timeout=5, deadline=0.6)
@@ -207,8 +194,8 @@ def test_drip_server_hits_the_total_deadline(tmp_path: Path, raw: Callable[..., 
     assert _leftovers(tmp_path) == []
 
 
-def test_progress_is_reported_by_time(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
-    srv = raw(_drip(20, 0.05))
+def test_progress_is_reported_by_time(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
+    srv = serve(_drip(20, 0.05))
     lines: list[str] = []
     dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000, progress=lines.append, label="proj",
                 progress_every=0.2)
@@ -217,23 +204,23 @@ def test_progress_is_reported_by_time(tmp_path: Path, raw: Callable[..., _Raw]) 
     assert all(line.startswith("tinyml: downloading proj: ") and line.endswith("MB/s)") for line in lines)
 
 
-def test_not_an_http_server_is_one_line(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
-    srv = raw(lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\x1b[31mhello\r\n"))
+def test_not_an_http_server_is_one_line(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
+    srv = serve(lambda conn, path: conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\x1b[31mhello\r\n"))
     with pytest.raises(dl.DownloadError) as err:
         dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000)
     assert "does not answer HTTP" in str(err.value)
     assert "\n" not in str(err.value) and "\x1b" not in str(err.value)
 
 
-def test_dropped_connection_is_one_line(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
-    srv = raw(lambda conn: None)  # reads the request, closes without a word
+def test_dropped_connection_is_one_line(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
+    srv = serve(lambda conn, path: None)  # reads the request, closes without a word
     with pytest.raises(dl.DownloadError) as err:
         dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000)
     assert "\n" not in str(err.value) and str(err.value)
 
 
-def test_truncated_body_is_one_line(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
-    srv = raw(lambda conn: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"))
+def test_truncated_body_is_one_line(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
+    srv = serve(lambda conn, path: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"))
     with pytest.raises(dl.Truncated) as err:
         dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000)
     assert err.value.expected == 100 and "\n" not in str(err.value)
@@ -249,8 +236,8 @@ def test_bad_urls_are_one_line(tmp_path: Path, url: str, words: str) -> None:
     assert words in str(err.value) and "\n" not in str(err.value)
 
 
-def test_tflm_non_http_mirror_and_bad_port_are_one_line(tmp_path: Path, raw: Callable[..., _Raw]) -> None:
-    srv = raw(lambda conn: conn.sendall(b"220 ftp ready\r\n"))
+def test_tflm_non_http_mirror_and_bad_port_are_one_line(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
+    srv = serve(lambda conn, path: conn.sendall(b"220 ftp ready\r\n"))
     pin = ts.Pin(name="proj", owner="own", repo="proj", commit="abc", sha256="0" * 64, files=1)
     for mirror in (srv.url, "http://127.0.0.1:abc"):
         with pytest.raises(ts.SourcesUnavailable) as err:
