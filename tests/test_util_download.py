@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,13 @@ def test_tflm_non_http_mirror_and_bad_port_are_one_line(tmp_path: Path, serve: C
         with pytest.raises(ts.SourcesUnavailable) as err:
             ts.fetch_project(pin, tmp_path / "cache", ts.mirror_url(mirror), lambda _m: None)
         assert "cannot download" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tflm_sources_path_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    cache = tmp_path / "sources"
+    cache.write_text("not a directory")
+    pin = ts.Pin(name="proj", owner="own", repo="proj", commit="abc", sha256="0" * 64, files=1)
+    table = {name: replace(pin, name=name) for name in ts.projects_for("reference")}
+    with pytest.raises(ts.SourcesUnavailable) as err:
+        ts.locate_sources(cache, kernels="reference", mirror="http://127.0.0.1:9", table=table, tflm_root="")
+    assert f"TFLM source cache {cache} is not a directory" in str(err.value) and "\n" not in str(err.value)

@@ -108,6 +108,9 @@ def safe_unpack(archive: Path, dest: Path, name: str) -> int:
                     shutil.copyfileobj(src, out, 1 << 20)
     except SourcesUnavailable:
         raise
+    except MemoryError:
+        raise SourcesUnavailable(f"{name}: unpacking {archive.name} needs more memory than this process has",
+                                 "check the mirror") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise SourcesUnavailable(
             f"{name}: {archive.name} is truncated or not a tar.gz archive ({type(exc).__name__}: {exc})",
@@ -116,17 +119,33 @@ def safe_unpack(archive: Path, dest: Path, name: str) -> int:
     return files
 
 
-def fetch_project(pin: Pin, root: Path, mirror: str, progress: Progress, patch_text: str | None = None) -> Path:
-    """Download, unpack, verify and (for a patched project) patch ``pin`` into ``root/<name>-<commit>``."""
+_CACHE_FIX = "point ini tinyml_tflm_sources (or $TINYML_TFLM_SOURCES) at a writable directory, or set TFLM_ROOT"
+
+
+def _usable_root(root: Path) -> None:
+    """``root`` exists as a writable directory afterwards, or a one-line SourcesUnavailable says why not."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "is not a directory" if root.exists() and not root.is_dir() else f"cannot be created ({exc.strerror or exc})"
+        raise SourcesUnavailable(f"TFLM source cache {root} {why}", _CACHE_FIX) from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise SourcesUnavailable(f"TFLM source cache {root} is not writable", _CACHE_FIX)
+
+
+def fetch_project(pin: Pin, root: Path, mirror: str, progress: Progress, patch_text: str | None = None,
+                  deadline: float = DOWNLOAD_DEADLINE) -> Path:
+    """Download, unpack, verify and (for a patched project) patch ``pin`` into ``root/<name>-<commit>``;
+    the download must finish within ``deadline`` seconds."""
     final = root / pin.dirname
-    root.mkdir(parents=True, exist_ok=True)
+    _usable_root(root)
     url = f"{mirror}/{pin.owner}/{pin.repo}/archive/{pin.commit}.tar.gz"
     tag = f"{os.getpid()}"
     archive = root / f".{pin.dirname}.{tag}.tar.gz"
     work = root / f".{pin.dirname}.{tag}.unpack"
     progress(f"tinyml: downloading {pin.name} {pin.commit[:7]} from {url}")
     try:
-        size = _download(url, archive, pin.name, progress)
+        size = _download(url, archive, pin.name, progress, deadline)
         progress(f"tinyml: unpacking {pin.name} ({_mb(size)})")
         safe_unpack(archive, work, pin.name)
         digest, files = tree_digest(work)
@@ -147,9 +166,10 @@ def fetch_project(pin: Pin, root: Path, mirror: str, progress: Progress, patch_t
                 raise SourcesUnavailable(f"{pin.name}: tree after TFLM's patch differs from the pin", "report this")
         try:
             os.replace(work, final)
-        except OSError:
+        except OSError as exc:
             if not cache_entry_ok(root, pin):  # another process may have won the race with the same tree
-                raise
+                raise SourcesUnavailable(f"{pin.name}: cannot move the verified tree to {final} "
+                                         f"({exc.strerror or exc})", _CACHE_FIX) from None
         progress(f"tinyml: {pin.name} {pin.commit[:7]} verified ({files:,} files) in {final}")
     finally:
         archive.unlink(missing_ok=True)

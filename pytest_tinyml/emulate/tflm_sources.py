@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_tinyml._util.download import is_loopback
-from pytest_tinyml.emulate.tflm_fetch import fetch_project
+from pytest_tinyml.emulate.tflm_fetch import DOWNLOAD_DEADLINE, fetch_project
 from pytest_tinyml.emulate.tflm_pins import Pin, SourcesUnavailable, cache_entry_ok, pins
 from pytest_tinyml.kinds import KernelSet
 from pytest_tinyml.options import MIRROR_ENV, TFLM_ROOT_ENV
@@ -131,9 +131,11 @@ def locate_sources(
     progress: Progress | None = None,
     tflm_root: str | os.PathLike[str] | None = None,
     table: dict[str, Pin] | None = None,
+    deadline: float = DOWNLOAD_DEADLINE,
 ) -> SourceSet:
     """The sources for a ``kernels`` build, by the order in the module doc (``tflm_root``: the user's
-    ``$TFLM_ROOT``, None or "" when unset; ``mirror``: see :func:`mirror_url`); raises SourcesUnavailable
+    ``$TFLM_ROOT``, None or "" when unset; ``mirror``: see :func:`mirror_url`; ``deadline``: seconds for each
+    archive's download); raises SourcesUnavailable
     (a NotEvaluable with a one-line reason and a fix) when none can be had."""
     say = progress or (lambda _msg: None)
     root_value = os.fspath(tflm_root) if tflm_root is not None else ""
@@ -162,8 +164,13 @@ def locate_sources(
         for pin in sorted(missing, key=lambda p: p.patch is not None):  # tflite-micro before the patched ones
             patch_text = None
             if pin.patch:
-                patch_text = (cache_root / table["tflite-micro"].dirname / pin.patch).read_text(encoding="utf-8")
-            fetch_project(pin, cache_root, base, say, patch_text)
+                patch_path = cache_root / table["tflite-micro"].dirname / pin.patch
+                try:
+                    patch_text = patch_path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise SourcesUnavailable(f"{pin.name}: cannot read TFLM's patch {patch_path} ({exc})",
+                                             "delete the tflite-micro entry of the source cache to download it again") from None
+            fetch_project(pin, cache_root, base, say, patch_text, deadline)
     d = {p.name: cache_root / p.dirname for p in wanted}
     return SourceSet(
         "download" if missing else "source cache",
