@@ -29,11 +29,11 @@ from pytest_tinyml.checks.base import Verdict  # noqa: E402
 from pytest_tinyml.checks.memory import judge_bytes  # noqa: E402
 from pytest_tinyml.checks.size import judge_size  # noqa: E402
 from pytest_tinyml.errors import BuildError, NotEvaluable  # noqa: E402
+from pytest_tinyml.options import RunOptions  # noqa: E402
 from pytest_tinyml.records import ItemRecord  # noqa: E402
 from pytest_tinyml.reports.collect import build_report, tensor_lifetimes  # noqa: E402
 from pytest_tinyml.reports.markdown import render_markdown  # noqa: E402
 from pytest_tinyml.reports.terminal import summary_lines  # noqa: E402
-from pytest_tinyml.session import RunOptions  # noqa: E402
 from pytest_tinyml.spec.model import AUDIT_DEFAULTS, RegressionSpec  # noqa: E402
 from pytest_tinyml.target import Target  # noqa: E402
 

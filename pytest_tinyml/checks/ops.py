@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_tinyml.checks.base import Verdict
+from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
@@ -57,12 +57,8 @@ def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdic
     )
 
 
-class TflmOpsCheck:
-    name = "tflm_ops"
-    key = "ops"
-    metric = None
-    unit = "unsupported ops"
-    direction = ""
+class TflmOpsCheck(DeclaredCheck):
+    info = CheckInfo(name="tflm_ops", key="ops", unit="unsupported ops")
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.ops == "tflm"

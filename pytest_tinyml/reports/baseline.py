@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_tinyml.analysis.names import clip
-from pytest_tinyml.checks.base import Metric, builtin_metrics
+from pytest_tinyml.checks.base import Metric
+from pytest_tinyml.checks.registry import builtin_metrics
 from pytest_tinyml.errors import TinyMLError
 from pytest_tinyml.reports._format import fmt_delta, fmt_value, metric_unit
 from pytest_tinyml.reports.collect import SCHEMA_ID, SCHEMA_VERSION

@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_tinyml.checks.base import Metric, builtin_metrics, metrics_of
+from pytest_tinyml.checks.base import Metric, metrics_of
+from pytest_tinyml.checks.registry import builtin_metrics
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.records import ItemRecord, TargetRecord
 from pytest_tinyml.reports._format import item_order, jsonable, one_line
