@@ -145,7 +145,7 @@ def items_for(parent: pytest.Collector, checks: list[Check], targets: list[Targe
     """One item per check that applies to each target (``name[mode]`` for one mode of several)."""
     for target in targets:
         lines = constraint_lines(target.spec, checks)
-        suffix = f"[{target.mode}]" if target.label.endswith(f"[{target.mode}]") else ""
+        suffix = f"[{target.mode}]" if target.mode and target.label != target.source else ""  # one mode of several
         for check in checks:
             if check.applies(target.constraints):
                 item = TinyMLItem.from_parent(

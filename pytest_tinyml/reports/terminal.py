@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml.fmt import fmt_bytes
-from pytest_tinyml.kinds import Emulator
+from pytest_tinyml.kinds import Emulator, ItemStatus, Runtime
 from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, item_order, one_line
 from pytest_tinyml.reports.collect import firmware_runtime
 from pytest_tinyml.reports.profile import target_latency
@@ -68,7 +68,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
     lines: list[str] = comparison_lines(doc)
     several = len(by_target) > 1 and bool(doc.get("targets"))
     for target, rows in by_target.items():
-        if several and all(r.status == "passed" for r in rows) and not (comparison and comparison.deltas.get(target)):
+        if several and all(r.status == ItemStatus.PASSED for r in rows) and not (comparison and comparison.deltas.get(target)):
             continue  # one line in the comparison table says it all
         board = next((r.board for r in rows if r.board), None)
         runtime, _ = firmware_runtime(r.verdict for r in rows)
@@ -103,7 +103,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
                     (fmt_delta(d.metric, d.delta) + (" REGRESSION" if d.regression else "")) if d else "",
                 )
             verdict = STATUS_MARK.get(r.status, r.status.upper())
-            if r.status == "skipped" and r.message:
+            if r.status == ItemStatus.SKIPPED and r.message:
                 verdict += f"  {skip_reason(r.message)}"
             row += (verdict,)
             table.append(row)
@@ -141,7 +141,7 @@ def runtime_note_lines(results: list[Any]) -> list[str]:
     seen: list[str] = []
     for r in results:
         extra = r.verdict.get("extra") if isinstance(r.verdict, dict) else None
-        note = extra.get("runtime_note") if isinstance(extra, dict) and extra.get("runtime") == "tinyml" else None
+        note = extra.get("runtime_note") if isinstance(extra, dict) and extra.get("runtime") == Runtime.TINYML else None
         if isinstance(note, str) and note and one_line(note, 600) not in seen:
             seen.append(one_line(note, 600))
     lines = []
@@ -160,9 +160,9 @@ def mode_table_lines(results: list[Any]) -> list[str]:
     the drop and whether TFLM runs it (seed 003's comparison)."""
     by_spec: dict[str, dict[str, dict[str, Any]]] = {}
     for r in results:
-        if not r.mode or "[" not in r.target:
+        spec = r.info.spec
+        if not r.mode or not spec or r.target == spec:  # not one mode of several
             continue
-        spec = r.target.rsplit("[", 1)[0]
         by_spec.setdefault(spec, {}).setdefault(r.mode, {})[r.check] = r
     lines: list[str] = []
     for spec, modes in by_spec.items():
@@ -177,7 +177,7 @@ def mode_table_lines(results: list[Any]) -> list[str]:
             acc_v = acc.verdict if acc is not None and isinstance(acc.verdict, dict) else {}
             stages = (acc_v.get("extra") or {}).get("stages") or {}
             ops = items.get("tflm_ops")
-            runs = "-" if ops is None else ("yes" if ops.status == "passed" else "no")
+            runs = "-" if ops is None else ("yes" if ops.status == ItemStatus.PASSED else "no")
             drop = acc_v.get("measured") if acc is not None and acc.check == "accuracy_drop" else None
             table.append(
                 (
