@@ -234,6 +234,8 @@ def run_options(config: pytest.Config, environment: Environment | None = None) -
     timeout = tflm_timeout(config)
     keep = inputs_keep_bytes(config)
     export = config.getoption("tinyml_export")
+    report_dir = config.getoption("tinyml_report")
+    baseline = config.getoption("tinyml_baseline")
     sources = config.getini("tinyml_tflm_sources")
     return RunOptions.resolve(
         environment if environment is not None else Environment.read(),
@@ -252,6 +254,8 @@ def run_options(config: pytest.Config, environment: Environment | None = None) -
         tflm_sources=Path(sources).expanduser() if sources else None,
         tflm_mirror=config.getini("tinyml_tflm_mirror") or None,
         inputs_keep_bytes=keep,
+        report_dir=Path(report_dir) if report_dir else None,
+        baseline=Path(baseline) if baseline else None,
     )
 
 

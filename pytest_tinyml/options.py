@@ -96,6 +96,8 @@ class RunOptions:
     tflm_mirror: str | None = None
     tflm_root: Path | None = None  # $TFLM_ROOT: a checkout used instead of the pinned sources
     inputs_keep_bytes: int | None = None  # input blocks kept in the cache (ini tinyml_input_blocks_keep)
+    report_dir: Path | None = None  # --tinyml-report: write report.json, report.md and report.html here
+    baseline: Path | None = None  # --tinyml-baseline: an earlier report.json to compare with
     environment: Environment = field(default_factory=Environment)
 
     @classmethod

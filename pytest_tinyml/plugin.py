@@ -8,7 +8,6 @@ measurements are :mod:`pytest_tinyml.target`'s, judging is :mod:`pytest_tinyml.c
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,11 +172,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "tinyml-session")
-    baseline = config.getoption("tinyml_baseline")
-    if baseline and not hasattr(config, "workerinput"):
+    if options.baseline is not None and not hasattr(config, "workerinput"):
         from pytest_tinyml import reports
 
-        problem = reports.check_baseline(Path(baseline))
+        problem = reports.check_baseline(options.baseline)
         if problem:
             raise pytest.UsageError(problem)
     invocation.point_args(config, models if models else specs)
@@ -201,14 +199,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     export = tiny.options.export_dir
     if export is not None:
         tiny.export(export)
-    report_dir = session.config.getoption("tinyml_report")
-    baseline = session.config.getoption("tinyml_baseline")
-    if report_dir or baseline:
+    if tiny.options.report_dir is not None or tiny.options.baseline is not None:
         from pytest_tinyml import reports
 
-        outcome = reports.finish(
-            tiny, report_dir=Path(report_dir) if report_dir else None, baseline=Path(baseline) if baseline else None
-        )
+        outcome = reports.finish(tiny, report_dir=tiny.options.report_dir, baseline=tiny.options.baseline)
         tiny.report_outcome = outcome
         if (outcome.regressions or outcome.errors) and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
