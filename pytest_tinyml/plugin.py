@@ -1,6 +1,8 @@
-"""pytest entry point: options, configuration and hook wiring.
+"""pytest entry point: option declarations and hook wiring.
 
-The run lives in :mod:`pytest_tinyml.session`, collection and items in :mod:`pytest_tinyml.items`, the
+What the invocation asks for (files, boards, checks, :class:`~pytest_tinyml.options.RunOptions`) is read
+once, in ``pytest_configure``, by :mod:`pytest_tinyml.invocation`. The run lives in
+:mod:`pytest_tinyml.session`, collection and items in :mod:`pytest_tinyml.items`, the
 public fixtures in :mod:`pytest_tinyml.fixtures` (each registered as a plugin here, like the built-in
 checks of :mod:`pytest_tinyml.builtin`). This module knows pytest, not TensorFlow: targets and their
 measurements are :mod:`pytest_tinyml.target`'s, judging is :mod:`pytest_tinyml.checks`'.
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_tinyml import hookspecs, invocation
+from pytest_tinyml.kinds import Emulator, KernelSet, Runtime
 from pytest_tinyml.session import SESSION_KEY, TinyMLSession
 
 __all__ = ["SESSION_KEY", "TinyMLSession"]
@@ -56,7 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--tinyml-emulator",
         default=None,
-        choices=("qemu", "renode"),
+        choices=Emulator.values(),
         help="emulator for firmware items (default: the spec's firmware.emulator, else QEMU where the board has a "
         "QEMU machine, else Renode when `renode` is on PATH)",
     )
@@ -70,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--tinyml-firmware-runtime",
         default=None,
-        choices=("tinyml", "tflm"),
+        choices=(Runtime.TINYML.value, Runtime.TFLM.value),
         help="runtime the firmware items build: tflm (real TFLM; default when its sources can be had from "
         "$TFLM_ROOT, the source cache ($TINYML_TFLM_SOURCES or ini tinyml_tflm_sources) or a download, else the "
         "items fall back to tinyml and say so) or tinyml (the project's C runtime)",
@@ -78,7 +81,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--tinyml-kernels",
         default=None,
-        choices=("cmsis_nn", "reference"),
+        choices=KernelSet.values(),
         help="TFLM kernel set (default: the spec's firmware.kernels, else cmsis_nn on Cortex-M4/M7/M33/M55, "
         "reference elsewhere)",
     )
