@@ -71,6 +71,9 @@ class ItemRecord:
     # project's runtime): shown as information, never a verdict
     information: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        self.status = ItemStatus(self.status)  # a record built from plain data (tests, lookalikes)
+
     @property
     def target(self) -> str:
         return self.info.label
