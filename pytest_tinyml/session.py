@@ -1,6 +1,6 @@
-"""The run: what was asked (:class:`~pytest_tinyml.options.RunOptions`), the boards, checks, specs and targets of this pytest
-session, and the items' records gathered from pytest's reports (so they reach the controller under
-pytest-xdist too: :mod:`pytest_tinyml.records`). Registered as the ``tinyml-session`` plugin by
+"""The run: what was asked (:class:`~pytest_tinyml.options.RunOptions`), the boards, checks, specs and
+targets of this pytest session, and the items' records gathered from pytest's reports (so they reach the
+controller under pytest-xdist too: :mod:`pytest_tinyml.records`). Registered as the ``tinyml-session`` plugin by
 :mod:`pytest_tinyml.plugin`.
 """
 
