@@ -19,30 +19,10 @@ if TYPE_CHECKING:
     from pytest_tinyml.pipeline.datasets import Loader
 
 
-def builtin_checks() -> list[Check]:
-    from pytest_tinyml.checks.accuracy import AccuracyCheck, AccuracyDropCheck
-    from pytest_tinyml.checks.firmware import FirmwareBitexactCheck, LatencyCheck
-    from pytest_tinyml.checks.io import IoCheck
-    from pytest_tinyml.checks.memory import ArenaCheck, FirmwareRamCheck, FlashCheck
-    from pytest_tinyml.checks.ops import TflmOpsCheck
-    from pytest_tinyml.checks.size import SizeCheck
-
-    return [
-        SizeCheck(),
-        IoCheck(),
-        TflmOpsCheck(),
-        ArenaCheck(),
-        FlashCheck(),
-        AccuracyCheck(),
-        AccuracyDropCheck(),
-        LatencyCheck(),
-        FirmwareBitexactCheck(),
-        FirmwareRamCheck(),
-    ]
-
-
 @pytest.hookimpl
 def pytest_tinyml_checks() -> list[Check]:
+    from pytest_tinyml.checks.registry import builtin_checks
+
     return builtin_checks()
 
 

@@ -28,8 +28,9 @@ def pytest_tinyml_checks() -> list[Check]:
     Each check has a ``name`` (its pytest item name, unique), ``applies(constraints) -> bool`` and
     ``evaluate(target) -> Verdict``; it raises ``NotEvaluable`` to skip with a reason. It declares ``key``
     (the ``constraints`` field it judges), ``metric`` (the name of the number it measures in reports and
-    baselines, or None), ``unit`` and ``direction`` (``"lower"``/``"higher"`` is better, or ``""``); see
-    :class:`pytest_tinyml.checks.base.Check`.
+    baselines, or None), ``unit`` and ``direction`` (``"lower"``/``"higher"`` is better, or ``""``) as
+    plain attributes, or once as ``info = CheckInfo(...)`` on a subclass of
+    :class:`pytest_tinyml.checks.base.DeclaredCheck`; see :class:`pytest_tinyml.checks.base.Check`.
     """
 
 

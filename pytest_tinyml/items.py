@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pytest_tinyml import records
-from pytest_tinyml.checks.base import Check, Verdict
+from pytest_tinyml.checks.base import Check, Verdict, check_info
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.session import SESSION_KEY, TinyMLSession
 from pytest_tinyml.spec.model import Spec
@@ -27,10 +27,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         return None
     resolved = file_path.resolve()
     nodeid = file_nodeid(file_path, parent.config.rootpath)
-    if session.models and resolved in session.models:
-        return TinyMLModelFile.from_parent(parent, path=file_path, nodeid=nodeid)
-    if not session.models and resolved in session.specs:
-        return TinyMLSpecFile.from_parent(parent, path=file_path, nodeid=nodeid)
+    if resolved in (session.models or session.specs):
+        return TinyMLFile.from_parent(parent, path=file_path, nodeid=nodeid)
     return None
 
 
@@ -136,8 +134,8 @@ def constraint_lines(spec: Spec | None, checks: list[Check]) -> dict[str, int]:
     if spec is None:
         return out
     for check in checks:
-        key = getattr(check, "key", None)
-        loc = spec.locations.get(("constraints", key)) if isinstance(key, str) else None
+        key = check_info(check).key
+        loc = spec.locations.get(("constraints", key)) if key else None
         if loc:
             out[check.name] = loc[0] - 1
     return out
@@ -147,7 +145,7 @@ def items_for(parent: pytest.Collector, checks: list[Check], targets: list[Targe
     """One item per check that applies to each target (``name[mode]`` for one mode of several)."""
     for target in targets:
         lines = constraint_lines(target.spec, checks)
-        suffix = f"[{target.mode}]" if target.label.endswith(f"[{target.mode}]") else ""
+        suffix = f"[{target.mode}]" if target.mode and target.label != target.source else ""  # one mode of several
         for check in checks:
             if check.applies(target.constraints):
                 item = TinyMLItem.from_parent(
@@ -165,29 +163,22 @@ def items_for(parent: pytest.Collector, checks: list[Check], targets: list[Targe
 def item_markers(check: Check, target: Target) -> list[str]:
     """``firmware`` for items that build and run firmware (cross-compiler, emulator); ``slow`` for items of a
     spec that builds its model (training, conversion); plus what the check declares."""
-    markers = [str(m) for m in getattr(check, "markers", ()) or ()]
+    markers = list(check_info(check).markers)
     if target.artifacts is not None and "slow" not in markers:
         markers.append("slow")
     return markers
 
 
-class TinyMLSpecFile(pytest.File):
+class TinyMLFile(pytest.File):
+    """A spec or ``.tflite`` file: one item per check that applies to each of its targets (a spec with
+    several quantization modes has one target per mode)."""
+
     def collect(self) -> Iterator[pytest.Item]:
         session: TinyMLSession = self.config.stash[SESSION_KEY]
+        path = self.path.resolve()
         try:
-            targets = session.spec_targets(self.path.resolve())
+            targets = [session.model_target(path)] if session.models else session.spec_targets(path)
         except TinyMLError as exc:
             yield SpecErrorItem.from_parent(self, name="spec", error=exc)
             return
         yield from items_for(self, session.checks, targets)
-
-
-class TinyMLModelFile(pytest.File):
-    def collect(self) -> Iterator[pytest.Item]:
-        session: TinyMLSession = self.config.stash[SESSION_KEY]
-        try:
-            target = session.model_target(self.path.resolve())
-        except TinyMLError as exc:
-            yield SpecErrorItem.from_parent(self, name="spec", error=exc)
-            return
-        yield from items_for(self, session.checks, [target])

@@ -96,7 +96,20 @@ class RunOptions:
     tflm_mirror: str | None = None
     tflm_root: Path | None = None  # $TFLM_ROOT: a checkout used instead of the pinned sources
     inputs_keep_bytes: int | None = None  # input blocks kept in the cache (ini tinyml_input_blocks_keep)
+    report_dir: Path | None = None  # --tinyml-report: write report.json, report.md and report.html here
+    baseline: Path | None = None  # --tinyml-baseline: an earlier report.json to compare with
     environment: Environment = field(default_factory=Environment)
+
+    @classmethod
+    def resolve(cls, environment: Environment, **settings: Any) -> RunOptions:
+        """The options from explicit ``settings`` (command line and ini, already parsed) and
+        ``environment``: an explicit setting wins, the environment fills what was not set (``offline`` is
+        either's, ``tflm_sources``/``firmware_runtime`` the setting's else the environment's,
+        ``tflm_root`` only the environment's)."""
+        settings["offline"] = bool(settings.get("offline")) or environment.offline
+        settings["tflm_sources"] = settings.get("tflm_sources") or environment.tflm_sources
+        settings["firmware_runtime"] = settings.get("firmware_runtime") or environment.firmware_runtime
+        return cls(**settings, tflm_root=environment.tflm_root, environment=environment)
 
     @property
     def sources_dir(self) -> Path:

@@ -17,6 +17,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from pytest_tinyml.kinds import ItemStatus
+
 #: The user property that carries a record.
 PROPERTY = "tinyml_record"
 #: Record format; a reader ignores records of another version.
@@ -61,13 +63,16 @@ class ItemRecord:
     nodeid: str
     name: str  # the item name, e.g. size or size[int8]
     check: str
-    status: str  # passed, failed, skipped, error
+    status: ItemStatus
     info: TargetRecord
     verdict: dict[str, Any] | None = None
     message: str = ""
     # what a skipped item measured before it found it could not judge (e.g. the latency estimate of the
     # project's runtime): shown as information, never a verdict
     information: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.status = ItemStatus(self.status)  # a record built from plain data (tests, lookalikes)
 
     @property
     def target(self) -> str:
@@ -168,11 +173,11 @@ def record_from_report(report: Any) -> ItemRecord | None:
         return None
     info, verdict, information = decoded
     if report.skipped:
-        status = "skipped"
+        status = ItemStatus.SKIPPED
         longrepr = report.longrepr
         message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
     else:
-        status = report.outcome if report.when == "call" else "error"
+        status = ItemStatus(report.outcome) if report.when == "call" else ItemStatus.ERROR
         crash = getattr(report.longrepr, "reprcrash", None)
         text = crash.message if crash is not None else (report.longreprtext or "")
         message = str(verdict.get("message")) if verdict else (text.splitlines()[0] if text else "")
@@ -180,5 +185,5 @@ def record_from_report(report: Any) -> ItemRecord | None:
     check = str((verdict or {}).get("name") or name.split("[", 1)[0])
     return ItemRecord(
         nodeid=report.nodeid, name=name, check=check, status=status, info=info, verdict=verdict, message=message,
-        information=information if status == "skipped" else None,
+        information=information if status is ItemStatus.SKIPPED else None,
     )

@@ -1,13 +1,12 @@
-"""The run: what was asked (:class:`RunOptions`), the boards, checks, specs and targets of this pytest
-session, and the items' records gathered from pytest's reports (so they reach the controller under
-pytest-xdist too: :mod:`pytest_tinyml.records`). Registered as the ``tinyml-session`` plugin by
+"""The run: what was asked (:class:`~pytest_tinyml.options.RunOptions`), the boards, checks, specs and
+targets of this pytest session, and the items' records gathered from pytest's reports (so they reach the
+controller under pytest-xdist too: :mod:`pytest_tinyml.records`). Registered as the ``tinyml-session`` plugin by
 :mod:`pytest_tinyml.plugin`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,35 +16,12 @@ import pytest
 from pytest_tinyml.boards import DEFAULT_BOARD, Board, BoardRegistry
 from pytest_tinyml.checks.base import Check
 from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
+from pytest_tinyml.options import RunOptions
 from pytest_tinyml.records import ItemRecord, record_from_report
 from pytest_tinyml.spec.model import Spec
 from pytest_tinyml.target import SpecArtifacts, Target, model_target, spec_targets
 
 SESSION_KEY = pytest.StashKey["TinyMLSession"]()
-
-Progress = Callable[[str], None]
-
-
-@dataclass
-class RunOptions:
-    """What the run was asked to do (from the command line and ini)."""
-
-    cache_dir: Path
-    rebuild: bool = False
-    emulator: str | None = None  # overrides the spec's firmware.emulator
-    firmware_samples: int | None = None  # overrides the spec's firmware.samples
-    export_dir: Path | None = None
-    progress: Progress | None = None
-    extra_loaders: Mapping[str, Callable[..., Any]] | None = None  # the datasets hook's (None: built-ins)
-    load_model: Callable[..., Any] | None = None
-    tflm_timeout: float = 60.0  # seconds for one host-TFLM allocation in its child process
-    firmware_runtime: str | None = None  # tflm (real TFLM), tinyml (the project's C runtime); None: tflm if possible
-    kernels: str | None = None  # TFLM kernel set; None: the spec's, else by core
-    offline: bool = False  # never download TFLM sources
-    tflm_sources: Path | None = None  # source cache (default cache_dir / "tflm-sources")
-    tflm_mirror: str | None = None
-    inputs_keep_bytes: int | None = None  # input blocks kept in the cache (ini tinyml_input_blocks_keep)
-
 
 def display(path: Path) -> str:
     """``path`` relative to the working directory when it can be, else as given."""

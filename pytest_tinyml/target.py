@@ -26,8 +26,8 @@ from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.spec.model import AUDIT_DEFAULTS, Constraints, FirmwareSpec, Spec
 
 if TYPE_CHECKING:
+    from pytest_tinyml.options import RunOptions
     from pytest_tinyml.records import TargetRecord
-    from pytest_tinyml.session import RunOptions
 
 #: Quantization modes that are deployed; other modes of a multi-mode spec are compared, not deployed.
 DEPLOYED_MODES = ("int8", "qat")

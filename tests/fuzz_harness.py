@@ -24,7 +24,7 @@ from typing import Any
 
 from pytest_tinyml.boards import DEFAULT_BOARD, BoardRegistry, builtin_boards
 from pytest_tinyml.errors import ModelFileError, NotEvaluable, SpecError, TinyMLError
-from pytest_tinyml.session import RunOptions
+from pytest_tinyml.options import RunOptions
 from pytest_tinyml.spec.model import AUDIT_DEFAULTS
 from pytest_tinyml.target import Target
 

@@ -29,11 +29,12 @@ from pytest_tinyml.checks.base import Verdict  # noqa: E402
 from pytest_tinyml.checks.memory import judge_bytes  # noqa: E402
 from pytest_tinyml.checks.size import judge_size  # noqa: E402
 from pytest_tinyml.errors import BuildError, NotEvaluable  # noqa: E402
+from pytest_tinyml.kinds import ItemStatus  # noqa: E402
+from pytest_tinyml.options import RunOptions  # noqa: E402
 from pytest_tinyml.records import ItemRecord  # noqa: E402
 from pytest_tinyml.reports.collect import build_report, tensor_lifetimes  # noqa: E402
 from pytest_tinyml.reports.markdown import render_markdown  # noqa: E402
 from pytest_tinyml.reports.terminal import summary_lines  # noqa: E402
-from pytest_tinyml.session import RunOptions  # noqa: E402
 from pytest_tinyml.spec.model import AUDIT_DEFAULTS, RegressionSpec  # noqa: E402
 from pytest_tinyml.target import Target  # noqa: E402
 
@@ -94,7 +95,7 @@ class Run:
                 nodeid=f"{m.label.split('[', 1)[0]}::{name}",
                 name=name,
                 check=check,
-                status=status,
+                status=ItemStatus(status),
                 info=info,
                 verdict=verdict_dict,
                 message=verdict.message if verdict else message,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_tinyml.checks.base import Verdict
+from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict
+from pytest_tinyml.kinds import Direction
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
@@ -72,13 +73,15 @@ def judge_drop(report: Any, limit: float) -> Verdict:
     )
 
 
-class AccuracyCheck:
-    name = "accuracy"
-    key = "min_accuracy"
-    metric = "accuracy_pct"
-    unit = "%"
-    direction = "higher"
-    threshold = "accuracy_points"
+class AccuracyCheck(DeclaredCheck):
+    info = CheckInfo(
+        name="accuracy",
+        key="min_accuracy",
+        metric="accuracy_pct",
+        unit="%",
+        direction=Direction.HIGHER,
+        threshold="accuracy_points",
+    )
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.min_accuracy is not None
@@ -88,12 +91,14 @@ class AccuracyCheck:
         return judge_accuracy(m.accuracy, m.constraints.min_accuracy)
 
 
-class AccuracyDropCheck:
-    name = "accuracy_drop"
-    key = "max_accuracy_drop"
-    metric = "accuracy_drop_pt"
-    unit = "pt"
-    direction = "lower"
+class AccuracyDropCheck(DeclaredCheck):
+    info = CheckInfo(
+        name="accuracy_drop",
+        key="max_accuracy_drop",
+        metric="accuracy_drop_pt",
+        unit="pt",
+        direction=Direction.LOWER,
+    )
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.max_accuracy_drop is not None

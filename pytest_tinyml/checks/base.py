@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pytest_tinyml.fmt import fmt_bytes, fmt_limit_bytes
+from pytest_tinyml.kinds import Direction
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
@@ -73,9 +74,13 @@ class Check(Protocol):
     ``"higher"`` when larger is better, ``""`` for neither. Optional: ``threshold`` (the
     ``RegressionSpec`` field that bounds the metric's regression against a baseline) and ``markers``
     (pytest markers its items carry, e.g. ``("firmware",)``).
+
+    A check may declare these as plain attributes, or once as a :class:`CheckInfo` by deriving from
+    :class:`DeclaredCheck` (the built-in checks do); :func:`check_info` reads either.
     """
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def key(self) -> str: ...
@@ -96,6 +101,75 @@ class Check(Protocol):
     def evaluate(self, measurements: Target) -> Verdict:
         """Measure and judge. Raise NotEvaluable to skip with a reason."""
         ...
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    """What a check declares about itself, once: its item ``name``, the constraint ``key`` it judges, the
+    ``metric`` it measures (None for pass/fail checks) in ``unit``, the ``direction`` that is better, the
+    ``threshold`` (``RegressionSpec`` field) bounding the metric's regression and the ``markers`` of its
+    items."""
+
+    name: str
+    key: str
+    metric: str | None = None
+    unit: str = ""
+    direction: Direction = Direction.NONE
+    threshold: str | None = None
+    markers: tuple[str, ...] = ()
+
+
+class DeclaredCheck:
+    """Base of checks that declare their :class:`CheckInfo` once, as the class attribute ``info``; the plain
+    attributes of :class:`Check` read it."""
+
+    info: ClassVar[CheckInfo]
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def key(self) -> str:
+        return self.info.key
+
+    @property
+    def metric(self) -> str | None:
+        return self.info.metric
+
+    @property
+    def unit(self) -> str:
+        return self.info.unit
+
+    @property
+    def direction(self) -> str:
+        return self.info.direction
+
+    @property
+    def threshold(self) -> str | None:
+        return self.info.threshold
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        return self.info.markers
+
+
+def check_info(check: Any) -> CheckInfo:
+    """The declaration of any check: its ``info``, or one read from its plain attributes (plugins' checks
+    written before :class:`CheckInfo`; their direction must already be one of :class:`Direction`'s)."""
+    info = getattr(check, "info", None)
+    if isinstance(info, CheckInfo):
+        return info
+    key = getattr(check, "key", None)
+    return CheckInfo(
+        name=str(check.name),
+        key=key if isinstance(key, str) else "",
+        metric=getattr(check, "metric", None),
+        unit=str(getattr(check, "unit", "") or ""),
+        direction=Direction(getattr(check, "direction", "") or ""),
+        threshold=getattr(check, "threshold", None),
+        markers=tuple(str(m) for m in getattr(check, "markers", ()) or ()),
+    )
 
 
 @dataclass(frozen=True)
@@ -124,33 +198,27 @@ def metrics_of(checks: Iterable[Any]) -> dict[str, Metric]:
     """The metrics the registered checks declare, in check order."""
     out: dict[str, Metric] = {}
     for check in checks:
-        metric = getattr(check, "metric", None)
-        direction = getattr(check, "direction", "")
-        if not metric or direction not in ("lower", "higher"):
+        info = check_info(check)
+        if not info.metric or info.direction is Direction.NONE:
             continue
-        out[metric] = Metric(
-            name=metric,
-            check=check.name,
-            unit=str(getattr(check, "unit", "") or ""),
-            worse=+1 if direction == "lower" else -1,
-            threshold=getattr(check, "threshold", None),
+        out[info.metric] = Metric(
+            name=info.metric,
+            check=info.name,
+            unit=info.unit,
+            worse=+1 if info.direction is Direction.LOWER else -1,
+            threshold=info.threshold,
         )
     return out
-
-
-def builtin_metrics() -> dict[str, Metric]:
-    """The metrics of the built-in checks (for documents written before metrics travelled in them)."""
-    from pytest_tinyml.builtin import builtin_checks
-
-    return metrics_of(builtin_checks())
 
 
 __all__ = [
     "CANONICAL_NAMES",
     "Check",
+    "CheckInfo",
+    "DeclaredCheck",
     "Metric",
     "Verdict",
-    "builtin_metrics",
+    "check_info",
     "fmt_bytes",
     "fmt_limit_bytes",
     "metrics_of",

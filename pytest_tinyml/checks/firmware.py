@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml._util.durations import format_seconds
-from pytest_tinyml.checks.base import Verdict
+from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict
 from pytest_tinyml.errors import NotEvaluable
+from pytest_tinyml.kinds import Direction
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
@@ -159,13 +160,14 @@ def with_runtime(verdict: Verdict, fw: Any) -> Verdict:
     return verdict
 
 
-class FirmwareBitexactCheck:
-    name = "firmware_bitexact"
-    key = "firmware"
-    metric = None
-    unit = "mismatching samples"
-    direction = "lower"
-    markers = ("firmware",)
+class FirmwareBitexactCheck(DeclaredCheck):
+    info = CheckInfo(
+        name="firmware_bitexact",
+        key="firmware",
+        unit="mismatching samples",
+        direction=Direction.LOWER,
+        markers=("firmware",),
+    )
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
@@ -298,14 +300,16 @@ def _top_ops(profile: Any, n: int = 5) -> list[str]:
     return ["slowest operators: " + "; ".join(f"#{r['index']} {r['op']} {float(r.get('share', 0)) * 100:.0f} %" for r in ops)]
 
 
-class LatencyCheck:
-    name = "latency"
-    key = "max_latency"
-    metric = "latency_seconds"
-    unit = "s"
-    direction = "lower"
-    threshold = "latency_seconds"
-    markers = ("firmware",)
+class LatencyCheck(DeclaredCheck):
+    info = CheckInfo(
+        name="latency",
+        key="max_latency",
+        metric="latency_seconds",
+        unit="s",
+        direction=Direction.LOWER,
+        threshold="latency_seconds",
+        markers=("firmware",),
+    )
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.max_latency is not None

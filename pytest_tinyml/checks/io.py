@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pytest_tinyml.checks.base import Verdict
+from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
@@ -29,12 +29,8 @@ def judge_io(want: str, inputs: list[tuple[str, str]], outputs: list[tuple[str, 
     )
 
 
-class IoCheck:
-    name = "int8_io"
-    key = "io_dtype"
-    metric = None
-    unit = "dtype"
-    direction = ""
+class IoCheck(DeclaredCheck):
+    info = CheckInfo(name="int8_io", key="io_dtype", unit="dtype")
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.io_dtype not in (None, "any")

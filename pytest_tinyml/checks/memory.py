@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
+from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict, fmt_bytes, fmt_limit_bytes
 from pytest_tinyml.checks.firmware import (
     emulator_label,
     require_model_fits_flash,
@@ -12,6 +12,7 @@ from pytest_tinyml.checks.firmware import (
     runtime_properties,
     with_runtime,
 )
+from pytest_tinyml.kinds import Direction
 
 if TYPE_CHECKING:
     from pytest_tinyml.analysis.modelinfo import ModelInfo, TensorInfo
@@ -87,13 +88,15 @@ def _reserve(m: Target) -> int:
     return reserve.bytes if reserve is not None else m.board.ram_reserve
 
 
-class ArenaCheck:
-    name = "arena"
-    key = "arena"
-    metric = "arena_bytes"
-    unit = "B"
-    direction = "lower"
-    threshold = "arena_bytes"
+class ArenaCheck(DeclaredCheck):
+    info = CheckInfo(
+        name="arena",
+        key="arena",
+        metric="arena_bytes",
+        unit="B",
+        direction=Direction.LOWER,
+        threshold="arena_bytes",
+    )
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.arena is not None
@@ -162,12 +165,8 @@ class ArenaCheck:
         )
 
 
-class FlashCheck:
-    name = "flash"
-    key = "flash"
-    metric = "flash_bytes"
-    unit = "B"
-    direction = "lower"
+class FlashCheck(DeclaredCheck):
+    info = CheckInfo(name="flash", key="flash", metric="flash_bytes", unit="B", direction=Direction.LOWER)
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.flash is not None
@@ -237,13 +236,8 @@ def firmware_ram_limit(board: Board) -> tuple[int, str]:
     return board.ram_bytes, f"{board.name} RAM"
 
 
-class FirmwareRamCheck:
-    name = "firmware_ram"
-    key = "firmware"
-    metric = None
-    unit = "B"
-    direction = "lower"
-    markers = ("firmware",)
+class FirmwareRamCheck(DeclaredCheck):
+    info = CheckInfo(name="firmware_ram", key="firmware", unit="B", direction=Direction.LOWER, markers=("firmware",))
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled

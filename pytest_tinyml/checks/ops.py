@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_tinyml.checks.base import Verdict
+from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict
+from pytest_tinyml.kinds import OpStatus
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
@@ -17,12 +18,12 @@ def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdic
     ``status`` is ok, register (TFLM ships the op but the firmware must register it: a note, not a
     failure), unsupported (TFLM has no kernel) or rejected (TFLM's kernel refused the tensor types).
     """
-    failing = [r for r in report if r.status in ("unsupported", "rejected")]
+    failing = [r for r in report if r.status in (OpStatus.UNSUPPORTED, OpStatus.REJECTED)]
     notes = [
         f"note: {r.op} is a custom op TFLM ships (signal library): register it in the firmware's op resolver"
         + (f" ({r.reason})" if r.reason else "")
         for r in report
-        if r.status == "register"
+        if r.status == OpStatus.REGISTER
     ]
     extra = {"ops": sorted(set(op_names)), "report": [r.to_dict() for r in report]}
     if alloc.ok and not failing:
@@ -57,12 +58,8 @@ def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdic
     )
 
 
-class TflmOpsCheck:
-    name = "tflm_ops"
-    key = "ops"
-    metric = None
-    unit = "unsupported ops"
-    direction = ""
+class TflmOpsCheck(DeclaredCheck):
+    info = CheckInfo(name="tflm_ops", key="ops", unit="unsupported ops")
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.ops == "tflm"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
+from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict, fmt_bytes, fmt_limit_bytes
+from pytest_tinyml.kinds import Direction
 
 if TYPE_CHECKING:
     from pytest_tinyml.spec.model import Constraints
@@ -41,13 +42,15 @@ def _size_fix(quantization: str) -> str:
     return "quantize to int8 (quantization: {mode: int8}), or shrink the largest layers listed above"
 
 
-class SizeCheck:
-    name = "size"
-    key = "max_size"
-    metric = "size_bytes"
-    unit = "B"
-    direction = "lower"
-    threshold = "size_bytes"
+class SizeCheck(DeclaredCheck):
+    info = CheckInfo(
+        name="size",
+        key="max_size",
+        metric="size_bytes",
+        unit="B",
+        direction=Direction.LOWER,
+        threshold="size_bytes",
+    )
 
     def applies(self, constraints: Constraints) -> bool:
         return constraints.max_size is not None

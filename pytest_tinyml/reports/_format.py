@@ -16,10 +16,15 @@ from pytest_tinyml.fmt import (  # noqa: F401  (re-exported for the report rende
     metric_unit,
     one_line,
 )
+from pytest_tinyml.kinds import ItemStatus
 
-STATUS_MARK = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP", "error": "ERROR"}
-#: Sort order of item statuses in reports: what needs attention first.
-STATUS_ORDER = {"failed": 0, "error": 1, "passed": 2, "skipped": 3}
+STATUS_MARK = {ItemStatus.PASSED: "PASS", ItemStatus.FAILED: "FAIL", ItemStatus.SKIPPED: "SKIP", ItemStatus.ERROR: "ERROR"}
+#: Item statuses in the order reports list them: what needs attention first.
+ATTENTION = (ItemStatus.FAILED, ItemStatus.ERROR, ItemStatus.PASSED, ItemStatus.SKIPPED)
+#: Sort order of item statuses in reports.
+STATUS_ORDER = {status: i for i, status in enumerate(ATTENTION)}
+#: The statuses of items that did not pass and did not skip.
+BAD = (ItemStatus.FAILED, ItemStatus.ERROR)
 
 
 def item_order(check: str, name: str) -> tuple[int, str]:
@@ -30,6 +35,13 @@ def item_order(check: str, name: str) -> tuple[int, str]:
         return CANONICAL_NAMES.index(check), name
     except ValueError:
         return len(CANONICAL_NAMES), name
+
+
+def target_file(target: Mapping[str, Any]) -> str:
+    """The spec or model file a report target judged, as displayed: its ``spec``, else its ``label`` (a
+    target of one quantization mode of several is labelled ``<spec>[<mode>]`` and carries its ``mode``)."""
+    spec = target.get("spec")
+    return spec if isinstance(spec, str) and spec else str(target["label"])
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_tinyml.analysis.names import clip
-from pytest_tinyml.checks.base import Metric, builtin_metrics
+from pytest_tinyml.checks.base import Metric
+from pytest_tinyml.checks.registry import builtin_metrics
 from pytest_tinyml.errors import TinyMLError
-from pytest_tinyml.reports._format import fmt_delta, fmt_value, metric_unit
+from pytest_tinyml.reports._format import fmt_delta, fmt_value, metric_unit, target_file
 from pytest_tinyml.reports.collect import SCHEMA_ID, SCHEMA_VERSION
 
 #: Baseline files above this size are refused (a report of a few hundred targets is a few MB).
@@ -279,9 +280,9 @@ class Comparison:
         return None
 
 
-def _key(label: str, mode: Any) -> tuple[str, str]:
-    file_part = label.split("[", 1)[0]
-    return os.path.basename(file_part), str(mode or "")
+def _key(target: dict[str, Any]) -> tuple[str, str]:
+    """What a target is matched by when its label changed: its file's name and its mode."""
+    return os.path.basename(target_file(target)), str(target.get("mode") or "")
 
 
 def _match(current: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -296,11 +297,11 @@ def _match(current: list[dict[str, Any]], base: list[dict[str, Any]]) -> dict[st
     loose: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for b in base:
         if b["label"] not in used:
-            loose.setdefault(_key(b["label"], b.get("mode")), []).append(b)
+            loose.setdefault(_key(b), []).append(b)
     cur_loose: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for t in current:
         if t["label"] not in out:
-            cur_loose.setdefault(_key(t["label"], t.get("mode")), []).append(t)
+            cur_loose.setdefault(_key(t), []).append(t)
     for key, ts in cur_loose.items():
         bs = loose.get(key, [])
         if len(ts) == 1 and len(bs) == 1:

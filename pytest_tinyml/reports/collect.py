@@ -17,8 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_tinyml.checks.base import Metric, builtin_metrics, metrics_of
+from pytest_tinyml.checks.base import Metric, metrics_of
+from pytest_tinyml.checks.registry import builtin_metrics
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
+from pytest_tinyml.kinds import ItemStatus, Runtime
 from pytest_tinyml.records import ItemRecord, TargetRecord
 from pytest_tinyml.reports._format import item_order, jsonable, one_line
 from pytest_tinyml.reports.profile import target_latency
@@ -315,7 +317,7 @@ def firmware_runtime(verdicts: Any) -> tuple[str | None, str | None]:
         if not isinstance(runtime, str) or not runtime:
             continue
         kernels = extra.get("kernels") if isinstance(extra, dict) else None
-        name = f"{runtime} {kernels}" if runtime == "tflm" and isinstance(kernels, str) and kernels else runtime
+        name = f"{runtime} {kernels}" if runtime == Runtime.TFLM and isinstance(kernels, str) and kernels else runtime
         if name not in names:
             names.append(one_line(name, 60))
         why = extra.get("runtime_note") if isinstance(extra, dict) else None
@@ -389,7 +391,7 @@ def build_report(session: Any, *, generated: datetime | None = None, model_files
     for r in results:
         by_label.setdefault(r.target, []).append(r)
     out = [_target(by_label[label], metrics, model_files) for label in sorted(by_label)]  # the same order under xdist
-    counts = {s: 0 for s in ("passed", "failed", "skipped", "error")}
+    counts: dict[str, int] = {s: 0 for s in ItemStatus}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     when = generated or datetime.now(timezone.utc)

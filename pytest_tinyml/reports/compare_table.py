@@ -8,6 +8,8 @@ import os
 from typing import Any
 
 from pytest_tinyml.fmt import fmt_value
+from pytest_tinyml.kinds import ItemStatus
+from pytest_tinyml.reports._format import ATTENTION, target_file
 
 #: The metric columns, in order: (column title, metric, unit).
 COLUMNS = (
@@ -16,14 +18,16 @@ COLUMNS = (
     ("arena", "arena_bytes", "B"),
     ("latency", "latency_seconds", "s"),
 )
-STATUSES = ("failed", "error", "passed", "skipped")
+STATUSES = ATTENTION
 
 
-def short_labels(labels: list[str]) -> tuple[dict[str, str], str]:
-    """Labels without the directory they all share: ({label: short label}, shared directory or "")."""
+def short_labels(targets: list[dict[str, Any]]) -> tuple[dict[str, str], str]:
+    """Report targets' labels without the directory their files all share: ({label: short label}, shared
+    directory or "")."""
+    labels = [t["label"] for t in targets]
     if len(labels) < 2:
         return {label: label for label in labels}, ""
-    dirs = [os.path.dirname(label.split("[", 1)[0]) for label in labels]
+    dirs = [os.path.dirname(target_file(t)) for t in targets]
     try:
         common = os.path.commonpath(dirs) if all(dirs) else ""
     except ValueError:  # absolute and relative mixed
@@ -46,14 +50,14 @@ def worst(items: list[dict[str, Any]]) -> str:
     for status in STATUSES:
         if any(i["status"] == status for i in items):
             return status
-    return "passed"
+    return ItemStatus.PASSED
 
 
 def rows(targets: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], str]:
     """(header, one row per target, a title). The title names the directory the labels share and the board
     when all targets share one (then there is no board column); a column no target measured is left out, and
     so is the runtime column when no firmware item ran."""
-    shorts, common = short_labels([t["label"] for t in targets])
+    shorts, common = short_labels(targets)
     columns = [c for c in COLUMNS if any((t.get("metrics") or {}).get(c[1]) is not None for t in targets)]
     boards = {str(t.get("board") or "-") for t in targets}
     one_board = len(boards) == 1

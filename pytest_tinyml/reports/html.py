@@ -11,8 +11,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pytest_tinyml.kinds import ItemStatus
 from pytest_tinyml.reports import compare_table
-from pytest_tinyml.reports._format import STATUS_ORDER, fmt_bytes, fmt_delta, fmt_value, one_line
+from pytest_tinyml.reports._format import (
+    ATTENTION,
+    BAD,
+    STATUS_ORDER,
+    fmt_bytes,
+    fmt_delta,
+    fmt_value,
+    one_line,
+)
 from pytest_tinyml.reports.baseline import Vocabulary
 from pytest_tinyml.reports.profile import html_section as profile_html_section
 from pytest_tinyml.reports.terminal import skip_reason
@@ -56,7 +65,7 @@ def e(text: Any) -> str:
 
 
 def _badge(status: str, text: str | None = None) -> str:
-    cls = status if status in ("failed", "passed", "skipped", "error") else "skipped"
+    cls = status if status in ATTENTION else ItemStatus.SKIPPED
     return f'<span class="badge {cls}">{e(text or status)}</span>'
 
 
@@ -99,11 +108,11 @@ def _items_table(t: dict[str, Any], vocab: Vocabulary) -> str:
                 f'<td class="{cls}">{e(text)}{" regression" if d and d.get("regression") else ""}</td>'
             )
         msg = i.get("message") or ""
-        if i["status"] == "skipped":
+        if i["status"] == ItemStatus.SKIPPED:
             body = f'<span class="muted">{e(skip_reason(msg, 300))}</span>'
         else:
             body = e(msg)
-        if i.get("fix") and i["status"] in ("failed", "error"):
+        if i.get("fix") and i["status"] in BAD:
             body += f'<div class="fix"><b>fix:</b> {e(i["fix"])}</div>'
         if i.get("details"):
             lines = "<br>".join(e(one_line(d, 400)) for d in i["details"][:30])
@@ -240,12 +249,12 @@ def _model_tables(t: dict[str, Any]) -> str:
 
 def _target_section(idx: int, t: dict[str, Any], plots: bool, charts: Any, vocab: Vocabulary) -> str:
     notes = list(t.get("notes") or [])
-    bad = any(i["status"] in ("failed", "error") for i in t["items"])
+    bad = any(i["status"] in BAD for i in t["items"])
     counts: dict[str, int] = {}
     for i in t["items"]:
         counts[i["status"]] = counts.get(i["status"], 0) + 1
     badges = " ".join(
-        _badge(s, f"{counts[s]} {s}") for s in ("failed", "error", "passed", "skipped") if counts.get(s)
+        _badge(s, f"{counts[s]} {s}") for s in ATTENTION if counts.get(s)
     )
     parts = [
         f'<section id="t{idx}" class="{"bad" if bad else "good"}"><h2>{e(t["label"])} {badges}</h2>',
@@ -299,7 +308,7 @@ def render_html(report: dict[str, Any], *, plots: bool = True) -> tuple[str, lis
     )
     index = {id(t): k for k, t in enumerate(targets)}
     badges = " ".join(
-        _badge(s, f"{summary[s]} {s}") for s in ("failed", "error", "passed", "skipped") if summary.get(s)
+        _badge(s, f"{summary[s]} {s}") for s in ATTENTION if summary.get(s)
     )
     body = [
         "<header><h1>pytest-tinyml report</h1>",

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_tinyml.kinds import ItemStatus
 from pytest_tinyml.reports import compare_table
-from pytest_tinyml.reports._format import STATUS_ORDER, fmt_bytes, fmt_delta, fmt_value, one_line
+from pytest_tinyml.reports._format import (
+    ATTENTION,
+    BAD,
+    STATUS_ORDER,
+    fmt_bytes,
+    fmt_delta,
+    fmt_value,
+    one_line,
+)
 from pytest_tinyml.reports.baseline import Vocabulary
 from pytest_tinyml.reports.profile import markdown_lines as profile_markdown_lines
 from pytest_tinyml.reports.terminal import skip_reason
@@ -18,7 +27,7 @@ from pytest_tinyml.reports.terminal import skip_reason
 #: GitHub refuses comments above 65,536 characters; stay below with room for a header the CI adds.
 MAX_CHARS = 60_000
 
-_ICON = {"failed": "❌ FAIL", "error": "⚠️ ERROR", "passed": "✅ pass", "skipped": "⏭️ skip"}
+_ICON = {ItemStatus.FAILED: "❌ FAIL", ItemStatus.ERROR: "⚠️ ERROR", ItemStatus.PASSED: "✅ pass", ItemStatus.SKIPPED: "⏭️ skip"}
 _SPECIAL = set("\\`*[]<>|#!~&")
 
 
@@ -42,8 +51,7 @@ def _counts(items: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for i in items:
         counts[i["status"]] = counts.get(i["status"], 0) + 1
-    order = ("failed", "error", "passed", "skipped")
-    return ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))
+    return ", ".join(f"{counts[s]} {s}" for s in ATTENTION if counts.get(s))
 
 
 def _facts(t: dict[str, Any]) -> list[str]:
@@ -92,7 +100,7 @@ def _comparison(targets: list[dict[str, Any]], with_baseline: bool) -> list[str]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for t, row in zip(targets, rows, strict=True):
-        icon = "❌" if compare_table.worst(t["items"]) in ("failed", "error") else "✅"
+        icon = "❌" if compare_table.worst(t["items"]) in BAD else "✅"
         cells = [f"{icon} {md(row[0], 100)}", *(md(c, 80) for c in row[1:])]
         if with_baseline:
             deltas = (t.get("baseline") or {}).get("deltas") or []
@@ -109,7 +117,7 @@ def _skips(targets: list[dict[str, Any]], shorts: dict[str, str]) -> list[str]:
     by_reason: dict[tuple[str, str], list[str]] = {}
     for t in targets:
         for i in t["items"]:
-            if i["status"] == "skipped":
+            if i["status"] == ItemStatus.SKIPPED:
                 by_reason.setdefault((i["check"], skip_reason(i.get("message") or "", 160)), []).append(shorts[t["label"]])
     lines = []
     for (check, reason), labels in by_reason.items():
@@ -120,7 +128,7 @@ def _skips(targets: list[dict[str, Any]], shorts: dict[str, str]) -> list[str]:
 
 def _target_section(t: dict[str, Any], with_baseline: bool, full: bool, vocab: Vocabulary, label: str) -> list[str]:
     items = sorted(t["items"], key=lambda i: STATUS_ORDER.get(i["status"], 9))
-    bad = any(i["status"] in ("failed", "error") for i in items)
+    bad = any(i["status"] in BAD for i in items)
     lines = [f"### {'❌' if bad else '✅'} {md(label)}", ""]
     meta = []
     if t.get("board"):
@@ -145,7 +153,7 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool, vocab: V
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for i in items:
-        if not full and i["status"] not in ("failed", "error"):
+        if not full and i["status"] not in BAD:
             continue
         unit = i.get("unit")
         cells = [
@@ -159,18 +167,18 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool, vocab: V
             d = deltas.get(metric) if metric else None
             cell = md(fmt_delta(d["metric"], d["delta"])) if d else ""
             cells.append(f"**{cell} regression**" if d and d.get("regression") else cell)
-        if i["status"] in ("failed", "error"):
+        if i["status"] in BAD:
             note = md(i.get("message") or "", 300)
             if i.get("fix"):
                 note += f" — **fix:** {md(i['fix'], 300)}"
-        elif i["status"] == "skipped":
+        elif i["status"] == ItemStatus.SKIPPED:
             note = md(skip_reason(i.get("message") or "", 120))
         else:
             note = ""
         cells.append(note)
         lines.append("| " + " | ".join(cells) + " |")
     if not full:
-        hidden = sum(1 for i in items if i["status"] not in ("failed", "error"))
+        hidden = sum(1 for i in items if i["status"] not in BAD)
         if hidden:
             lines.append(f"\n{hidden} passed or skipped items not shown (see report.html)")
     lines.append("")
@@ -212,10 +220,10 @@ def render_markdown(report: dict[str, Any], *, full: bool = True) -> str:
 def _render(report: dict[str, Any], full: bool) -> str:
     summary = report.get("summary") or {}
     targets = sorted(report.get("targets") or [], key=_target_rank)
-    failed = summary.get("failed", 0) + summary.get("error", 0)
+    failed = summary.get(ItemStatus.FAILED, 0) + summary.get(ItemStatus.ERROR, 0)
     icon = "❌" if failed else "✅"
     counts = ", ".join(
-        f"{summary[s]} {s}" for s in ("failed", "error", "passed", "skipped") if summary.get(s)
+        f"{summary[s]} {s}" for s in ATTENTION if summary.get(s)
     )
     lines = [
         f"## {icon} pytest-tinyml: {counts or 'no items'} ({len(targets)} target{'s' if len(targets) != 1 else ''})",
@@ -237,11 +245,11 @@ def _render(report: dict[str, Any], full: bool) -> str:
             )
         lines.append("")
     vocab = Vocabulary.of(report)
-    shorts, _ = compare_table.short_labels([t["label"] for t in targets])
+    shorts, _ = compare_table.short_labels(targets)
     if len(targets) > 1:
         # every target once in the comparison table; a section only for targets with a failure or error
         lines += _comparison(targets, bool(base))
-        quiet = [t for t in targets if compare_table.worst(t["items"]) not in ("failed", "error")]
+        quiet = [t for t in targets if compare_table.worst(t["items"]) not in BAD]
         lines += _skips(quiet, shorts)
         targets = [t for t in targets if t not in quiet]
     for t in targets:

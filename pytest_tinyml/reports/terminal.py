@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml.fmt import fmt_bytes
+from pytest_tinyml.kinds import Emulator, ItemStatus, Runtime
 from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, item_order, one_line
 from pytest_tinyml.reports.collect import firmware_runtime
 from pytest_tinyml.reports.profile import target_latency
 from pytest_tinyml.reports.profile import terminal_lines as profile_terminal_lines
 
-
-def check_name(result: Any) -> str:
-    v = result.verdict if isinstance(result.verdict, dict) else {}
-    return str(v.get("name") or result.name.split("[", 1)[0])
+if TYPE_CHECKING:
+    from pytest_tinyml.boards import BoardRegistry
 
 
 def skip_reason(message: str, limit: int = 60) -> str:
@@ -68,7 +68,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
     lines: list[str] = comparison_lines(doc)
     several = len(by_target) > 1 and bool(doc.get("targets"))
     for target, rows in by_target.items():
-        if several and all(r.status == "passed" for r in rows) and not (comparison and comparison.deltas.get(target)):
+        if several and all(r.status == ItemStatus.PASSED for r in rows) and not (comparison and comparison.deltas.get(target)):
             continue  # one line in the comparison table says it all
         board = next((r.board for r in rows if r.board), None)
         runtime, _ = firmware_runtime(r.verdict for r in rows)
@@ -84,10 +84,10 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
         header += ("verdict",)
         table: list[tuple[str, ...]] = [header]
         shown: set[str] = set()
-        for r in sorted(rows, key=lambda r: item_order(check_name(r), r.name)):
+        for r in sorted(rows, key=lambda r: item_order(r.check, r.name)):
             v = r.verdict if isinstance(r.verdict, dict) else {}
             unit = v.get("unit") or ""
-            name = check_name(r)
+            name = r.check
             limit = v.get("limit")
             if not v and isinstance(r.information, dict) and r.information.get("limit") is not None:
                 # a skipped item that knew its limit (e.g. max_latency with the project's runtime): show the
@@ -103,7 +103,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
                     (fmt_delta(d.metric, d.delta) + (" REGRESSION" if d.regression else "")) if d else "",
                 )
             verdict = STATUS_MARK.get(r.status, r.status.upper())
-            if r.status == "skipped" and r.message:
+            if r.status == ItemStatus.SKIPPED and r.message:
                 verdict += f"  {skip_reason(r.message)}"
             row += (verdict,)
             table.append(row)
@@ -141,7 +141,7 @@ def runtime_note_lines(results: list[Any]) -> list[str]:
     seen: list[str] = []
     for r in results:
         extra = r.verdict.get("extra") if isinstance(r.verdict, dict) else None
-        note = extra.get("runtime_note") if isinstance(extra, dict) and extra.get("runtime") == "tinyml" else None
+        note = extra.get("runtime_note") if isinstance(extra, dict) and extra.get("runtime") == Runtime.TINYML else None
         if isinstance(note, str) and note and one_line(note, 600) not in seen:
             seen.append(one_line(note, 600))
     lines = []
@@ -160,10 +160,10 @@ def mode_table_lines(results: list[Any]) -> list[str]:
     the drop and whether TFLM runs it (seed 003's comparison)."""
     by_spec: dict[str, dict[str, dict[str, Any]]] = {}
     for r in results:
-        if not r.mode or "[" not in r.target:
+        spec = r.info.spec
+        if not r.mode or not spec or r.target == spec:  # not one mode of several
             continue
-        spec = r.target.rsplit("[", 1)[0]
-        by_spec.setdefault(spec, {}).setdefault(r.mode, {})[check_name(r)] = r
+        by_spec.setdefault(spec, {}).setdefault(r.mode, {})[r.check] = r
     lines: list[str] = []
     for spec, modes in by_spec.items():
         if len(modes) < 2:
@@ -177,8 +177,8 @@ def mode_table_lines(results: list[Any]) -> list[str]:
             acc_v = acc.verdict if acc is not None and isinstance(acc.verdict, dict) else {}
             stages = (acc_v.get("extra") or {}).get("stages") or {}
             ops = items.get("tflm_ops")
-            runs = "-" if ops is None else ("yes" if ops.status == "passed" else "no")
-            drop = acc_v.get("measured") if acc is not None and check_name(acc) == "accuracy_drop" else None
+            runs = "-" if ops is None else ("yes" if ops.status == ItemStatus.PASSED else "no")
+            drop = acc_v.get("measured") if acc is not None and acc.check == "accuracy_drop" else None
             table.append(
                 (
                     mode,
@@ -191,4 +191,26 @@ def mode_table_lines(results: list[Any]) -> list[str]:
                 )
             )
         lines.extend(_table(table))
+    return lines
+
+
+def board_lines(boards: BoardRegistry) -> list[str]:
+    """The board table of ``--tinyml-boards``."""
+    from pytest_tinyml.emulate.toolchain import CORES, RENODE_PLATFORMS, platform_can_run
+
+    def refused(platform: str, core: str) -> bool:  # e.g. Cortex-M7 builds on Renode 1.15.1's M7 model
+        known = RENODE_PLATFORMS.get(platform)
+        return known is not None and core in CORES and not platform_can_run(known, core)
+
+    rows = [("board", "core", "clock", "flash", "RAM", "emulators")]
+    for board in sorted(boards, key=lambda b: b.name):
+        emulators = [f"{name} {machine}" + (f" (refused for {board.core} builds)"
+                                            if name is Emulator.RENODE and refused(machine, board.core) else "")
+                     for name in Emulator
+                     if isinstance(machine := getattr(board, name, None), str) and machine]
+        rows.append((board.name, board.core, f"{board.clock_hz / 1e6:g} MHz", fmt_bytes(board.flash_bytes),
+                     fmt_bytes(board.ram_bytes), ", ".join(emulators) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines.append("(figures and datasheet sources: pytest_tinyml/boards.yaml; --tinyml-board NAME selects one)")
     return lines
