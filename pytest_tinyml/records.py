@@ -13,10 +13,10 @@ No pytest, TensorFlow or numpy here.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from pytest_tinyml._util.jsonsafe import jsonsafe
 from pytest_tinyml.kinds import ItemStatus
 
 #: The user property that carries a record.
@@ -100,37 +100,10 @@ class ItemRecord:
         return asdict(self)
 
 
-def plain(value: Any, depth: int = 0) -> Any:
-    """A JSON-safe, bounded copy: tuples -> lists, numpy scalars/arrays -> Python, NaN/inf -> None,
-    long strings and lists cut."""
-    if depth > 20:
-        return None
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
-    if isinstance(value, dict):
-        return {str(k)[:MAX_TEXT]: plain(v, depth + 1) for k, v in list(value.items())[:MAX_LIST]}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
-        return [plain(v, depth + 1) for v in list(items)[:MAX_LIST]]
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item) and getattr(value, "shape", None) == ():
-        try:
-            return plain(item(), depth + 1)
-        except Exception:  # noqa: BLE001 - an odd object becomes its text
-            return plain(str(value), depth + 1)
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        try:
-            return plain(tolist(), depth + 1)
-        except Exception:  # noqa: BLE001
-            pass
-    return plain(str(value), depth + 1)
+def plain(value: Any) -> Any:
+    """A JSON-safe, bounded copy for a record (:func:`~pytest_tinyml._util.jsonsafe.jsonsafe` with the
+    record's bounds): tuples -> lists, numpy -> Python, NaN/inf -> None, long strings and lists cut."""
+    return jsonsafe(value, max_depth=20, too_deep_text=False, max_text=MAX_TEXT, max_items=MAX_LIST)
 
 
 def encode(info: TargetRecord, verdict: dict[str, Any] | None, information: dict[str, Any] | None = None) -> str:

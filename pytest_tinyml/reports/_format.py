@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from pathlib import PurePath
 from typing import Any
 
 from pytest_tinyml.fmt import (  # noqa: F401  (re-exported for the report renderers)
@@ -44,33 +42,3 @@ def target_file(target: Mapping[str, Any]) -> str:
     return spec if isinstance(spec, str) and spec else str(target["label"])
 
 
-def jsonable(value: Any, depth: int = 0) -> Any:
-    """A JSON-safe copy: tuples -> lists, Paths -> str, numpy scalars -> Python, NaN/inf -> None."""
-    if depth > 40:
-        return str(value)
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
-        return [jsonable(v, depth + 1) for v in items]
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item) and getattr(value, "shape", None) == ():
-        try:
-            return jsonable(item(), depth + 1)
-        except Exception:  # noqa: BLE001 - any odd object still becomes a string
-            return str(value)
-    tolist = getattr(value, "tolist", None)  # numpy arrays
-    if callable(tolist):
-        try:
-            return jsonable(tolist(), depth + 1)
-        except Exception:  # noqa: BLE001
-            return str(value)
-    return str(value)

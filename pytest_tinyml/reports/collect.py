@@ -17,12 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_tinyml._util.jsonsafe import jsonsafe
 from pytest_tinyml.checks.base import Metric, metrics_of
 from pytest_tinyml.checks.registry import builtin_metrics
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.kinds import ItemStatus, Runtime
 from pytest_tinyml.records import ItemRecord, TargetRecord
-from pytest_tinyml.reports._format import item_order, jsonable, one_line
+from pytest_tinyml.reports._format import item_order, one_line
 from pytest_tinyml.reports.profile import target_latency
 
 log = logging.getLogger(__name__)
@@ -407,5 +408,5 @@ def build_report(session: Any, *, generated: datetime | None = None, model_files
         "targets": out,
         "baseline": None,
     }
-    result: dict[str, Any] = jsonable(doc)
+    result: dict[str, Any] = jsonsafe(doc)
     return result
