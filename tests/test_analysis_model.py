@@ -236,7 +236,9 @@ def test_vtable_pointing_outside(cnn_bytes: bytes) -> None:
 
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6))
-def test_mutated_models_give_model_file_error_or_parse(tflite_factory: ModuleType, mutations: list[tuple[int, int]]) -> None:
+def test_mutated_models_give_model_file_error_or_parse(
+    tflite_factory: ModuleType, mutations: list[tuple[int, int]]
+) -> None:
     data = bytearray(tflite_factory.int8_cnn_graph_fc_only().build())
     for pos, value in mutations:
         data[8 + pos % (len(data) - 8)] = value

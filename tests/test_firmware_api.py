@@ -50,26 +50,26 @@ def _int8_samples(shape: tuple[int, ...], n: int, seed: int) -> list[np.ndarray]
     return [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(n)]
 
 
-def _requantize_model(tflite_factory: ModuleType, seed: int) -> bytes:
+def _requantize_model(tf_: ModuleType, seed: int) -> bytes:
     """int8 -> int8 QUANTIZE with random scales and zero points (a requantization)."""
     rng = np.random.default_rng(seed)
-    g = tflite_factory.Graph()
-    x = g.add(tflite_factory.Tensor("x", (1, 37), tflite_factory.INT8, scale=(float(rng.uniform(0.001, 0.5)),),
+    g = tf_.Graph()
+    x = g.add(tf_.Tensor("x", (1, 37), tf_.INT8, scale=(float(rng.uniform(0.001, 0.5)),),
                          zero_point=(int(rng.integers(-128, 128)),)))
-    y = g.add(tflite_factory.Tensor("y", (1, 37), tflite_factory.INT8, scale=(float(rng.uniform(0.001, 0.5)),),
+    y = g.add(tf_.Tensor("y", (1, 37), tf_.INT8, scale=(float(rng.uniform(0.001, 0.5)),),
                          zero_point=(int(rng.integers(-128, 128)),)))
-    g.ops.append(tflite_factory.Op(tflite_factory.OP["QUANTIZE"], [x], [y]))
+    g.ops.append(tf_.Op(tf_.OP["QUANTIZE"], [x], [y]))
     g.inputs, g.outputs = [x], [y]
     return g.build()
 
 
-def _softmax_model(tflite_factory: ModuleType, seed: int, beta: float) -> bytes:
+def _softmax_model(tf_: ModuleType, seed: int, beta: float) -> bytes:
     rng = np.random.default_rng(seed)
-    g = tflite_factory.Graph()
-    x = g.add(tflite_factory.Tensor("x", (1, 23), tflite_factory.INT8, scale=(float(rng.uniform(0.01, 0.5)),),
+    g = tf_.Graph()
+    x = g.add(tf_.Tensor("x", (1, 23), tf_.INT8, scale=(float(rng.uniform(0.01, 0.5)),),
                          zero_point=(int(rng.integers(-50, 50)),)))
-    y = g.add(tflite_factory.Tensor("y", (1, 23), tflite_factory.INT8, scale=(1 / 256,), zero_point=(-128,)))
-    g.ops.append(tflite_factory.Op(tflite_factory.OP["SOFTMAX"], [x], [y], tflite_factory.OPTION_TYPES["SoftmaxOptions"], [(0, "f", beta)]))
+    y = g.add(tf_.Tensor("y", (1, 23), tf_.INT8, scale=(1 / 256,), zero_point=(-128,)))
+    g.ops.append(tf_.Op(tf_.OP["SOFTMAX"], [x], [y], tf_.OPTION_TYPES["SoftmaxOptions"], [(0, "f", beta)]))
     g.inputs, g.outputs = [x], [y]
     return g.build()
 
@@ -85,7 +85,9 @@ def test_toolchain_status_reports_missing_tools_with_apt_hint(monkeypatch: pytes
     assert "renode" in renode.missing and "renode" in renode.hint.lower()
 
 
-def test_run_firmware_without_toolchain_is_not_evaluable(tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_run_firmware_without_toolchain_is_not_evaluable(
+    tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(NotEvaluable) as info:
         run_firmware(tflite_factory.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), cache_dir=tmp_path)
@@ -156,7 +158,9 @@ def test_exported_array_compiles_16_byte_aligned(tflite_factory: ModuleType, tmp
 # ------------------------------------------------------------------------------------ with the toolchain
 @needs_toolchain
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_requantize_int8_to_int8_matches_tflm(tflite_factory: ModuleType, seed: int, firmware_cache: Path) -> None:
+def test_requantize_int8_to_int8_matches_tflm(
+    tflite_factory: ModuleType, seed: int, firmware_cache: Path
+) -> None:
     model = _requantize_model(tflite_factory, seed)
     samples = _int8_samples((1, 37), 8, seed)
     want = _host_tflm(model, samples)
@@ -175,7 +179,9 @@ def test_softmax_beta_matches_tflm(tflite_factory: ModuleType, beta: float, firm
 
 
 @needs_toolchain
-def test_factory_cnn_result_fields_cache_and_calibration(tflite_factory: ModuleType, firmware_cache: Path) -> None:
+def test_factory_cnn_result_fields_cache_and_calibration(
+    tflite_factory: ModuleType, firmware_cache: Path
+) -> None:
     model = tflite_factory.int8_cnn(seed=5, fc_units=16)
     samples = _int8_samples((1, 8, 8, 1), 12, 5)
     want = _host_tflm(model, samples)
@@ -230,7 +236,9 @@ def test_model_too_big_for_board_ram_is_reported(tflite_factory: ModuleType, fir
 
 
 @needs_toolchain
-def test_m0plus_code_runs_bit_exact_on_the_m4_machine(tflite_factory: ModuleType, firmware_cache: Path) -> None:
+def test_m0plus_code_runs_bit_exact_on_the_m4_machine(
+    tflite_factory: ModuleType, firmware_cache: Path
+) -> None:
     model = tflite_factory.int8_cnn(seed=3)
     samples = _int8_samples((1, 8, 8, 1), 4, 3)
     m4 = run_firmware(model, samples, cache_dir=firmware_cache)
@@ -276,7 +284,9 @@ def test_tflm_tree_says_exactly_what_is_missing(monkeypatch: pytest.MonkeyPatch,
 
 
 @needs_toolchain
-def test_tflm_runtime_without_tflm_root_is_not_evaluable(tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_tflm_runtime_without_tflm_root_is_not_evaluable(
+    tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv(TFLM_ENV, raising=False)
     monkeypatch.delenv("TINYML_TFLM_SOURCES", raising=False)  # a developer's local source cache
     with pytest.raises(NotEvaluable) as info:
@@ -301,7 +311,9 @@ def test_tflm_source_selection_follows_the_resolver() -> None:
 
 
 @needs_toolchain
-def test_real_tflm_firmware_equals_tinyml_runtime_and_host(tflite_factory: ModuleType, firmware_cache: Path) -> None:
+def test_real_tflm_firmware_equals_tinyml_runtime_and_host(
+    tflite_factory: ModuleType, firmware_cache: Path
+) -> None:
     """The export() files built against real TFLM (TFLM_ROOT) and run under QEMU give the same bytes as the
     project's runtime and host TFLM; an arena below TFLM's need fails in AllocateTensors."""
     _real_tflm_or_skip()

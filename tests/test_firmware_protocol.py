@@ -182,7 +182,9 @@ def test_a_fault_while_probing_resumes_once_and_a_later_fault_is_reported(tmp_pa
 
 
 @needs_toolchain
-def test_corrupt_input_block_is_rejected_by_the_firmware(tflite_factory: ModuleType, fw_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupt_input_block_is_rejected_by_the_firmware(
+    tflite_factory: ModuleType, fw_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """FAKE fault: the host's block writer is patched to flip one payload byte after the CRC was computed,
     standing in for a corrupted transfer; the firmware must refuse the block, not run the model."""
     import pytest_tinyml.emulate.run as run_mod
@@ -223,21 +225,23 @@ def test_samples_beyond_the_flash_are_split_into_runs(tflite_factory: ModuleType
     assert [o.tobytes() for o in res.outputs[-3:]] == [o.tobytes() for o in one.outputs]
 
 
-def _conv_overflow_model(tflite_factory: ModuleType) -> bytes:
+def _conv_overflow_model(tf_: ModuleType) -> bytes:
     """CONV_2D whose output shape has 65536 x 65536 = 2^32 elements: a 32-bit element count wraps to 0."""
-    g = tflite_factory.Graph()
-    x = g.add(tflite_factory.Tensor("input", (1, 8, 8, 1), tflite_factory.INT8, scale=(1 / 255,), zero_point=(-128,)))
-    w = g.const("conv/filter", np.ones((1, 1, 1, 1)), tflite_factory.INT8, scale=(0.01,), zero_point=(0,), quantized_dimension=0)
-    b = g.const("conv/bias", np.zeros((1,)), tflite_factory.INT32, scale=(0.01 / 255,), zero_point=(0,))
-    y = g.add(tflite_factory.Tensor("conv/out", (1, 65536, 65536, 1), tflite_factory.INT8, scale=(0.05,), zero_point=(-128,)))
-    g.ops.append(tflite_factory.Op(tflite_factory.OP["CONV_2D"], [x, w, b], [y], tflite_factory.OPTION_TYPES["Conv2DOptions"],
-                        tflite_factory._conv_options(1, tflite_factory.VALID, tflite_factory.NONE)))
+    g = tf_.Graph()
+    x = g.add(tf_.Tensor("input", (1, 8, 8, 1), tf_.INT8, scale=(1 / 255,), zero_point=(-128,)))
+    w = g.const("conv/filter", np.ones((1, 1, 1, 1)), tf_.INT8, scale=(0.01,), zero_point=(0,), quantized_dimension=0)
+    b = g.const("conv/bias", np.zeros((1,)), tf_.INT32, scale=(0.01 / 255,), zero_point=(0,))
+    y = g.add(tf_.Tensor("conv/out", (1, 65536, 65536, 1), tf_.INT8, scale=(0.05,), zero_point=(-128,)))
+    g.ops.append(tf_.Op(tf_.OP["CONV_2D"], [x, w, b], [y], tf_.OPTION_TYPES["Conv2DOptions"],
+                        tf_._conv_options(1, tf_.VALID, tf_.NONE)))
     g.inputs, g.outputs = [x], [y]
     return g.build()
 
 
 @needs_toolchain
-def test_element_count_overflowing_32_bits_is_rejected_before_running(tflite_factory: ModuleType, fw_cache: Path) -> None:
+def test_element_count_overflowing_32_bits_is_rejected_before_running(
+    tflite_factory: ModuleType, fw_cache: Path
+) -> None:
     with pytest.raises(FirmwareError) as info:
         run_firmware(_conv_overflow_model(tflite_factory), [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=fw_cache)
     assert info.value.stage == "init" and "32-bit overflow" in str(info.value)
@@ -283,7 +287,9 @@ def test_board_memory_map_is_validated(memory: object, message: str) -> None:
 
 
 @needs_toolchain
-def test_model_that_does_not_fit_the_board_ram_says_by_how_many_bytes(tflite_factory: ModuleType, fw_cache: Path) -> None:
+def test_model_that_does_not_fit_the_board_ram_says_by_how_many_bytes(
+    tflite_factory: ModuleType, fw_cache: Path
+) -> None:
     from pytest_tinyml.boards import builtin_boards
 
     l476 = {b.name: b for b in builtin_boards()}["stm32l476"]
@@ -561,15 +567,19 @@ def test_two_processes_writing_and_pruning_one_folder(tmp_path: Path) -> None:
     assert len(left) <= 2 and all(p.suffix == ".bin" for p in left), left  # at most the last block of each
 
 
-def _one_run(tflite_factory: ModuleType, fw_cache: Path, keep: int | None = None) -> tuple[object, bytes, list[np.ndarray]]:
-    model = tflite_factory.int8_cnn(seed=11)
+def _one_run(
+    tf_: ModuleType, fw_cache: Path, keep: int | None = None
+) -> tuple[object, bytes, list[np.ndarray]]:
+    model = tf_.int8_cnn(seed=11)
     rng = np.random.default_rng(11)
     samples = [rng.integers(-128, 128, size=(1, 8, 8, 1), dtype=np.int8) for _ in range(3)]
     return run_firmware(model, samples, cache_dir=fw_cache, count_classes=False, inputs_keep=keep), model, samples
 
 
 @needs_toolchain
-def test_recorded_command_names_its_block_and_a_pruned_block_is_restored(tflite_factory: ModuleType, fw_cache: Path) -> None:
+def test_recorded_command_names_its_block_and_a_pruned_block_is_restored(
+    tflite_factory: ModuleType, fw_cache: Path
+) -> None:
     """A run records the input block its emulator command loads; once pruned, the block is rebuilt from the
     model and inputs (as a cached run does) byte for byte, and the firmware items say when it is missing."""
     import shlex
@@ -596,7 +606,9 @@ def test_recorded_command_names_its_block_and_a_pruned_block_is_restored(tflite_
 
 
 @needs_toolchain
-def test_cached_run_writes_back_the_block_its_command_loads(tflite_factory: ModuleType, pytester: pytest.Pytester) -> None:
+def test_cached_run_writes_back_the_block_its_command_loads(
+    tflite_factory: ModuleType, pytester: pytest.Pytester
+) -> None:
     """Through the plugin: a firmware item's report names the input block of its emulator command; after the
     block is pruned, the next run (a cached run, no emulator) writes it back, so the command stays runnable.
     A bad ``tinyml_input_blocks_keep`` is a one-line usage error."""
@@ -631,7 +643,9 @@ def test_cached_run_writes_back_the_block_its_command_loads(tflite_factory: Modu
     assert block.read_bytes() == content
 
 
-def test_bad_input_blocks_keep_is_a_usage_error(tflite_factory: ModuleType, pytester: pytest.Pytester) -> None:
+def test_bad_input_blocks_keep_is_a_usage_error(
+    tflite_factory: ModuleType, pytester: pytest.Pytester
+) -> None:
     (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(seed=12))
     bad = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--tinyml-model", "m.tflite",
                                         "-o", "tinyml_input_blocks_keep=10 Mb", timeout=600)

@@ -47,7 +47,9 @@ def test_renode_script_loads_the_platform_elf_and_input_block_without_semihostin
     ("board", "machine"),
     [("stm32f405", "netduinoplus2"), ("arduino_nano_33_ble_sense", "mps2-an386")],
 )
-def test_renode_and_qemu_agree_on_outputs_and_instructions(tflite_factory: ModuleType, board: str, machine: str, tmp_path: Path) -> None:
+def test_renode_and_qemu_agree_on_outputs_and_instructions(
+    tflite_factory: ModuleType, board: str, machine: str, tmp_path: Path
+) -> None:
     b = BOARDS[board]
     model = tflite_factory.int8_cnn(seed=4, fc_units=16)
     samples = _samples(4, 4)
@@ -98,8 +100,9 @@ def test_guest_semihosting_call_cannot_reach_the_host_under_renode(tmp_path: Pat
 
 
 @needs_renode
-def test_renode_counter_is_the_whole_runs_work_and_holds_no_idle_time(tflite_factory: ModuleType, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_renode_counter_is_the_whole_runs_work_and_holds_no_idle_time(
+    tflite_factory: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The counter is asked at the end marker and again twice, a second apart: it must not move (the firmware
     halts with SysTick off and interrupts masked), so it counts work, not Renode's idle virtual time. It covers
     the calibration loop and every inference, and is reported under a name that says "whole run"."""

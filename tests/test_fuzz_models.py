@@ -137,7 +137,9 @@ def test_huge_and_negative_shapes_do_not_reach_numpy(bases: list[fm.Base], tmp_p
                 m.firmware_inputs  # noqa: B018
 
 
-def test_pytest_on_corrupt_models_reports_one_line_failures(run_pytest: PytestRunner, bases: list[fm.Base], tmp_path: Path) -> None:
+def test_pytest_on_corrupt_models_reports_one_line_failures(
+    run_pytest: PytestRunner, bases: list[fm.Base], tmp_path: Path
+) -> None:
     cnn = next(b for b in bases if b.name == "int8_cnn")
     (tmp_path / "cut.tflite").write_bytes(cnn.data[:1000])
     outcome, out = run_pytest.checked(["--tinyml-model", "cut.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}"], tmp_path)

@@ -94,7 +94,9 @@ def test_renamed_label_is_a_regression() -> None:
     assert compare(report(target("a.tflite")), base, "base.json").regressions == []
 
 
-def test_hostile_baselines_through_the_plugin(run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_hostile_baselines_through_the_plugin(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     (tmp_path / "m.tflite").write_bytes(tflite_factory.int8_cnn())
     args = ["--tinyml-model", "m.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}", "-k", "size"]
     good = report(target("m.tflite", size=12345))

@@ -52,7 +52,9 @@ def test_budget_counts_what_the_reader_decodes(tflite_factory: ModuleType) -> No
     assert reader.decode_budget == _fb.DECODE_FACTOR * len(data) + _fb.DECODE_SLACK
 
 
-def test_shared_table_model_fails_its_items_not_the_session(run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_shared_table_model_fails_its_items_not_the_session(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     (tmp_path / "shared.tflite").write_bytes(fm.shared_tensor_model(12_500, 50_000))
     (tmp_path / "good.tflite").write_bytes(tflite_factory.int8_cnn())
     outcome, out = run_pytest.checked(["--tinyml-model", "shared.tflite", "--tinyml-model", "good.tflite",

@@ -31,12 +31,12 @@ def hostile_names(marker: Path) -> list[str]:
     ]
 
 
-def hostile_model(tflite_factory: ModuleType, names: list[str]) -> bytes:
-    g = tflite_factory.Graph()
-    prev = g.add(tflite_factory.Tensor("input", (1, 4), tflite_factory.FLOAT32))
+def hostile_model(factory: ModuleType, names: list[str]) -> bytes:
+    g = factory.Graph()
+    prev = g.add(factory.Tensor("input", (1, 4), factory.FLOAT32))
     for i, name in enumerate(names):
-        nxt = g.add(tflite_factory.Tensor(f"t{i}", (1, 4), tflite_factory.FLOAT32))
-        g.ops.append(tflite_factory.Op(name, [prev], [nxt]))
+        nxt = g.add(factory.Tensor(f"t{i}", (1, 4), factory.FLOAT32))
+        g.ops.append(factory.Op(name, [prev], [nxt]))
         prev = nxt
     g.inputs, g.outputs = [0], [prev]
     return g.build()
@@ -102,7 +102,9 @@ def test_string_literal_round_trips_through_the_compiler(tmp_path: Path) -> None
 
 @pytest.mark.skipif(GXX is None, reason="host g++ not installed")
 @pytest.mark.parametrize("std", ["-std=c++11", "-std=c++17"])
-def test_exported_headers_of_hostile_names_compile_and_run_nothing(tflite_factory: ModuleType, tmp_path: Path, std: str) -> None:
+def test_exported_headers_of_hostile_names_compile_and_run_nothing(
+    tflite_factory: ModuleType, tmp_path: Path, std: str
+) -> None:
     marker = tmp_path / "INJECTED"
     names = hostile_names(marker)
     model = hostile_model(tflite_factory, names)

@@ -83,7 +83,9 @@ def test_no_orphan_when_the_parent_is_interrupted_or_killed(
             os.kill(pid, signal.SIGKILL)
 
 
-def test_allocate_and_invoke_take_the_configured_timeout(tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_allocate_and_invoke_take_the_configured_timeout(
+    tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     saved = tflm.current_timeout()
     try:
         tflm.configure(timeout=2)

@@ -23,7 +23,9 @@ def test_folder_names_are_distinct_and_stable() -> None:
     assert export_folder_names(["a-b.tflite", "a_b.tflite"])["a-b.tflite"] == names["a-b.tflite"]
 
 
-def test_colliding_labels_export_to_two_folders(run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_colliding_labels_export_to_two_folders(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     (tmp_path / "a-b.tflite").write_bytes(tflite_factory.int8_cnn(0))
     (tmp_path / "a_b.tflite").write_bytes(tflite_factory.int8_cnn(1, filters=8))
     outcome, out = run_pytest.checked(["--tinyml-model", "a-b.tflite", "--tinyml-model", "a_b.tflite",

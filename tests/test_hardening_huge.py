@@ -19,13 +19,13 @@ if TYPE_CHECKING:
     from conftest import PytestRunner
 
 
-def big_fc_model(tflite_factory: ModuleType, units: int, features: int) -> bytes:
+def big_fc_model(factory: ModuleType, units: int, features: int) -> bytes:
     """int8 FULLY_CONNECTED whose weights are ``units x features`` bytes."""
-    g = tflite_factory.Graph()
-    x = g.add(tflite_factory.Tensor("input", (1, features), tflite_factory.INT8, scale=(0.05,), zero_point=(0,)))
-    w = g.const("big_weights", np.ones((units, features)), tflite_factory.INT8, scale=(0.01,), zero_point=(0,))
-    y = g.add(tflite_factory.Tensor("output", (1, units), tflite_factory.INT8, scale=(0.1,), zero_point=(0,)))
-    g.ops.append(tflite_factory.Op(tflite_factory.OP["FULLY_CONNECTED"], [x, w], [y], tflite_factory.OPTION_TYPES["FullyConnectedOptions"]))
+    g = factory.Graph()
+    x = g.add(factory.Tensor("input", (1, features), factory.INT8, scale=(0.05,), zero_point=(0,)))
+    w = g.const("big_weights", np.ones((units, features)), factory.INT8, scale=(0.01,), zero_point=(0,))
+    y = g.add(factory.Tensor("output", (1, units), factory.INT8, scale=(0.1,), zero_point=(0,)))
+    g.ops.append(factory.Op(factory.OP["FULLY_CONNECTED"], [x, w], [y], factory.OPTION_TYPES["FullyConnectedOptions"]))
     g.inputs, g.outputs = [x], [y]
     return g.build()
 
@@ -40,7 +40,9 @@ def test_file_over_the_read_bound_is_refused_unread(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
 
 
-def test_model_over_the_board_flash_fails_flash_without_building_firmware(run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_model_over_the_board_flash_fails_flash_without_building_firmware(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     (tmp_path / "big.tflite").write_bytes(big_fc_model(tflite_factory, 2048, 1024))  # 2 MiB of weights; nRF52840 has 1 MiB
     cache = tmp_path / "c"
     outcome, out = run_pytest.checked(["--tinyml-model", "big.tflite", "-o", f"tinyml_cache_dir={cache}", "-rfs",

@@ -23,11 +23,11 @@ if TYPE_CHECKING:
 PACKAGE = Path(__file__).resolve().parents[1] / "pytest_tinyml"
 
 
-def crashing_model(tflite_factory: ModuleType) -> bytes:
+def crashing_model(factory: ModuleType) -> bytes:
     """A real crash found by bench/bench_fuzz.py: the depthwise filter's quantized_dimension set to
     1,823,257,932 (the flatbuffer is otherwise intact and parses); host TFLM dies with SIGSEGV while
     preparing the DEPTHWISE_CONV_2D kernel."""
-    data = tflite_factory.int8_cnn()
+    data = factory.int8_cnn()
     (pos, _), = fm.field_map(data).scalars["quantized_dimension"]
     out = bytearray(data)
     struct.pack_into("<i", out, pos, 1_823_257_932)
@@ -41,7 +41,9 @@ def test_real_crash_is_caught_in_the_child(tflite_factory: ModuleType) -> None:
     assert not alloc.ok and alloc.signal == "SIGSEGV" and "during allocate" in (alloc.reason or "")
 
 
-def test_crash_becomes_a_failed_tflm_ops_item_naming_signal_and_stage(run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_crash_becomes_a_failed_tflm_ops_item_naming_signal_and_stage(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     (tmp_path / "crash.tflite").write_bytes(crashing_model(tflite_factory))
     outcome, out = run_pytest.checked(["--tinyml-model", "crash.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
                                   "-rfs"], tmp_path)
@@ -52,7 +54,9 @@ def test_crash_becomes_a_failed_tflm_ops_item_naming_signal_and_stage(run_pytest
     assert "SKIPPED" in out and "TFLM cannot allocate this model" in out
 
 
-def test_hang_becomes_a_failed_verdict_after_the_timeout(tflite_factory: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hang_becomes_a_failed_verdict_after_the_timeout(
+    tflite_factory: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fake fault: the child's documented fault injection (``hang``) stands in for a model that hangs TFLM."""
     monkeypatch.setenv(FAULT_ENV, "hang")
     path = tmp_path / "m.tflite"
@@ -67,7 +71,9 @@ def test_hang_becomes_a_failed_verdict_after_the_timeout(tflite_factory: ModuleT
     assert not verdict.passed and "timed out" in verdict.message
 
 
-def test_fake_segv_at_invoke_is_reported_with_the_stage(tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fake_segv_at_invoke_is_reported_with_the_stage(
+    tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fake fault (``segv:invoke``): a crash during inference names the signal and the invoke stage."""
     import numpy as np
 

@@ -26,7 +26,9 @@ def test_parser_keeps_names_up_to_the_bound(tflite_factory: ModuleType) -> None:
     assert info.custom_ops == [info.ops[0].name]
 
 
-def test_two_megabyte_op_name_gives_bounded_output(run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_two_megabyte_op_name_gives_bounded_output(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     (tmp_path / "long.tflite").write_bytes(tflite_factory.custom_op_model("A" * 2_000_000))
     outcome, out = run_pytest.checked(["--tinyml-model", "long.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
                                   "-rfs", "-k", "not firmware", "--tinyml-report", str(tmp_path / "r")], tmp_path)
@@ -48,7 +50,9 @@ def test_names_are_made_printable_where_they_are_read(tflite_factory: ModuleType
     assert name.startswith("EVIL\\n#include")
 
 
-def test_hostile_custom_op_name_gives_one_line_failure(run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_hostile_custom_op_name_gives_one_line_failure(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     (tmp_path / "evil.tflite").write_bytes(tflite_factory.custom_op_model('EVIL\n#include "x"\n\x1b[2J system("id")'))
     outcome, out = run_pytest.checked(["--tinyml-model", "evil.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
                                   "-rf", "-m", "not firmware"], tmp_path)

@@ -16,13 +16,13 @@ if TYPE_CHECKING:
     from conftest import PytestRunner
 
 
-def fc_model(tflite_factory: ModuleType, rows: int, units: int, out_name: str = "huge_output") -> bytes:
+def fc_model(factory: ModuleType, rows: int, units: int, out_name: str = "huge_output") -> bytes:
     """int8 FULLY_CONNECTED: input rows x 1, weights units x 1, output rows x units."""
-    g = tflite_factory.Graph()
-    x = g.add(tflite_factory.Tensor("input", (rows, 1), tflite_factory.INT8, scale=(0.05,), zero_point=(0,)))
-    w = g.const("weights", np.ones((units, 1)), tflite_factory.INT8, scale=(0.01,), zero_point=(0,))
-    y = g.add(tflite_factory.Tensor(out_name, (rows, units), tflite_factory.INT8, scale=(0.1,), zero_point=(0,)))
-    g.ops.append(tflite_factory.Op(tflite_factory.OP["FULLY_CONNECTED"], [x, w], [y], tflite_factory.OPTION_TYPES["FullyConnectedOptions"]))
+    g = factory.Graph()
+    x = g.add(factory.Tensor("input", (rows, 1), factory.INT8, scale=(0.05,), zero_point=(0,)))
+    w = g.const("weights", np.ones((units, 1)), factory.INT8, scale=(0.01,), zero_point=(0,))
+    y = g.add(factory.Tensor(out_name, (rows, units), factory.INT8, scale=(0.1,), zero_point=(0,)))
+    g.ops.append(factory.Op(factory.OP["FULLY_CONNECTED"], [x, w], [y], factory.OPTION_TYPES["FullyConnectedOptions"]))
     g.inputs, g.outputs = [x], [y]
     return g.build()
 
@@ -45,7 +45,9 @@ def test_activation_over_the_ram_limit_is_found_and_sane_models_pass(tflite_fact
     assert oversized_tensor(parse_model(tflite_factory.int8_cnn(), "cnn.tflite"), nano.ram_bytes) is None
 
 
-def test_overflow_fails_arena_even_when_tflm_refuses_the_model(run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_overflow_fails_arena_even_when_tflm_refuses_the_model(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     """Found by bench_fuzz: the check once asked TFLM first, so a model TFLM refuses skipped arena."""
     (tmp_path / "fc.tflite").write_bytes(fc_model(tflite_factory, 201_326_592, 16))  # 3 GiB int8 output, 201M-row input
     outcome, out = run_pytest.checked(["--tinyml-model", "fc.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
@@ -54,7 +56,9 @@ def test_overflow_fails_arena_even_when_tflm_refuses_the_model(run_pytest: Pytes
     assert "FAILED fc.tflite::arena" in out and "tensor 'huge_output'" in out
 
 
-def test_65536_squared_output_fails_arena_naming_the_tensor(run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_65536_squared_output_fails_arena_naming_the_tensor(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     (tmp_path / "fc.tflite").write_bytes(fc_model(tflite_factory, 65536, 65536))
     outcome, out = run_pytest.checked(["--tinyml-model", "fc.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
                                   "-rf", "-k", "arena"], tmp_path)

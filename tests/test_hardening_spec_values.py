@@ -35,7 +35,9 @@ def spec_text(max_size: str) -> str:
 
 
 @pytest.mark.parametrize("value", ["1e308GiB", "1e308", "1e400KiB", "9" * 5000], ids=["gib", "bare", "inf", "digits"])
-def test_overflowing_size_is_a_spec_error_with_line(tflite_factory: ModuleType, tmp_path: Path, value: str) -> None:
+def test_overflowing_size_is_a_spec_error_with_line(
+    tflite_factory: ModuleType, tmp_path: Path, value: str
+) -> None:
     (tmp_path / "m.tflite").write_bytes(tflite_factory.int8_cnn())
     path = tmp_path / "bad.yaml"
     path.write_text(spec_text(value))
@@ -44,7 +46,9 @@ def test_overflowing_size_is_a_spec_error_with_line(tflite_factory: ModuleType, 
     assert f"{path}:5:" in str(err.value) and "\n" not in str(err.value) and len(str(err.value)) < 400
 
 
-def test_bad_spec_fails_its_item_and_the_other_spec_runs(run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_bad_spec_fails_its_item_and_the_other_spec_runs(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     (tmp_path / "m.tflite").write_bytes(tflite_factory.int8_cnn())
     (tmp_path / "bad.yaml").write_text(spec_text("1e308GiB"))
     (tmp_path / "good.yaml").write_text(spec_text("50KiB"))

@@ -87,7 +87,9 @@ def test_flash_wait_states_cost_cycles(cnn_run) -> None:  # type: ignore[no-unty
 
 
 @needs_firmware
-def test_no_host_compiler_says_why(tflite_factory: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_host_compiler_says_why(
+    tflite_factory: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(insn_plugin, "host_compiler", lambda: None)
     model = tflite_factory.int8_cnn(seed=4)
     fw = run_firmware(model, [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=tmp_path)
@@ -176,7 +178,9 @@ def test_boards_have_timing_and_reject_bad_values() -> None:
 
 
 @needs_firmware
-def test_audit_shows_latency_as_information_and_judges_it_with_a_limit(tflite_factory: ModuleType, pytester: pytest.Pytester) -> None:
+def test_audit_shows_latency_as_information_and_judges_it_with_a_limit(
+    tflite_factory: ModuleType, pytester: pytest.Pytester
+) -> None:
     pytester.path.joinpath("cnn.tflite").write_bytes(tflite_factory.int8_cnn(seed=5, height=12, width=12, filters=8))
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--tinyml-model", "cnn.tflite", "--tinyml-board", "nucleo_l4r5zi",
@@ -263,7 +267,9 @@ def test_real_tflm_profiler_marks_every_operator(tflite_factory: ModuleType, tmp
 
 
 @needs_firmware
-def test_cortex_m55_machine_is_bit_exact_and_counts_helium(tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_cortex_m55_machine_is_bit_exact_and_counts_helium(
+    tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     """QEMU 7.2's mps3-an547 (Cortex-M55 with Helium) runs the firmware for the M55 boards. Its SysTick does
     not count under the harness, so instructions per inference are the plugin's; Helium instructions (which
     QEMU's disassembler shows as ldc/stc or Neon-style mnemonics on q registers) are counted as such."""
@@ -285,7 +291,9 @@ def test_cortex_m55_machine_is_bit_exact_and_counts_helium(tflite_factory: Modul
 
 
 @needs_firmware
-def test_cortex_m55_real_tflm_helium_kernels_are_bit_exact_and_counted(tflite_factory: ModuleType, tmp_path: Path) -> None:
+def test_cortex_m55_real_tflm_helium_kernels_are_bit_exact_and_counted(
+    tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     """Real TFLM with CMSIS-NN's Helium kernels on mps3-an547. Needs TFLM sources (TFLM_ROOT or
     TINYML_TFLM_SOURCES); skips with the reason otherwise."""
     from pytest_tinyml.analysis import tflm

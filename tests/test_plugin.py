@@ -43,7 +43,9 @@ def test_size_failure_message(run_pytest: PytestRunner, pytester: pytest.Pyteste
     assert result.ret == 1
 
 
-def test_dynamic_range_is_not_deployable(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
+def test_dynamic_range_is_not_deployable(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path
+) -> None:
     result = run_pytest("--tinyml-model", "dynamic.tflite", "-k", "tflm_ops or int8_io")
     result.stdout.fnmatch_lines(["*tflm_ops: TFLM refused the model (FULLY_CONNECTED): Input type: FLOAT32 with filter type: INT8 not supported*", "*fix: *representative dataset*"])
     assert run_pytest.outcomes(result)["dynamic.tflite::int8_io"] == "FAILED"
@@ -65,7 +67,13 @@ def test_unknown_custom_op(run_pytest: PytestRunner, pytester: pytest.Pytester, 
         (None, "truncated"),
     ],
 )
-def test_bad_model_files_fail_with_one_line(run_pytest: PytestRunner, tflite_factory: ModuleType, pytester: pytest.Pytester, content: bytes | None, message: str) -> None:
+def test_bad_model_files_fail_with_one_line(
+    run_pytest: PytestRunner,
+    tflite_factory: ModuleType,
+    pytester: pytest.Pytester,
+    content: bytes | None,
+    message: str,
+) -> None:
     model = tflite_factory.int8_cnn(0)
     if content == b"WRNG":
         data = model[:4] + b"XYZ9" + model[8:]
@@ -140,7 +148,9 @@ def pytest_tinyml_boards():
     assert seen["int8.tflite::arena"] == "FAILED"
 
 
-def test_third_party_metric_reaches_reports_and_baseline(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
+def test_third_party_metric_reaches_reports_and_baseline(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path
+) -> None:
     """A plugin check that declares a metric gets a column in report.json and a baseline delta, like the
     built-in ones: the report tables come from the registered checks."""
     pytester.makeconftest(
@@ -175,7 +185,9 @@ def pytest_tinyml_checks():
     result.stdout.fnmatch_lines(["*op_count*+2*"])
 
 
-def test_audit_does_not_import_tensorflow(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
+def test_audit_does_not_import_tensorflow(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path
+) -> None:
     pytester.makeconftest(
         """
 import sys, json
@@ -224,7 +236,9 @@ def test_hung_tflm_fails_after_the_ini_timeout(run_pytest: PytestRunner, pyteste
     bad.stderr.fnmatch_lines(["*tinyml_tflm_timeout = 'soon': expected a positive number of seconds*"])
 
 
-def test_real_tflm_runtime_needs_tflm_root(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_tflm_runtime_needs_tflm_root(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("TFLM_ROOT", raising=False)
     monkeypatch.delenv("TINYML_TFLM_SOURCES", raising=False)  # a developer's local source cache
     result = run_pytest("--tinyml-model", "int8.tflite", "--tinyml-firmware-runtime", "tflm", "-k", "firmware_bitexact")

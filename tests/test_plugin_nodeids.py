@@ -39,7 +39,9 @@ def statuses(result: pytest.RunResult) -> dict[str, str]:
     return out
 
 
-def test_node_id_on_the_command_line_selects_one_item(run_pytest: PytestRunner, pytester: pytest.Pytester, outside: Path) -> None:
+def test_node_id_on_the_command_line_selects_one_item(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, outside: Path
+) -> None:
     pytester.makeini("[pytest]\n")
     model = (outside / "m1.tflite").as_posix()
     # with the model as the only argument pytest would pick a rootdir above it; pin it here
@@ -68,7 +70,9 @@ def test_spec_without_model_gives_constraints_and_board_and_lf_reruns_failures(r
     assert alone.ret == 1
 
 
-def test_not_firmware_deselects_firmware_items_and_runs_no_firmware(run_pytest: PytestRunner, tflite_factory: ModuleType, pytester: pytest.Pytester) -> None:
+def test_not_firmware_deselects_firmware_items_and_runs_no_firmware(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, pytester: pytest.Pytester
+) -> None:
     (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0))
     cache = pytester.path / "cache"
     result = run_pytest("-p", "no:cacheprovider", "--tinyml-model", "m.tflite", "-m", "not firmware",
@@ -108,8 +112,11 @@ def test_boards_listing(run_pytest: PytestRunner, pytester: pytest.Pytester) -> 
         assert name in help_text
 
 
-def test_rootdir_taken_from_a_model_outside_is_warned_once(run_pytest: PytestRunner, tflite_factory: ModuleType,
-    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+def test_rootdir_taken_from_a_model_outside_is_warned_once(
+    run_pytest: PytestRunner,
+    tflite_factory: ModuleType,
+    pytester: pytest.Pytester,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """pytest fixes the rootdir before entry-point plugins add their options, so ``--tinyml-model PATH``
     (space form) to a model outside the project makes the model's folder the rootdir and the project's ini

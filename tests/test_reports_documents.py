@@ -154,14 +154,16 @@ def run(tmp_path: Path) -> Run:
     return Run(tmp_path)
 
 
-def one_model(tflite_factory: ModuleType, run: Run, **kwargs: Any) -> Target:
-    m = run.target("models/cnn.tflite", tflite_factory.int8_cnn(0), regression=kwargs.pop("regression", None))
+def one_model(factory: ModuleType, run: Run, **kwargs: Any) -> Target:
+    m = run.target("models/cnn.tflite", factory.int8_cnn(0), regression=kwargs.pop("regression", None))
     run.audit(m, **kwargs)
     return m
 
 
 # --- report.json ----------------------------------------------------------------------------------
-def test_json_validates_and_holds_model_facts(tflite_factory: ModuleType, run: Run, tmp_path: Path, schema: dict[str, Any]) -> None:
+def test_json_validates_and_holds_model_facts(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path, schema: dict[str, Any]
+) -> None:
     m = one_model(tflite_factory, run, accuracy=_accuracy(98.5, 98.0))
     outcome = reports.finish(run, report_dir=tmp_path / "out", baseline=None, plots=False)
     assert outcome.errors == []
@@ -253,7 +255,9 @@ def test_json_never_fails_on_missing_or_broken_measurements(
     assert any("ghost.yaml: training diverged" in n for n in ghost_t["notes"]), ghost_t["notes"]
 
 
-def test_unwritable_report_dir_is_an_error_line_not_an_exception(tflite_factory: ModuleType, run: Run, tmp_path: Path) -> None:
+def test_unwritable_report_dir_is_an_error_line_not_an_exception(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path
+) -> None:
     one_model(tflite_factory, run)
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -272,7 +276,9 @@ def _table_rows(md: str) -> list[list[str]]:
     return rows
 
 
-def test_markdown_puts_failures_first_and_escapes(tflite_factory: ModuleType, run: Run, tmp_path: Path) -> None:
+def test_markdown_puts_failures_first_and_escapes(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path
+) -> None:
     ok = run.target("good.tflite", tflite_factory.int8_cnn(1))
     run.audit(ok)
     bad = run.target("bad.tflite", tflite_factory.int8_cnn(2))
@@ -341,8 +347,8 @@ class _Page(HTMLParser):
         self.text.append(data)
 
 
-def _hostile_model(tflite_factory: ModuleType) -> bytes:
-    g = tflite_factory.int8_cnn_graph_fc_only()
+def _hostile_model(factory: ModuleType) -> bytes:
+    g = factory.int8_cnn_graph_fc_only()
     g.tensors[0].name = HOSTILE
     g.tensors[-1].name = "$x^2$ _hidden"
     g.description = HOSTILE
@@ -391,7 +397,9 @@ def test_html_without_matplotlib_still_writes_a_page(tflite_factory: ModuleType,
     assert any("charts left out" in n for n in outcome.notes) and outcome.errors == []
 
 
-def test_mode_comparison_chart_for_multi_mode_specs(tflite_factory: ModuleType, run: Run, tmp_path: Path) -> None:
+def test_mode_comparison_chart_for_multi_mode_specs(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path
+) -> None:
     pytest.importorskip("matplotlib")
     for mode, data, acc in (("float32", tflite_factory.float_fc(0), 98.0), ("int8", tflite_factory.int8_cnn(0), 97.2)):
         m = run.target(f"specs/s.yaml[{mode}]", data, mode=mode)
@@ -451,17 +459,19 @@ def test_terminal_summary_formats_units(tflite_factory: ModuleType, run: Run) ->
 
 
 # --- baseline -------------------------------------------------------------------------------------
-def _baseline(tflite_factory: ModuleType, tmp_path: Path, **kwargs: Any) -> Path:
+def _baseline(factory: ModuleType, tmp_path: Path, **kwargs: Any) -> Path:
     first = Run(tmp_path / "before")
     first.root.mkdir()
-    m = first.target("models/cnn.tflite", tflite_factory.int8_cnn(0))
+    m = first.target("models/cnn.tflite", factory.int8_cnn(0))
     first.audit(m, accuracy=kwargs.get("accuracy", _accuracy(98.5, 98.0)), arena=kwargs.get("arena", 9000))
     out = reports.finish(first, report_dir=tmp_path / "before" / "out", baseline=None, plots=False)
     assert out.errors == []
     return tmp_path / "before" / "out" / "report.json"
 
 
-def test_baseline_regressions_beyond_thresholds(tflite_factory: ModuleType, tmp_path: Path, schema: dict[str, Any]) -> None:
+def test_baseline_regressions_beyond_thresholds(
+    tflite_factory: ModuleType, tmp_path: Path, schema: dict[str, Any]
+) -> None:
     base = _baseline(tflite_factory, tmp_path)
     now = Run(tmp_path / "now")
     now.root.mkdir()
@@ -521,7 +531,9 @@ def test_baseline_without_thresholds_only_shows_deltas(tflite_factory: ModuleTyp
         ('{"schema": "pytest-tinyml/report", "version": 1, "targets": {}}', "not a list of targets"),
     ],
 )
-def test_bad_baseline_is_one_error_line(tflite_factory: ModuleType, run: Run, tmp_path: Path, content: str | None, expected: str) -> None:
+def test_bad_baseline_is_one_error_line(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path, content: str | None, expected: str
+) -> None:
     one_model(tflite_factory, run)
     path = tmp_path / "base.json"
     if content is not None:
@@ -533,7 +545,9 @@ def test_bad_baseline_is_one_error_line(tflite_factory: ModuleType, run: Run, tm
     assert outcome.regressions == [] and len(outcome.written) == 3  # the reports are still written
 
 
-def test_baseline_may_be_the_report_being_replaced(tflite_factory: ModuleType, run: Run, tmp_path: Path) -> None:
+def test_baseline_may_be_the_report_being_replaced(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path
+) -> None:
     one_model(tflite_factory, run, arena=9000)
     out = tmp_path / "out"
     reports.finish(run, report_dir=out, baseline=None, plots=False)

@@ -45,7 +45,9 @@ def test_report_files_from_a_run(run_pytest: PytestRunner, pytester: pytest.Pyte
     result.stdout.fnmatch_lines(["*tinyml summary*", "s.yaml*", "*size*51,200 B*PASS*"])
 
 
-def test_size_regression_against_baseline_fails_the_run(run_pytest: PytestRunner, tflite_factory: ModuleType, pytester: pytest.Pytester, spec: Path) -> None:
+def test_size_regression_against_baseline_fails_the_run(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, pytester: pytest.Pytester, spec: Path
+) -> None:
     assert run_pytest("--tinyml-spec", "s.yaml", "--tinyml-report", "before", report=None).ret == 0
     (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0, height=12, width=12))  # ~+1 KB
     result = run_pytest("--tinyml-spec",
@@ -64,13 +66,17 @@ def test_size_regression_against_baseline_fails_the_run(run_pytest: PytestRunner
 WIRING = "needs the plugin wiring described in the reports helper's report (check_baseline, outcome=)"
 
 
-def test_bad_baseline_is_a_usage_error_before_anything_runs(run_pytest: PytestRunner, pytester: pytest.Pytester, spec: Path) -> None:
+def test_bad_baseline_is_a_usage_error_before_anything_runs(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, spec: Path
+) -> None:
     result = run_pytest("--tinyml-spec", "s.yaml", "--tinyml-baseline", "missing.json", report=None)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*missing.json: baseline report not found (fix: *"])
 
 
-def test_terminal_summary_shows_deltas(run_pytest: PytestRunner, pytester: pytest.Pytester, spec: Path) -> None:
+def test_terminal_summary_shows_deltas(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, spec: Path
+) -> None:
     assert run_pytest("--tinyml-spec", "s.yaml", "--tinyml-report", "before", report=None).ret == 0
     result = run_pytest("--tinyml-spec", "s.yaml", "--tinyml-baseline", "before/report.json", report=None)
     assert result.ret == 0
@@ -132,8 +138,12 @@ def _firmware_toolchain_missing() -> str:
 
 @pytest.mark.skipif(bool(_firmware_toolchain_missing()),
                     reason=f"needs arm-none-eabi-gcc and qemu-system-arm (missing: {_firmware_toolchain_missing()})")
-def test_fallback_runtime_is_said_once_and_in_every_report(run_pytest: PytestRunner, tflite_factory: ModuleType, pytester: pytest.Pytester,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fallback_runtime_is_said_once_and_in_every_report(
+    run_pytest: PytestRunner,
+    tflite_factory: ModuleType,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Offline (the suite sets TINYML_OFFLINE), firmware items fall back to the project's runtime: one terminal
     line says why, the comparison table, report.json, report.md and report.html name the runtime per target."""
     monkeypatch.delenv("TFLM_ROOT", raising=False)

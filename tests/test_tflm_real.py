@@ -78,7 +78,9 @@ def test_cmsis_nn_kernels_replace_the_reference_ones() -> None:
 
 
 @pytest.mark.parametrize("kernels", ["reference", "cmsis_nn"])
-def test_real_tflm_bit_exact_arena_bisection(tflite_factory: ModuleType, kernels: str, firmware_cache: Path) -> None:
+def test_real_tflm_bit_exact_arena_bisection(
+    tflite_factory: ModuleType, kernels: str, firmware_cache: Path
+) -> None:
     """Both kernel sets equal host TFLM on every sample; the firmware finds the smallest arena that
     allocates (a multiple of 16 B, not below arena_used_bytes()) and runs the samples with it."""
     from pytest_tinyml.analysis.tflm import invoke
@@ -104,7 +106,9 @@ def test_real_tflm_bit_exact_arena_bisection(tflite_factory: ModuleType, kernels
     assert tight.arena_min_bytes == res.arena_min_bytes  # the bisection result allocates by itself
 
 
-def test_cmsis_nn_runs_fewer_instructions_than_reference(tflite_factory: ModuleType, firmware_cache: Path) -> None:
+def test_cmsis_nn_runs_fewer_instructions_than_reference(
+    tflite_factory: ModuleType, firmware_cache: Path
+) -> None:
     ref, cm = _tree_or_skip("reference"), _tree_or_skip("cmsis_nn")
     model = tflite_factory.int8_cnn(seed=7, height=16, width=16, filters=8, fc_units=16)
     samples = [np.random.default_rng(7).integers(-128, 128, size=(1, 16, 16, 1), dtype=np.int8)]
