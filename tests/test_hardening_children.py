@@ -20,10 +20,16 @@ import pytest
 from pytest_tinyml.analysis import tflm
 from pytest_tinyml.analysis._tflm_child import FAULT_ENV
 
+# The driver stands for a user's program in a terminal: Ctrl-C raises KeyboardInterrupt in it. A process
+# inherits an ignored SIGINT, and Python then installs no handler: a suite started as a background job of a
+# non-interactive shell (``pytest ... &`` in a script, many CI and agent runners) would start the driver deaf to
+# SIGINT, and the ctrl-c case would wait 30 s and fail (issue 22). So the driver sets the handler itself.
 DRIVER = textwrap.dedent(
     """
+    import signal
     import sys
     from pathlib import Path
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from pytest_tinyml.analysis import tflm
     tflm.configure(timeout=1000)
     tflm.allocate(Path(sys.argv[1]).read_bytes())  # the factory's int8_cnn(), written by the test
