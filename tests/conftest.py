@@ -24,7 +24,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pytest
-import tflite_factory as _tflite_factory
 
 if TYPE_CHECKING:
     import fuzz_harness
@@ -44,7 +43,9 @@ def _no_tflm_downloads() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def tflite_factory() -> ModuleType:
     """The TFLite flatbuffer builder (tests/tflite_factory.py): ``tflite_factory.int8_cnn(0)`` etc."""
-    return _tflite_factory
+    import tflite_factory as factory  # here, not at the top: a user's own run loads this conftest too
+
+    return factory
 
 
 class PytestRunner:
