@@ -8,12 +8,25 @@ The switch is set by a session fixture, not when this file is imported: pytest a
 when a user runs ``pytest --tinyml-spec specs/mnist.yaml`` from the repository root, and that run must
 download the pinned TFLM sources as README says. The fixture runs only for the suite's own test
 functions (a tinyml item requests no fixtures), and pytester runs inherit the variable.
+
+Helpers every test file shares come from here as fixtures: ``tflite_factory`` (the flatbuffer model
+builder of ``tests/tflite_factory.py``; pytest puts this folder on ``sys.path`` to import this conftest,
+in the main process and in every xdist worker, so no test file edits ``sys.path``) and ``run_pytest``
+(:class:`PytestRunner`: pytest in a child process, the one helper for it).
 """
+
+from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import fuzz_harness
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -25,3 +38,55 @@ def _no_tflm_downloads() -> Iterator[None]:
         os.environ.pop("TINYML_OFFLINE", None)
     else:
         os.environ["TINYML_OFFLINE"] = before
+
+
+@pytest.fixture(scope="session")
+def tflite_factory() -> ModuleType:
+    """The TFLite flatbuffer builder (tests/tflite_factory.py): ``tflite_factory.int8_cnn(0)`` etc."""
+    import tflite_factory as factory  # here, not at the top: a user's own run loads this conftest too
+
+    return factory
+
+
+class PytestRunner:
+    """The one way a test runs pytest in a child process (the ``run_pytest`` fixture).
+
+    ``run_pytest(*args)``: ``pytester.runpytest_subprocess`` in the test's pytester folder, with
+    ``-p no:cacheprovider`` (unless ``cache=True``), ``-r<report>`` (``-rA`` unless told otherwise; ``None``
+    for pytest's default) and a timeout (600 s unless told otherwise).
+    ``run_pytest.checked(args, cwd)``: ``python -m pytest`` in ``cwd`` with the output classified
+    (``fuzz_harness.run_pytest``: a dead process, an internal error or a traceback is a bug).
+    """
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+
+    def __call__(
+        self, *args: str, cache: bool = False, report: str | None = "A", timeout: float = 600
+    ) -> pytest.RunResult:
+        pytester: pytest.Pytester = self._request.getfixturevalue("pytester")
+        head = [*([] if cache else ["-p", "no:cacheprovider"]), *([f"-r{report}"] if report else [])]
+        return pytester.runpytest_subprocess(*head, *args, timeout=timeout)
+
+    @staticmethod
+    def checked(args: list[str], cwd: Path, *, timeout: float = 300.0) -> tuple[fuzz_harness.Outcome, str]:
+        import fuzz_harness  # imports the plugin's modules: only when a test asks for it
+
+        return fuzz_harness.run_pytest(args, cwd, timeout=timeout)
+
+    @staticmethod
+    def outcomes(result: pytest.RunResult) -> dict[str, str]:
+        """``{"model.tflite::size": "PASSED", ...}`` from a ``-rA`` summary (parametrisation brackets dropped)."""
+        out = {}
+        for line in result.outlines:
+            for word in ("PASSED", "FAILED", "SKIPPED", "ERROR"):
+                if line.startswith(word + " "):
+                    nodeid = line.split(" ", 1)[1].split(" - ")[0]
+                    out[nodeid.replace("[", "").split(" ")[0]] = word
+        return out
+
+
+@pytest.fixture
+def run_pytest(request: pytest.FixtureRequest) -> PytestRunner:
+    """Runs pytest in a child process: see :class:`PytestRunner`."""
+    return PytestRunner(request)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tflite_factory as factory
+from types import ModuleType
 
 from pytest_tinyml.analysis.flash import (
     CORE_BYTES,
@@ -22,8 +22,8 @@ def test_table_is_consistent() -> None:
     assert {op for op in OP_KERNEL_OBJECTS if op.isupper()} <= TFLM_BUILTIN_OPS | {"CIRCULAR_BUFFER"}
 
 
-def test_estimate_for_cnn() -> None:
-    data = factory.int8_cnn()
+def test_estimate_for_cnn(tflite_factory: ModuleType) -> None:
+    data = tflite_factory.int8_cnn()
     est = estimate_flash(parse_model(data, "cnn"))
     assert est.model_bytes == len(data)
     assert set(est.per_op) == {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED",
@@ -34,14 +34,14 @@ def test_estimate_for_cnn() -> None:
     assert est.unknown_ops == () and "Cortex-M4" in est.method
 
 
-def test_shared_objects_and_unknown_ops() -> None:
-    g = factory.Graph()
-    x = g.add(factory.Tensor("x", (1, 4), factory.FLOAT32))
-    y = g.add(factory.Tensor("y", (1, 4), factory.FLOAT32))
-    z = g.add(factory.Tensor("z", (1, 4), factory.FLOAT32))
-    w = g.add(factory.Tensor("w", (1, 4), factory.FLOAT32))
-    g.ops += [factory.Op(factory.OP["MAX_POOL_2D"], [x], [y]), factory.Op(factory.OP["AVERAGE_POOL_2D"], [y], [z]),
-              factory.Op("VendorOp", [z], [w])]
+def test_shared_objects_and_unknown_ops(tflite_factory: ModuleType) -> None:
+    g = tflite_factory.Graph()
+    x = g.add(tflite_factory.Tensor("x", (1, 4), tflite_factory.FLOAT32))
+    y = g.add(tflite_factory.Tensor("y", (1, 4), tflite_factory.FLOAT32))
+    z = g.add(tflite_factory.Tensor("z", (1, 4), tflite_factory.FLOAT32))
+    w = g.add(tflite_factory.Tensor("w", (1, 4), tflite_factory.FLOAT32))
+    g.ops += [tflite_factory.Op(tflite_factory.OP["MAX_POOL_2D"], [x], [y]), tflite_factory.Op(tflite_factory.OP["AVERAGE_POOL_2D"], [y], [z]),
+              tflite_factory.Op("VendorOp", [z], [w])]
     g.inputs, g.outputs = [x], [w]
     est = estimate_flash(parse_model(g.build(), "g"))
     assert est.per_op["MAX_POOL_2D"] == KERNEL_OBJECT_BYTES["pooling"] + KERNEL_OBJECT_BYTES["pooling_common"]

@@ -6,8 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-
-import tflite_factory as factory
+from types import ModuleType
 
 _SCRIPT = """
 import json, sys
@@ -30,9 +29,9 @@ print(json.dumps({
 """
 
 
-def test_audit_does_not_import_tensorflow(tmp_path: Path) -> None:
+def test_audit_does_not_import_tensorflow(tflite_factory: ModuleType, tmp_path: Path) -> None:
     model = tmp_path / "cnn.tflite"
-    model.write_bytes(factory.int8_cnn())
+    model.write_bytes(tflite_factory.int8_cnn())
     proc = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(model)], capture_output=True, text=True, timeout=120, check=False
     )

@@ -6,9 +6,9 @@ import json
 import struct
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-import tflite_factory as factory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +18,8 @@ from pytest_tinyml.errors import ModelFileError
 
 
 @pytest.fixture(scope="module")
-def cnn_bytes() -> bytes:
-    return factory.int8_cnn()
+def cnn_bytes(tflite_factory: ModuleType) -> bytes:
+    return tflite_factory.int8_cnn()
 
 
 def write(tmp_path: Path, data: bytes, name: str = "m.tflite") -> Path:
@@ -77,8 +77,8 @@ def test_macs_of_known_cnn(cnn_bytes: bytes) -> None:
     assert info.total_macs == 2952
 
 
-def test_macs_scale_with_shapes() -> None:
-    info = parse_model(factory.int8_cnn(height=20, width=12, filters=8, fc_units=32), "big")
+def test_macs_scale_with_shapes(tflite_factory: ModuleType) -> None:
+    info = parse_model(tflite_factory.int8_cnn(height=20, width=12, filters=8, fc_units=32), "big")
     conv = info.ops[0]
     assert conv.macs == 18 * 10 * 8 * 3 * 3 * 1
     fcs = [op.macs for op in info.ops if op.name == "FULLY_CONNECTED"]
@@ -97,26 +97,26 @@ def test_weight_bytes_and_largest_tensors(cnn_bytes: bytes) -> None:
     assert len(info.largest_tensors(3)) == 3
 
 
-def test_quantization_kinds() -> None:
-    assert parse_model(factory.float_fc(), "f").quantization == "float32"
-    assert parse_model(factory.dynamic_range_fc(), "d").quantization == "dynamic_range"
-    assert parse_model(factory.float16_fc(), "h").quantization == "float16"
+def test_quantization_kinds(tflite_factory: ModuleType) -> None:
+    assert parse_model(tflite_factory.float_fc(), "f").quantization == "float32"
+    assert parse_model(tflite_factory.dynamic_range_fc(), "d").quantization == "dynamic_range"
+    assert parse_model(tflite_factory.float16_fc(), "h").quantization == "float16"
 
 
-def test_custom_op_named_by_custom_code() -> None:
-    info = parse_model(factory.custom_op_model("MyFancyOp"), "c")
+def test_custom_op_named_by_custom_code(tflite_factory: ModuleType) -> None:
+    info = parse_model(tflite_factory.custom_op_model("MyFancyOp"), "c")
     (op,) = info.ops
     assert op.is_custom and op.name == "MyFancyOp" and op.code == 32
     assert info.custom_ops == ["MyFancyOp"]
 
 
-def test_builtin_codes_above_127_and_unknown_codes() -> None:
-    g = factory.Graph()
-    x = g.add(factory.Tensor("x", (1, 4), factory.FLOAT32))
-    y = g.add(factory.Tensor("y", (1, 4), factory.FLOAT32))
-    z = g.add(factory.Tensor("z", (1, 4), factory.FLOAT32))
-    g.ops.append(factory.Op(150, [x], [y]))  # a real code above 127 (deprecated field holds 127)
-    g.ops.append(factory.Op(1000, [y], [z]))  # a code newer than the tflite package
+def test_builtin_codes_above_127_and_unknown_codes(tflite_factory: ModuleType) -> None:
+    g = tflite_factory.Graph()
+    x = g.add(tflite_factory.Tensor("x", (1, 4), tflite_factory.FLOAT32))
+    y = g.add(tflite_factory.Tensor("y", (1, 4), tflite_factory.FLOAT32))
+    z = g.add(tflite_factory.Tensor("z", (1, 4), tflite_factory.FLOAT32))
+    g.ops.append(tflite_factory.Op(150, [x], [y]))  # a real code above 127 (deprecated field holds 127)
+    g.ops.append(tflite_factory.Op(1000, [y], [z]))  # a code newer than the tflite package
     g.inputs, g.outputs = [x], [z]
     info = parse_model(g.build(), "codes")
     assert [c.code for c in info.operator_codes] == [150, 1000]
@@ -176,21 +176,21 @@ def test_truncated(tmp_path: Path, cnn_bytes: bytes) -> None:
     assert "truncated or corrupted" in msg and "byte offset" in msg and "past the end" in msg
 
 
-def test_tensor_index_out_of_range(tmp_path: Path) -> None:
-    g = factory.int8_cnn_graph_fc_only()
+def test_tensor_index_out_of_range(tflite_factory: ModuleType, tmp_path: Path) -> None:
+    g = tflite_factory.int8_cnn_graph_fc_only()
     g.ops[0].inputs[0] = 7
     msg = error_for(write(tmp_path, g.build()))
     assert "operator 0 inputs name tensor 7, but the subgraph has 3 tensors" in msg
 
 
-def test_subgraph_input_out_of_range(tmp_path: Path) -> None:
-    g = factory.int8_cnn_graph_fc_only()
+def test_subgraph_input_out_of_range(tflite_factory: ModuleType, tmp_path: Path) -> None:
+    g = tflite_factory.int8_cnn_graph_fc_only()
     g.inputs = [3]
     assert "subgraph 0 inputs name tensor 3" in error_for(write(tmp_path, g.build()))
 
 
-def test_buffer_index_out_of_range(tmp_path: Path) -> None:
-    g = factory.int8_cnn_graph_fc_only()
+def test_buffer_index_out_of_range(tflite_factory: ModuleType, tmp_path: Path) -> None:
+    g = tflite_factory.int8_cnn_graph_fc_only()
     g.tensors[1].buffer = 40
     assert "uses buffer 40, but the model has 2 buffers" in error_for(write(tmp_path, g.build()))
 
@@ -212,10 +212,10 @@ def test_huge_vector_length(tmp_path: Path, cnn_bytes: bytes) -> None:
     assert "vector claims 2147483647 elements" in msg and f"byte offset {at}" in msg
 
 
-def test_opcode_index_out_of_range() -> None:
-    g = factory.int8_cnn_graph_fc_only()
-    z = g.add(factory.Tensor("z", (1, 4), factory.INT8, scale=(0.1,), zero_point=(0,)))
-    g.ops.append(factory.Op(factory.OP["SOFTMAX"], [g.outputs[0]], [z]))
+def test_opcode_index_out_of_range(tflite_factory: ModuleType) -> None:
+    g = tflite_factory.int8_cnn_graph_fc_only()
+    z = g.add(tflite_factory.Tensor("z", (1, 4), tflite_factory.INT8, scale=(0.1,), zero_point=(0,)))
+    g.ops.append(tflite_factory.Op(tflite_factory.OP["SOFTMAX"], [g.outputs[0]], [z]))
     data = bytearray(g.build())
     root = Reader(bytes(data)).root()
     op = root.tables(2, "subgraphs")[0].tables(3, "operators")[1]
@@ -236,8 +236,10 @@ def test_vtable_pointing_outside(cnn_bytes: bytes) -> None:
 
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6))
-def test_mutated_models_give_model_file_error_or_parse(mutations: list[tuple[int, int]]) -> None:
-    data = bytearray(factory.int8_cnn_graph_fc_only().build())
+def test_mutated_models_give_model_file_error_or_parse(
+    tflite_factory: ModuleType, mutations: list[tuple[int, int]]
+) -> None:
+    data = bytearray(tflite_factory.int8_cnn_graph_fc_only().build())
     for pos, value in mutations:
         data[8 + pos % (len(data) - 8)] = value
     start = time.perf_counter()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import pytest
-import tflite_factory as factory
 
 from pytest_tinyml.analysis._tflm_child import FAULT_ENV
 from pytest_tinyml.analysis.model import parse_model
@@ -20,8 +21,8 @@ from pytest_tinyml.analysis.tflm import (
 
 
 @pytest.fixture(scope="module")
-def cnn() -> bytes:
-    return factory.int8_cnn()
+def cnn(tflite_factory: ModuleType) -> bytes:
+    return tflite_factory.int8_cnn()
 
 
 def test_allocate_int8_ok(cnn: bytes) -> None:
@@ -34,17 +35,17 @@ def test_allocate_int8_ok(cnn: bytes) -> None:
     assert d["host_min_arena_bytes"] >= alloc.host_arena_bytes
 
 
-def test_allocate_dynamic_range_fails_with_tflm_reason() -> None:
-    alloc = allocate(factory.dynamic_range_conv())
+def test_allocate_dynamic_range_fails_with_tflm_reason(tflite_factory: ModuleType) -> None:
+    alloc = allocate(tflite_factory.dynamic_range_conv())
     assert not alloc.ok and alloc.host_arena_bytes is None and alloc.signal is None
     assert "Hybrid models are not supported on TFLite Micro." in (alloc.reason or "")
-    report = tflm_op_report(parse_model(factory.dynamic_range_conv(), "d"), alloc)
+    report = tflm_op_report(parse_model(tflite_factory.dynamic_range_conv(), "d"), alloc)
     (conv,) = [r for r in report if r.op == "CONV_2D"]
     assert conv.status == "rejected" and conv.fix is not None and FIX_REQUANTIZE in conv.fix
 
 
-def test_allocate_float16_fails() -> None:
-    data = factory.float16_fc()
+def test_allocate_float16_fails(tflite_factory: ModuleType) -> None:
+    data = tflite_factory.float16_fc()
     alloc = allocate(data)
     assert not alloc.ok
     assert "Node DEQUANTIZE (number 0) failed to prepare" in (alloc.reason or "")
@@ -54,8 +55,8 @@ def test_allocate_float16_fails() -> None:
     assert report["FULLY_CONNECTED"].status == "ok"
 
 
-def test_allocate_unknown_custom_op_names_it() -> None:
-    data = factory.custom_op_model("MyFancyOp")
+def test_allocate_unknown_custom_op_names_it(tflite_factory: ModuleType) -> None:
+    data = tflite_factory.custom_op_model("MyFancyOp")
     alloc = allocate(data)
     assert not alloc.ok and "Failed to get registration from op code CUSTOM" in (alloc.reason or "")
     (entry,) = tflm_op_report(parse_model(data, "c"), alloc)
@@ -63,15 +64,15 @@ def test_allocate_unknown_custom_op_names_it() -> None:
     assert entry.fix == "register custom op MyFancyOp in the firmware's op resolver, or convert without it"
 
 
-def test_signal_op_is_flagged_for_registration() -> None:
-    info = parse_model(factory.custom_op_model("SignalWindow"), "s")
+def test_signal_op_is_flagged_for_registration(tflite_factory: ModuleType) -> None:
+    info = parse_model(tflite_factory.custom_op_model("SignalWindow"), "s")
     (entry,) = tflm_op_report(info, None)
     assert entry.status == "register" and "firmware must register" in (entry.reason or "")
 
 
-def test_real_crash_is_reported_with_signal() -> None:
+def test_real_crash_is_reported_with_signal(tflite_factory: ModuleType) -> None:
     # A SignalWindow op without its inputs and options: TFLM dereferences missing data and segfaults.
-    alloc = allocate(factory.custom_op_model("SignalWindow"), timeout=60)
+    alloc = allocate(tflite_factory.custom_op_model("SignalWindow"), timeout=60)
     assert not alloc.ok and alloc.signal == "SIGSEGV"
     assert "crashed with SIGSEGV" in (alloc.reason or "")
 
@@ -100,8 +101,8 @@ def test_invoke_matches_across_workers_and_shapes(cnn: bytes) -> None:
     assert len({a.tobytes() for a in out1}) > 1  # different inputs give different outputs
 
 
-def test_invoke_float_matches_numpy() -> None:
-    data = factory.float_fc(seed=3)
+def test_invoke_float_matches_numpy(tflite_factory: ModuleType) -> None:
+    data = tflite_factory.float_fc(seed=3)
     gen = np.random.default_rng(3)  # the factory draws the weights, then the bias, from this seed
     weights = gen.normal(0, 0.3, (8, 16)).astype(np.float32)
     bias = gen.normal(0, 0.1, (8,)).astype(np.float32)
@@ -111,13 +112,13 @@ def test_invoke_float_matches_numpy() -> None:
     np.testing.assert_allclose(y, x @ weights.T + bias, rtol=1e-5, atol=1e-5)
 
 
-def test_invoke_errors(cnn: bytes) -> None:
+def test_invoke_errors(tflite_factory: ModuleType, cnn: bytes) -> None:
     with pytest.raises(ValueError, match="dtype float32"):
         invoke(cnn, [np.zeros((8, 8, 1), np.float32)])
     with pytest.raises(ValueError, match=r"shape \(4, 4, 1\)"):
         invoke(cnn, [np.zeros((4, 4, 1), np.int8)])
     with pytest.raises(TflmError) as exc:
-        invoke(factory.dynamic_range_conv(), [np.zeros((5, 5, 1), np.float32)])
+        invoke(tflite_factory.dynamic_range_conv(), [np.zeros((5, 5, 1), np.float32)])
     assert exc.value.stage == "allocate" and "Hybrid models" in exc.value.reason
     assert invoke(cnn, []) == []
 
@@ -136,10 +137,10 @@ def test_arena_32bit_is_below_host(cnn: bytes) -> None:
     assert "TfLiteEvalTensor" in arena.method
 
 
-def test_arena_32bit_refuses_failed_allocation() -> None:
-    alloc = allocate(factory.custom_op_model("MyFancyOp"))
+def test_arena_32bit_refuses_failed_allocation(tflite_factory: ModuleType) -> None:
+    alloc = allocate(tflite_factory.custom_op_model("MyFancyOp"))
     with pytest.raises(TflmError):
-        arena_32bit(parse_model(factory.custom_op_model("MyFancyOp"), "c"), alloc)
+        arena_32bit(parse_model(tflite_factory.custom_op_model("MyFancyOp"), "c"), alloc)
 
 
 def test_parse_print_allocations() -> None:

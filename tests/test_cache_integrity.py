@@ -7,16 +7,12 @@ fewer instructions must not turn into a faster latency; the real figure comes ba
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tflite_factory  # noqa: E402
-
-from pytest_tinyml import emulate  # noqa: E402
-from pytest_tinyml._util import cachefs  # noqa: E402
+from pytest_tinyml import emulate
+from pytest_tinyml._util import cachefs
 
 pytest_plugins = ["pytester"]
 
@@ -42,7 +38,7 @@ def _claim_faster(meta: dict[str, object]) -> None:
 
 
 @pytest.mark.firmware
-def test_edited_run_result_is_not_trusted(pytester: pytest.Pytester) -> None:
+def test_edited_run_result_is_not_trusted(tflite_factory: ModuleType, pytester: pytest.Pytester) -> None:
     status = emulate.toolchain_status()
     if not status.ok:
         pytest.skip(f"firmware toolchain missing: {', '.join(status.missing)}")

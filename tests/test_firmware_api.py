@@ -6,16 +6,13 @@ Models are written directly as flatbuffers (tests/tflite_factory.py), so no Tens
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tflite_factory as tf_  # noqa: E402
-
-from pytest_tinyml.emulate import (  # noqa: E402
+from pytest_tinyml.emulate import (
     CORES,
     FirmwareError,
     export,
@@ -25,11 +22,11 @@ from pytest_tinyml.emulate import (  # noqa: E402
     toolchain_status,
     unsupported_ops,
 )
-from pytest_tinyml.emulate.build import elf_section_sizes, model_c_source  # noqa: E402
-from pytest_tinyml.emulate.export import tflm_method  # noqa: E402
-from pytest_tinyml.emulate.run import RUNTIME_ENV, resolve_runtime  # noqa: E402
-from pytest_tinyml.emulate.tflm_build import TFLM_ENV, TflmTree, select_sources, tflm_tree  # noqa: E402
-from pytest_tinyml.errors import NotEvaluable, TinyMLError  # noqa: E402
+from pytest_tinyml.emulate.build import elf_section_sizes, model_c_source
+from pytest_tinyml.emulate.export import tflm_method
+from pytest_tinyml.emulate.run import RUNTIME_ENV, resolve_runtime
+from pytest_tinyml.emulate.tflm_build import TFLM_ENV, TflmTree, select_sources, tflm_tree
+from pytest_tinyml.errors import NotEvaluable, TinyMLError
 
 needs_toolchain = pytest.mark.skipif(
     not toolchain_status().ok,
@@ -53,7 +50,7 @@ def _int8_samples(shape: tuple[int, ...], n: int, seed: int) -> list[np.ndarray]
     return [rng.integers(-128, 128, size=shape, dtype=np.int8) for _ in range(n)]
 
 
-def _requantize_model(seed: int) -> bytes:
+def _requantize_model(tf_: ModuleType, seed: int) -> bytes:
     """int8 -> int8 QUANTIZE with random scales and zero points (a requantization)."""
     rng = np.random.default_rng(seed)
     g = tf_.Graph()
@@ -66,7 +63,7 @@ def _requantize_model(seed: int) -> bytes:
     return g.build()
 
 
-def _softmax_model(seed: int, beta: float) -> bytes:
+def _softmax_model(tf_: ModuleType, seed: int, beta: float) -> bytes:
     rng = np.random.default_rng(seed)
     g = tf_.Graph()
     x = g.add(tf_.Tensor("x", (1, 23), tf_.INT8, scale=(float(rng.uniform(0.01, 0.5)),),
@@ -88,22 +85,24 @@ def test_toolchain_status_reports_missing_tools_with_apt_hint(monkeypatch: pytes
     assert "renode" in renode.missing and "renode" in renode.hint.lower()
 
 
-def test_run_firmware_without_toolchain_is_not_evaluable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_run_firmware_without_toolchain_is_not_evaluable(
+    tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(NotEvaluable) as info:
-        run_firmware(tf_.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), cache_dir=tmp_path)
+        run_firmware(tflite_factory.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), cache_dir=tmp_path)
     assert "arm-none-eabi-gcc" in info.value.reason
     assert "apt-get" in info.value.enable
 
 
-def test_unsupported_ops_names_float_custom_and_hybrid_ops() -> None:
-    assert unsupported_ops(tf_.int8_cnn()) == []
-    assert unsupported_ops(tf_.float_fc()) == ["FULLY_CONNECTED[float32]"]
-    assert unsupported_ops(tf_.custom_op_model("MyFancyOp")) == ["MyFancyOp"]
-    assert unsupported_ops(tf_.dynamic_range_conv()) == ["CONV_2D[float32]"]
+def test_unsupported_ops_names_float_custom_and_hybrid_ops(tflite_factory: ModuleType) -> None:
+    assert unsupported_ops(tflite_factory.int8_cnn()) == []
+    assert unsupported_ops(tflite_factory.float_fc()) == ["FULLY_CONNECTED[float32]"]
+    assert unsupported_ops(tflite_factory.custom_op_model("MyFancyOp")) == ["MyFancyOp"]
+    assert unsupported_ops(tflite_factory.dynamic_range_conv()) == ["CONV_2D[float32]"]
     from pytest_tinyml.analysis.model import parse_model
 
-    assert unsupported_ops(parse_model(tf_.float_fc(), "x")) == ["FULLY_CONNECTED[float32]"]
+    assert unsupported_ops(parse_model(tflite_factory.float_fc(), "x")) == ["FULLY_CONNECTED[float32]"]
 
 
 def test_latency_estimate_uses_core_cpi_table() -> None:
@@ -131,8 +130,8 @@ def test_model_c_source_is_aligned_and_byte_exact() -> None:
     assert bytes(int(v, 16) for v in body.replace("\n", "").split(",") if v.strip()) == data
 
 
-def test_export_writes_array_resolver_and_arena(tmp_path: Path) -> None:
-    model = tf_.int8_cnn()
+def test_export_writes_array_resolver_and_arena(tflite_factory: ModuleType, tmp_path: Path) -> None:
+    model = tflite_factory.int8_cnn()
     res = export(model, tmp_path / "out", arena_bytes=12345)
     resolver = res.resolver.read_text()
     for method in ("AddConv2D", "AddDepthwiseConv2D", "AddMaxPool2D", "AddReshape", "AddFullyConnected", "AddSoftmax"):
@@ -140,14 +139,14 @@ def test_export_writes_array_resolver_and_arena(tmp_path: Path) -> None:
     assert "MicroMutableOpResolver<6>" in resolver
     assert "#define TINYML_ARENA_SIZE 12345u" in res.arena_header.read_text()
     assert "g_model_len" in res.model_h.read_text()
-    custom = export(tf_.custom_op_model("MyFancyOp"), tmp_path / "c", arena_bytes=1)
+    custom = export(tflite_factory.custom_op_model("MyFancyOp"), tmp_path / "c", arena_bytes=1)
     assert "AddCustom" in custom.resolver.read_text()
     assert tflm_method("CONV_2D") == "Conv2D" and tflm_method("PADV2") == "PadV2" and tflm_method("NOPE") is None
 
 
 @needs_toolchain
-def test_exported_array_compiles_16_byte_aligned(tmp_path: Path) -> None:
-    model = tf_.int8_cnn()
+def test_exported_array_compiles_16_byte_aligned(tflite_factory: ModuleType, tmp_path: Path) -> None:
+    model = tflite_factory.int8_cnn()
     res = export(model, tmp_path, arena_bytes=100)
     obj = tmp_path / "m.o"
     subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-c", str(res.model_c), "-o", str(obj)], check=True)
@@ -159,8 +158,10 @@ def test_exported_array_compiles_16_byte_aligned(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ with the toolchain
 @needs_toolchain
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_requantize_int8_to_int8_matches_tflm(seed: int, firmware_cache: Path) -> None:
-    model = _requantize_model(seed)
+def test_requantize_int8_to_int8_matches_tflm(
+    tflite_factory: ModuleType, seed: int, firmware_cache: Path
+) -> None:
+    model = _requantize_model(tflite_factory, seed)
     samples = _int8_samples((1, 37), 8, seed)
     want = _host_tflm(model, samples)
     got = run_firmware(model, samples, cache_dir=firmware_cache).outputs
@@ -169,8 +170,8 @@ def test_requantize_int8_to_int8_matches_tflm(seed: int, firmware_cache: Path) -
 
 @needs_toolchain
 @pytest.mark.parametrize("beta", [0.25, 1.0, 3.0])
-def test_softmax_beta_matches_tflm(beta: float, firmware_cache: Path) -> None:
-    model = _softmax_model(int(beta * 4), beta)
+def test_softmax_beta_matches_tflm(tflite_factory: ModuleType, beta: float, firmware_cache: Path) -> None:
+    model = _softmax_model(tflite_factory, int(beta * 4), beta)
     samples = _int8_samples((1, 23), 8, 7)
     want = _host_tflm(model, samples)
     got = run_firmware(model, samples, cache_dir=firmware_cache).outputs
@@ -178,15 +179,17 @@ def test_softmax_beta_matches_tflm(beta: float, firmware_cache: Path) -> None:
 
 
 @needs_toolchain
-def test_factory_cnn_result_fields_cache_and_calibration(firmware_cache: Path) -> None:
-    model = tf_.int8_cnn(seed=5, fc_units=16)
+def test_factory_cnn_result_fields_cache_and_calibration(
+    tflite_factory: ModuleType, firmware_cache: Path
+) -> None:
+    model = tflite_factory.int8_cnn(seed=5, fc_units=16)
     samples = _int8_samples((1, 8, 8, 1), 12, 5)
     want = _host_tflm(model, samples)
     first = run_firmware(model, samples, cache_dir=firmware_cache)
     second = run_firmware(model, samples, cache_dir=firmware_cache)
     assert [g.tobytes() for g in first.outputs] == [np.asarray(w).tobytes() for w in want]
     assert second.build_cached  # one firmware per board: the model travels in the input block, not the ELF
-    other = run_firmware(tf_.int8_cnn(seed=6, fc_units=16), samples[:1], cache_dir=firmware_cache)
+    other = run_firmware(tflite_factory.int8_cnn(seed=6, fc_units=16), samples[:1], cache_dir=firmware_cache)
     assert other.build_cached and other.elf_path == first.elf_path
     assert "-semihosting" not in first.emulator_command and "loader,file=" in first.emulator_command
     assert second.seconds < 2.0
@@ -205,16 +208,16 @@ def test_factory_cnn_result_fields_cache_and_calibration(firmware_cache: Path) -
 
 
 @needs_toolchain
-def test_unsupported_op_is_not_evaluable_before_building(tmp_path: Path) -> None:
+def test_unsupported_op_is_not_evaluable_before_building(tflite_factory: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(NotEvaluable) as info:
-        run_firmware(tf_.float_fc(), [np.zeros((1, 16), np.float32)], cache_dir=tmp_path)
+        run_firmware(tflite_factory.float_fc(), [np.zeros((1, 16), np.float32)], cache_dir=tmp_path)
     assert "FULLY_CONNECTED[float32]" in info.value.reason
     assert not list(tmp_path.glob("lib-*"))  # nothing was built
 
 
 @needs_toolchain
-def test_timeout_raises_firmware_error(firmware_cache: Path) -> None:
-    model = tf_.int8_cnn(seed=1, height=32, width=32, filters=16)
+def test_timeout_raises_firmware_error(tflite_factory: ModuleType, firmware_cache: Path) -> None:
+    model = tflite_factory.int8_cnn(seed=1, height=32, width=32, filters=16)
     with pytest.raises(FirmwareError) as info:
         run_firmware(model, _int8_samples((1, 32, 32, 1), 400, 1), cache_dir=firmware_cache, timeout=0.2)
     assert info.value.stage == "timeout"
@@ -222,8 +225,8 @@ def test_timeout_raises_firmware_error(firmware_cache: Path) -> None:
 
 
 @needs_toolchain
-def test_model_too_big_for_board_ram_is_reported(firmware_cache: Path) -> None:
-    model = tf_.int8_cnn(seed=2, height=120, width=120, filters=8)  # 118x118x8 int8 x2 tensors > 128 KB
+def test_model_too_big_for_board_ram_is_reported(tflite_factory: ModuleType, firmware_cache: Path) -> None:
+    model = tflite_factory.int8_cnn(seed=2, height=120, width=120, filters=8)  # 118x118x8 int8 x2 tensors > 128 KB
     with pytest.raises(FirmwareError) as info:
         run_firmware(model, _int8_samples((1, 120, 120, 1), 1, 2), machine="netduinoplus2", cache_dir=firmware_cache)
     assert info.value.stage == "init"
@@ -233,8 +236,10 @@ def test_model_too_big_for_board_ram_is_reported(firmware_cache: Path) -> None:
 
 
 @needs_toolchain
-def test_m0plus_code_runs_bit_exact_on_the_m4_machine(firmware_cache: Path) -> None:
-    model = tf_.int8_cnn(seed=3)
+def test_m0plus_code_runs_bit_exact_on_the_m4_machine(
+    tflite_factory: ModuleType, firmware_cache: Path
+) -> None:
+    model = tflite_factory.int8_cnn(seed=3)
     samples = _int8_samples((1, 8, 8, 1), 4, 3)
     m4 = run_firmware(model, samples, cache_dir=firmware_cache)
     m0 = run_firmware(model, samples, core="cortex-m0plus", cache_dir=firmware_cache)
@@ -242,9 +247,9 @@ def test_m0plus_code_runs_bit_exact_on_the_m4_machine(firmware_cache: Path) -> N
     assert m0.instructions_per_inference != m4.instructions_per_inference  # different instruction set
 
 
-def test_core_machine_mismatch_is_not_evaluable(tmp_path: Path) -> None:
+def test_core_machine_mismatch_is_not_evaluable(tflite_factory: ModuleType, tmp_path: Path) -> None:
     with pytest.raises(NotEvaluable):
-        run_firmware(tf_.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), core="cortex-m7", machine="netduinoplus2",
+        run_firmware(tflite_factory.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), core="cortex-m7", machine="netduinoplus2",
                      cache_dir=tmp_path)
 
 
@@ -279,11 +284,13 @@ def test_tflm_tree_says_exactly_what_is_missing(monkeypatch: pytest.MonkeyPatch,
 
 
 @needs_toolchain
-def test_tflm_runtime_without_tflm_root_is_not_evaluable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_tflm_runtime_without_tflm_root_is_not_evaluable(
+    tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv(TFLM_ENV, raising=False)
     monkeypatch.delenv("TINYML_TFLM_SOURCES", raising=False)  # a developer's local source cache
     with pytest.raises(NotEvaluable) as info:
-        run_firmware(tf_.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), cache_dir=tmp_path, runtime="tflm")
+        run_firmware(tflite_factory.int8_cnn(), _int8_samples((1, 8, 8, 1), 1, 0), cache_dir=tmp_path, runtime="tflm")
     assert "TFLM_ROOT" in info.value.reason
     assert not list(tmp_path.iterdir())  # nothing was built
 
@@ -304,11 +311,13 @@ def test_tflm_source_selection_follows_the_resolver() -> None:
 
 
 @needs_toolchain
-def test_real_tflm_firmware_equals_tinyml_runtime_and_host(firmware_cache: Path) -> None:
+def test_real_tflm_firmware_equals_tinyml_runtime_and_host(
+    tflite_factory: ModuleType, firmware_cache: Path
+) -> None:
     """The export() files built against real TFLM (TFLM_ROOT) and run under QEMU give the same bytes as the
     project's runtime and host TFLM; an arena below TFLM's need fails in AllocateTensors."""
     _real_tflm_or_skip()
-    model = tf_.int8_cnn(seed=6, fc_units=12)
+    model = tflite_factory.int8_cnn(seed=6, fc_units=12)
     samples = _int8_samples((1, 8, 8, 1), 10, 6)
     want = [np.asarray(w).tobytes() for w in _host_tflm(model, samples)]
     ours = run_firmware(model, samples, cache_dir=firmware_cache)

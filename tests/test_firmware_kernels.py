@@ -15,6 +15,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -173,14 +174,14 @@ def op_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[bytes
     return {name: ((out / f"{name}.tflite").read_bytes(), meta) for name, meta in manifest.items()}
 
 
-def _samples(model: bytes, n: int, seed: int) -> list[object]:
+def _samples(model: bytes, n: int, seed: int) -> list[Any]:
     from pytest_tinyml.analysis.model import parse_model
 
     rng = np.random.default_rng(seed)
     specs = parse_model(model, "<test>").inputs
-    samples: list[object] = []
+    samples: list[Any] = []
     for _ in range(n):
-        arrays = []
+        arrays: list[np.ndarray] = []
         for spec in specs:
             if spec.dtype == "float32":
                 arrays.append((rng.standard_normal(spec.shape) * 2).astype(np.float32))

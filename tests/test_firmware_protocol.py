@@ -10,22 +10,21 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tflite_factory as tf_  # noqa: E402
-
-from pytest_tinyml.emulate import FirmwareError, run_firmware, toolchain_status  # noqa: E402
-from pytest_tinyml.emulate.build import GCC, build_library, core_cflags, elf_symbols, link_command  # noqa: E402
-from pytest_tinyml.emulate.run import (  # noqa: E402
+from pytest_tinyml.emulate import FirmwareError, run_firmware, toolchain_status
+from pytest_tinyml.emulate.build import GCC, build_library, core_cflags, elf_symbols, link_command
+from pytest_tinyml.emulate.run import (
     input_block,
     parse_uart,
     qemu_command,
     run_emulator,
 )
-from pytest_tinyml.emulate.toolchain import MACHINES, firmware_dir  # noqa: E402
+from pytest_tinyml.emulate.toolchain import MACHINES, firmware_dir
 
 pytest_plugins = ["pytester"]
 
@@ -183,7 +182,9 @@ def test_a_fault_while_probing_resumes_once_and_a_later_fault_is_reported(tmp_pa
 
 
 @needs_toolchain
-def test_corrupt_input_block_is_rejected_by_the_firmware(fw_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupt_input_block_is_rejected_by_the_firmware(
+    tflite_factory: ModuleType, fw_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """FAKE fault: the host's block writer is patched to flip one payload byte after the CRC was computed,
     standing in for a corrupted transfer; the firmware must refuse the block, not run the model."""
     import pytest_tinyml.emulate.run as run_mod
@@ -197,13 +198,13 @@ def test_corrupt_input_block_is_rejected_by_the_firmware(fw_cache: Path, monkeyp
 
     monkeypatch.setattr(run_mod, "input_block", corrupt)
     with pytest.raises(FirmwareError) as info:
-        run_firmware(tf_.int8_cnn(seed=1), [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=fw_cache)
+        run_firmware(tflite_factory.int8_cnn(seed=1), [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=fw_cache)
     assert info.value.stage == "input" and "payload CRC mismatch" in str(info.value)
 
 
 @needs_toolchain
-def test_model_too_big_for_flash_says_by_how_many_bytes(fw_cache: Path) -> None:
-    model = tf_.int8_cnn(seed=1)
+def test_model_too_big_for_flash_says_by_how_many_bytes(tflite_factory: ModuleType, fw_cache: Path) -> None:
+    model = tflite_factory.int8_cnn(seed=1)
     samples = [np.zeros((1, 8, 8, 1), np.int8)]
     padded = model + bytes(1100 * 1024)  # trailing bytes: still a valid flatbuffer, > 1 MiB of flash
     with pytest.raises(FirmwareError) as info:
@@ -212,9 +213,9 @@ def test_model_too_big_for_flash_says_by_how_many_bytes(fw_cache: Path) -> None:
 
 
 @needs_toolchain
-def test_samples_beyond_the_flash_are_split_into_runs(fw_cache: Path) -> None:
+def test_samples_beyond_the_flash_are_split_into_runs(tflite_factory: ModuleType, fw_cache: Path) -> None:
     """1 MiB of flash on the Netduino: 130 samples of 16 KiB do not fit at once; the host splits them."""
-    model = tf_.int8_cnn_graph_fc_only(units=1, features=16384).build()
+    model = tflite_factory.int8_cnn_graph_fc_only(units=1, features=16384).build()
     rng = np.random.default_rng(0)
     samples = [rng.integers(-128, 128, size=(1, 16384), dtype=np.int8) for _ in range(130)]
     res = run_firmware(model, samples, machine="netduinoplus2", cache_dir=fw_cache)
@@ -224,7 +225,7 @@ def test_samples_beyond_the_flash_are_split_into_runs(fw_cache: Path) -> None:
     assert [o.tobytes() for o in res.outputs[-3:]] == [o.tobytes() for o in one.outputs]
 
 
-def _conv_overflow_model() -> bytes:
+def _conv_overflow_model(tf_: ModuleType) -> bytes:
     """CONV_2D whose output shape has 65536 x 65536 = 2^32 elements: a 32-bit element count wraps to 0."""
     g = tf_.Graph()
     x = g.add(tf_.Tensor("input", (1, 8, 8, 1), tf_.INT8, scale=(1 / 255,), zero_point=(-128,)))
@@ -238,9 +239,11 @@ def _conv_overflow_model() -> bytes:
 
 
 @needs_toolchain
-def test_element_count_overflowing_32_bits_is_rejected_before_running(fw_cache: Path) -> None:
+def test_element_count_overflowing_32_bits_is_rejected_before_running(
+    tflite_factory: ModuleType, fw_cache: Path
+) -> None:
     with pytest.raises(FirmwareError) as info:
-        run_firmware(_conv_overflow_model(), [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=fw_cache)
+        run_firmware(_conv_overflow_model(tflite_factory), [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=fw_cache)
     assert info.value.stage == "init" and "32-bit overflow" in str(info.value)
 
 
@@ -284,12 +287,14 @@ def test_board_memory_map_is_validated(memory: object, message: str) -> None:
 
 
 @needs_toolchain
-def test_model_that_does_not_fit_the_board_ram_says_by_how_many_bytes(fw_cache: Path) -> None:
+def test_model_that_does_not_fit_the_board_ram_says_by_how_many_bytes(
+    tflite_factory: ModuleType, fw_cache: Path
+) -> None:
     from pytest_tinyml.boards import builtin_boards
 
     l476 = {b.name: b for b in builtin_boards()}["stm32l476"]
     nrf = {b.name: b for b in builtin_boards()}["nrf52840"]
-    model = tf_.int8_cnn(seed=2, height=100, width=100, filters=8)  # 98x98x8 x2 live tensors: ~150 KB
+    model = tflite_factory.int8_cnn(seed=2, height=100, width=100, filters=8)  # 98x98x8 x2 live tensors: ~150 KB
     samples = [np.zeros((1, 100, 100, 1), np.int8)]
     ok = run_firmware(model, samples, machine="mps2-an386", memory=nrf.memory, cache_dir=fw_cache)
     assert "board map" in ok.memory_map and ok.arena_bytes > 96 * 1024
@@ -299,7 +304,7 @@ def test_model_that_does_not_fit_the_board_ram_says_by_how_many_bytes(fw_cache: 
 
     from pytest_tinyml.boards import Region
 
-    small = replace(nrf.memory, ram=Region(0x20000000, l476.memory.ram.length))
+    small = replace(nrf.memory, ram=Region(0x20000000, l476.memory.ram.length))  # type: ignore[type-var,union-attr]
     with pytest.raises(FirmwareError) as info:
         run_firmware(model, samples, machine="mps2-an386", memory=small, cache_dir=fw_cache)
     assert info.value.stage == "init" and "short by" in str(info.value)
@@ -318,8 +323,8 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 @needs_toolchain
-def test_timeout_kills_the_emulator_and_leaves_no_process(fw_cache: Path) -> None:
-    model = tf_.int8_cnn(seed=1, height=32, width=32, filters=16)
+def test_timeout_kills_the_emulator_and_leaves_no_process(tflite_factory: ModuleType, fw_cache: Path) -> None:
+    model = tflite_factory.int8_cnn(seed=1, height=32, width=32, filters=16)
     rng = np.random.default_rng(0)
     samples = [rng.integers(-128, 128, size=(1, 32, 32, 1), dtype=np.int8) for _ in range(300)]
     with pytest.raises(FirmwareError) as info:
@@ -360,7 +365,7 @@ def test_emulator_choice_option_then_spec_then_board() -> None:
     nrf = {b.name: b for b in builtin_boards()}["nrf52840"]
     renode_only = replace(nrf, qemu=None)
 
-    def target(option: str | None, spec: str | None, board: object) -> object:
+    def target(option: str | None, spec: str | None, board: object) -> Any:
         return SimpleNamespace(options=SimpleNamespace(emulator=option), firmware_spec=FirmwareSpec(emulator=spec),
                                board=board)
 
@@ -562,7 +567,9 @@ def test_two_processes_writing_and_pruning_one_folder(tmp_path: Path) -> None:
     assert len(left) <= 2 and all(p.suffix == ".bin" for p in left), left  # at most the last block of each
 
 
-def _one_run(fw_cache: Path, keep: int | None = None) -> tuple[object, bytes, list[np.ndarray]]:
+def _one_run(
+    tf_: ModuleType, fw_cache: Path, keep: int | None = None
+) -> tuple[object, bytes, list[np.ndarray]]:
     model = tf_.int8_cnn(seed=11)
     rng = np.random.default_rng(11)
     samples = [rng.integers(-128, 128, size=(1, 8, 8, 1), dtype=np.int8) for _ in range(3)]
@@ -570,7 +577,9 @@ def _one_run(fw_cache: Path, keep: int | None = None) -> tuple[object, bytes, li
 
 
 @needs_toolchain
-def test_recorded_command_names_its_block_and_a_pruned_block_is_restored(fw_cache: Path) -> None:
+def test_recorded_command_names_its_block_and_a_pruned_block_is_restored(
+    tflite_factory: ModuleType, fw_cache: Path
+) -> None:
     """A run records the input block its emulator command loads; once pruned, the block is rebuilt from the
     model and inputs (as a cached run does) byte for byte, and the firmware items say when it is missing."""
     import shlex
@@ -578,7 +587,7 @@ def test_recorded_command_names_its_block_and_a_pruned_block_is_restored(fw_cach
     from pytest_tinyml.checks.firmware import firmware_provenance
     from pytest_tinyml.emulate.run import restore_block
 
-    fw, model, samples = _one_run(fw_cache)
+    fw, model, samples = _one_run(tflite_factory, fw_cache)
     block = Path(fw.input_block)  # type: ignore[attr-defined]
     assert block.parent == fw_cache.resolve() / "inputs" and fw.input_block_samples == 3  # type: ignore[attr-defined]
     assert f"loader,file={block}," in " ".join(shlex.split(fw.emulator_command))  # type: ignore[attr-defined]
@@ -597,13 +606,15 @@ def test_recorded_command_names_its_block_and_a_pruned_block_is_restored(fw_cach
 
 
 @needs_toolchain
-def test_cached_run_writes_back_the_block_its_command_loads(pytester: pytest.Pytester) -> None:
+def test_cached_run_writes_back_the_block_its_command_loads(
+    tflite_factory: ModuleType, pytester: pytest.Pytester
+) -> None:
     """Through the plugin: a firmware item's report names the input block of its emulator command; after the
     block is pruned, the next run (a cached run, no emulator) writes it back, so the command stays runnable.
     A bad ``tinyml_input_blocks_keep`` is a one-line usage error."""
     import json
 
-    (pytester.path / "m.tflite").write_bytes(tf_.int8_cnn(seed=12))
+    (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(seed=12))
     args = ("-p", "no:cacheprovider", "--tinyml-model", "m.tflite", "-k", "firmware_bitexact",
             "--tinyml-firmware-runtime", "tinyml", "--tinyml-firmware-samples", "2", "-o", "tinyml_cache_dir=c",
             "-o", "tinyml_input_blocks_keep=1MiB")
@@ -632,8 +643,10 @@ def test_cached_run_writes_back_the_block_its_command_loads(pytester: pytest.Pyt
     assert block.read_bytes() == content
 
 
-def test_bad_input_blocks_keep_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    (pytester.path / "m.tflite").write_bytes(tf_.int8_cnn(seed=12))
+def test_bad_input_blocks_keep_is_a_usage_error(
+    tflite_factory: ModuleType, pytester: pytest.Pytester
+) -> None:
+    (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(seed=12))
     bad = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--tinyml-model", "m.tflite",
                                         "-o", "tinyml_input_blocks_keep=10 Mb", timeout=600)
     assert bad.ret == pytest.ExitCode.USAGE_ERROR

@@ -6,19 +6,16 @@ Needs a real Renode (``renode`` on PATH); skipped elsewhere with how to install 
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tflite_factory as tf_  # noqa: E402
-
-from pytest_tinyml.boards import builtin_boards  # noqa: E402
-from pytest_tinyml.emulate import run_firmware, toolchain_status  # noqa: E402
-from pytest_tinyml.emulate.renode import renode_script  # noqa: E402
-from pytest_tinyml.emulate.toolchain import RENODE_HINT  # noqa: E402
+from pytest_tinyml.boards import builtin_boards
+from pytest_tinyml.emulate import run_firmware, toolchain_status
+from pytest_tinyml.emulate.renode import renode_script
+from pytest_tinyml.emulate.toolchain import RENODE_HINT
 
 needs_renode = pytest.mark.skipif(
     shutil.which("renode") is None or not toolchain_status("renode").ok,
@@ -50,9 +47,11 @@ def test_renode_script_loads_the_platform_elf_and_input_block_without_semihostin
     ("board", "machine"),
     [("stm32f405", "netduinoplus2"), ("arduino_nano_33_ble_sense", "mps2-an386")],
 )
-def test_renode_and_qemu_agree_on_outputs_and_instructions(board: str, machine: str, tmp_path: Path) -> None:
+def test_renode_and_qemu_agree_on_outputs_and_instructions(
+    tflite_factory: ModuleType, board: str, machine: str, tmp_path: Path
+) -> None:
     b = BOARDS[board]
-    model = tf_.int8_cnn(seed=4, fc_units=16)
+    model = tflite_factory.int8_cnn(seed=4, fc_units=16)
     samples = _samples(4, 4)
     q = run_firmware(model, samples, machine=machine, memory=b.memory, cache_dir=tmp_path)
     r = run_firmware(model, samples, machine=machine, memory=b.memory, platform=b.renode, emulator="renode",
@@ -62,7 +61,7 @@ def test_renode_and_qemu_agree_on_outputs_and_instructions(board: str, machine: 
     assert [o.tobytes() for o in r.outputs] == [o.tobytes() for o in q.outputs]
     assert r.instructions_per_inference == pytest.approx(q.instructions_per_inference, rel=0.005)
     assert r.calibration_instructions == pytest.approx(200_000, rel=0.001)
-    assert "board map" in r.memory_map and b.renode in r.memory_map
+    assert "board map" in r.memory_map and b.renode in r.memory_map  # type: ignore[operator]
 
 
 @needs_renode
@@ -101,8 +100,9 @@ def test_guest_semihosting_call_cannot_reach_the_host_under_renode(tmp_path: Pat
 
 
 @needs_renode
-def test_renode_counter_is_the_whole_runs_work_and_holds_no_idle_time(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_renode_counter_is_the_whole_runs_work_and_holds_no_idle_time(
+    tflite_factory: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The counter is asked at the end marker and again twice, a second apart: it must not move (the firmware
     halts with SysTick off and interrupts masked), so it counts work, not Renode's idle virtual time. It covers
     the calibration loop and every inference, and is reported under a name that says "whole run"."""
@@ -128,7 +128,7 @@ def test_renode_counter_is_the_whole_runs_work_and_holds_no_idle_time(tmp_path: 
 
     monkeypatch.setattr(run_mod, "run_emulator", ask_three_times)
     b = BOARDS["stm32f405"]
-    r = run_firmware(tf_.int8_cnn(seed=4, fc_units=16), _samples(2, 7), machine="netduinoplus2", memory=b.memory,
+    r = run_firmware(tflite_factory.int8_cnn(seed=4, fc_units=16), _samples(2, 7), machine="netduinoplus2", memory=b.memory,
                      platform=b.renode, emulator="renode", cache_dir=tmp_path, timeout=300)
     assert len(readings) == 3 and readings[0] == readings[1] == readings[2] == r.executed_instructions, readings
     assert r.executed_instructions > 2 * r.instructions_per_inference + r.calibration_instructions

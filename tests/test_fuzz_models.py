@@ -11,6 +11,7 @@ import re
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import fuzz_harness as fh
 import fuzz_mutate as fm
@@ -18,6 +19,9 @@ import pytest
 
 from pytest_tinyml.analysis.model import parse_model
 from pytest_tinyml.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
 SEED = 7
 
@@ -133,10 +137,12 @@ def test_huge_and_negative_shapes_do_not_reach_numpy(bases: list[fm.Base], tmp_p
                 m.firmware_inputs  # noqa: B018
 
 
-def test_pytest_on_corrupt_models_reports_one_line_failures(bases: list[fm.Base], tmp_path: Path) -> None:
+def test_pytest_on_corrupt_models_reports_one_line_failures(
+    run_pytest: PytestRunner, bases: list[fm.Base], tmp_path: Path
+) -> None:
     cnn = next(b for b in bases if b.name == "int8_cnn")
     (tmp_path / "cut.tflite").write_bytes(cnn.data[:1000])
-    outcome, out = fh.run_pytest(["--tinyml-model", "cut.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}"], tmp_path)
+    outcome, out = run_pytest.checked(["--tinyml-model", "cut.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}"], tmp_path)
     assert outcome.kind == "pytest_exit_1", (outcome, out)
     failed = [line for line in out.splitlines() if line.startswith("FAILED")]
     # each failure section is the item's one-line error: "<check>: cut.tflite: truncated or corrupted: ..."

@@ -5,13 +5,15 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import fuzz_harness as fh
 import pytest
-import tflite_factory as factory
 
 from pytest_tinyml.reports.baseline import BaselineError, compare, load_baseline
+
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
 
 def target(label: str, size: Any = 2928) -> dict[str, Any]:
@@ -92,17 +94,19 @@ def test_renamed_label_is_a_regression() -> None:
     assert compare(report(target("a.tflite")), base, "base.json").regressions == []
 
 
-def test_hostile_baselines_through_the_plugin(tmp_path: Path) -> None:
-    (tmp_path / "m.tflite").write_bytes(factory.int8_cnn())
+def test_hostile_baselines_through_the_plugin(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "m.tflite").write_bytes(tflite_factory.int8_cnn())
     args = ["--tinyml-model", "m.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}", "-k", "size"]
     good = report(target("m.tflite", size=12345))
     (tmp_path / "nan.json").write_text(json.dumps(good).replace("12345", "NaN"))
-    outcome, out = fh.run_pytest([*args, "--tinyml-baseline", "nan.json"], tmp_path)
+    outcome, out = run_pytest.checked([*args, "--tinyml-baseline", "nan.json"], tmp_path)
     assert outcome.kind == "pytest_exit_4", out
     assert "nan.json: baseline report field targets[0].metrics.size_bytes holds NaN" in out
     other = copy.deepcopy(good)
     other["targets"][0]["label"] = "someone_else.tflite"
     (tmp_path / "other.json").write_text(json.dumps(other))
-    outcome, out = fh.run_pytest([*args, "--tinyml-baseline", "other.json"], tmp_path)
+    outcome, out = run_pytest.checked([*args, "--tinyml-baseline", "other.json"], tmp_path)
     assert outcome.kind == "pytest_exit_1", out
     assert "shares no target with this run" in out

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import fuzz_harness as fh
 import fuzz_mutate as fm
 import pytest
-import tflite_factory as factory
 
 from pytest_tinyml.analysis import _fb
 from pytest_tinyml.analysis.model import parse_model
 from pytest_tinyml.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
 
 def test_small_sharing_still_parses() -> None:
@@ -37,8 +40,8 @@ def test_shared_subgraph_over_the_table_budget_is_one_clear_error() -> None:
         parse_model(data, "sg.tflite")
 
 
-def test_budget_counts_what_the_reader_decodes() -> None:
-    data = factory.int8_cnn()
+def test_budget_counts_what_the_reader_decodes(tflite_factory: ModuleType) -> None:
+    data = tflite_factory.int8_cnn()
     reader = _fb.Reader(data)
     root = reader.root()
     assert reader.tables_opened == 1 and reader.decoded == 0
@@ -49,10 +52,12 @@ def test_budget_counts_what_the_reader_decodes() -> None:
     assert reader.decode_budget == _fb.DECODE_FACTOR * len(data) + _fb.DECODE_SLACK
 
 
-def test_shared_table_model_fails_its_items_not_the_session(tmp_path: Path) -> None:
+def test_shared_table_model_fails_its_items_not_the_session(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     (tmp_path / "shared.tflite").write_bytes(fm.shared_tensor_model(12_500, 50_000))
-    (tmp_path / "good.tflite").write_bytes(factory.int8_cnn())
-    outcome, out = fh.run_pytest(["--tinyml-model", "shared.tflite", "--tinyml-model", "good.tflite",
+    (tmp_path / "good.tflite").write_bytes(tflite_factory.int8_cnn())
+    outcome, out = run_pytest.checked(["--tinyml-model", "shared.tflite", "--tinyml-model", "good.tflite",
                                   "-o", f"tinyml_cache_dir={tmp_path / 'c'}", "-rf", "-k", "size"], tmp_path)
     assert outcome.kind == "pytest_exit_1", out
     assert "refused: decoding needs more than" in out

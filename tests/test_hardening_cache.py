@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import fuzz_harness as fh
 import pytest
 
 pytest.importorskip("tensorflow")
 
-from pytest_tinyml._util.cachefs import sha256_file  # noqa: E402
-from pytest_tinyml.pipeline.cache import Cache  # noqa: E402
+from pytest_tinyml._util.cachefs import sha256_file
+from pytest_tinyml.pipeline.cache import Cache
+
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +63,8 @@ def project(directory: Path) -> Path:
     return directory
 
 
-def run(directory: Path, cache: Path, *extra: str) -> str:
-    outcome, out = fh.run_pytest(["--tinyml-spec", "spec.yaml", "-o", f"tinyml_cache_dir={cache}", "-vv", *extra],
+def run(run_pytest: PytestRunner, directory: Path, cache: Path, *extra: str) -> str:
+    outcome, out = run_pytest.checked(["--tinyml-spec", "spec.yaml", "-o", f"tinyml_cache_dir={cache}", "-vv", *extra],
                                  directory, timeout=600)
     assert outcome.kind == "pytest_exit_0", out
     return out
@@ -77,15 +80,15 @@ def single_entry(cache: Path) -> tuple[str, dict[str, object]]:
     return dirs[0], manifest
 
 
-def test_xdist_workers_share_one_build(tmp_path: Path) -> None:
+def test_xdist_workers_share_one_build(run_pytest: PytestRunner, tmp_path: Path) -> None:
     pytest.importorskip("xdist")
     directory = project(tmp_path / "p")
-    out = run(directory, tmp_path / "cache", "-n", "2")
+    out = run(run_pytest, directory, tmp_path / "cache", "-n", "2")
     assert "[gw0]" in out and "[gw1]" in out and out.count("PASSED") == 3
     single_entry(tmp_path / "cache")
 
 
-def test_two_processes_started_at_once_build_once(tmp_path: Path) -> None:
+def test_two_processes_started_at_once_build_once(run_pytest: PytestRunner, tmp_path: Path) -> None:
     directory = project(tmp_path / "p")
     cache = tmp_path / "cache"
     outputs: list[str] = []
@@ -93,7 +96,7 @@ def test_two_processes_started_at_once_build_once(tmp_path: Path) -> None:
 
     def go() -> None:
         try:
-            outputs.append(run(directory, cache))
+            outputs.append(run(run_pytest, directory, cache))
         except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread)
             errors.append(exc)
 
@@ -115,14 +118,14 @@ def _flip(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_damaged_entry_is_detected_and_rebuilt(tmp_path: Path) -> None:
+def test_damaged_entry_is_detected_and_rebuilt(run_pytest: PytestRunner, tmp_path: Path) -> None:
     """One build, then three kinds of damage, each detected by hash / missing manifest; the last one is
     rebuilt end to end (every kind reaches the rebuild through the same failed ``verify``)."""
     import shutil
 
     directory = project(tmp_path / "p")
     cache = tmp_path / "cache"
-    run(directory, cache)
+    run(run_pytest, directory, cache)
     key, manifest = single_entry(cache)
     entry = cache / "builds" / key
     files = manifest["files"]
@@ -141,7 +144,7 @@ def test_damaged_entry_is_detected_and_rebuilt(tmp_path: Path) -> None:
             keras_file = entry / "model.keras"
             keras_file.write_bytes(keras_file.read_bytes()[:100])
         assert Cache(cache).verify(key) is None, damage  # detected
-    run(directory, cache)  # the last damage (a truncated model.keras) is rebuilt, not reused
+    run(run_pytest, directory, cache)  # the last damage (a truncated model.keras) is rebuilt, not reused
     key2, manifest2 = single_entry(cache)
     assert key2 == key and manifest2["created"] != manifest["created"]
     assert sha256_file(entry / "int8.tflite") == manifest2["files"]["int8.tflite"]  # type: ignore[index]

@@ -6,9 +6,9 @@ import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-import tflite_factory as factory
 
 from pytest_tinyml.analysis.model import parse_model
 from pytest_tinyml.emulate.cgen import c_comment_text, c_identifier, c_string_literal
@@ -31,7 +31,7 @@ def hostile_names(marker: Path) -> list[str]:
     ]
 
 
-def hostile_model(names: list[str]) -> bytes:
+def hostile_model(factory: ModuleType, names: list[str]) -> bytes:
     g = factory.Graph()
     prev = g.add(factory.Tensor("input", (1, 4), factory.FLOAT32))
     for i, name in enumerate(names):
@@ -94,17 +94,20 @@ def test_string_literal_round_trips_through_the_compiler(tmp_path: Path) -> None
         "int main() { std::fwrite(s, 1, sizeof(s) - 1, stdout); return 0; }\n"
     )
     exe = tmp_path / "lit"
-    subprocess.run([GXX, "-std=c++11", "-trigraphs", "-Wall", "-Werror", str(src), "-o", str(exe)], check=True,
+    subprocess.run([GXX, "-std=c++11", "-trigraphs", "-Wall", "-Werror", str(src), "-o", str(exe)],  # type: ignore[list-item]
+                   check=True,
                    capture_output=True, timeout=120)
     assert subprocess.run([str(exe)], capture_output=True, check=True, timeout=30).stdout == data
 
 
 @pytest.mark.skipif(GXX is None, reason="host g++ not installed")
 @pytest.mark.parametrize("std", ["-std=c++11", "-std=c++17"])
-def test_exported_headers_of_hostile_names_compile_and_run_nothing(tmp_path: Path, std: str) -> None:
+def test_exported_headers_of_hostile_names_compile_and_run_nothing(
+    tflite_factory: ModuleType, tmp_path: Path, std: str
+) -> None:
     marker = tmp_path / "INJECTED"
     names = hostile_names(marker)
-    model = hostile_model(names)
+    model = hostile_model(tflite_factory, names)
     parsed = parse_model(model, "hostile.tflite")
     # first defence: the parser makes names printable (no NUL, newline or bidi override survives) ...
     assert not any(ch in op.name for op in parsed.ops for ch in "\0\n\r\u202e")
@@ -126,7 +129,8 @@ def test_exported_headers_of_hostile_names_compile_and_run_nothing(tmp_path: Pat
     src.write_text(PROGRAM)
     exe = tmp_path / "main"
     flags = [std, "-trigraphs", "-Wall", "-Wextra", "-Werror", "-Wcomment", f"-I{out}", f"-I{tmp_path / 'fake_tflm'}"]
-    build = subprocess.run([GXX, *flags, str(src), "-o", str(exe)], capture_output=True, text=True, timeout=120)
+    build = subprocess.run([GXX, *flags, str(src), "-o", str(exe)],  # type: ignore[list-item]
+                           capture_output=True, text=True, timeout=120)
     assert build.returncode == 0, build.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert run.stdout == "arena=1234 status=0\n"

@@ -13,23 +13,26 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
-import tflite_factory as factory
 
 from pytest_tinyml.analysis import tflm
 from pytest_tinyml.analysis._tflm_child import FAULT_ENV
 
-TESTS = Path(__file__).resolve().parent
-
+# The driver stands for a user's program in a terminal: Ctrl-C raises KeyboardInterrupt in it. A process
+# inherits an ignored SIGINT, and Python then installs no handler: a suite started as a background job of a
+# non-interactive shell (``pytest ... &`` in a script, many CI and agent runners) would start the driver deaf to
+# SIGINT, and the ctrl-c case would wait 30 s and fail (issue 22). So the driver sets the handler itself.
 DRIVER = textwrap.dedent(
     """
+    import signal
     import sys
-    sys.path.insert(0, {tests!r})
-    import tflite_factory
+    from pathlib import Path
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from pytest_tinyml.analysis import tflm
     tflm.configure(timeout=1000)
-    tflm.allocate(tflite_factory.int8_cnn())
+    tflm.allocate(Path(sys.argv[1]).read_bytes())  # the factory's int8_cnn(), written by the test
     """
 )
 
@@ -63,11 +66,15 @@ def wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyped-def]
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc to find the children")
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
-def test_no_orphan_when_the_parent_is_interrupted_or_killed(tmp_path: Path, how: signal.Signals) -> None:
+def test_no_orphan_when_the_parent_is_interrupted_or_killed(
+    tflite_factory: ModuleType, tmp_path: Path, how: signal.Signals
+) -> None:
     work = tmp_path / "t"
     work.mkdir()
+    model = tmp_path / "int8_cnn.tflite"
+    model.write_bytes(tflite_factory.int8_cnn())
     env = dict(os.environ, **{FAULT_ENV: "hang", "TMPDIR": str(work)})
-    parent = subprocess.Popen([sys.executable, "-c", DRIVER.format(tests=str(TESTS))], env=env,
+    parent = subprocess.Popen([sys.executable, "-c", DRIVER, str(model)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert wait_for(lambda: children_under(work), 60), "the child never started"
@@ -82,20 +89,22 @@ def test_no_orphan_when_the_parent_is_interrupted_or_killed(tmp_path: Path, how:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_allocate_and_invoke_take_the_configured_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_allocate_and_invoke_take_the_configured_timeout(
+    tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     saved = tflm.current_timeout()
     try:
         tflm.configure(timeout=2)
         monkeypatch.setenv(FAULT_ENV, "hang")
         start = time.monotonic()
-        alloc = tflm.allocate(factory.int8_cnn())
+        alloc = tflm.allocate(tflite_factory.int8_cnn())
         assert alloc.timed_out and "timed out after 2 s" in (alloc.reason or "")
         assert time.monotonic() - start < 30
         import numpy as np
 
         monkeypatch.setenv(FAULT_ENV, "hang:invoke")
         with pytest.raises(tflm.TflmError, match=r"timed out after 2\.004 s"):  # 2 s x (1 + 2/1000 samples)
-            tflm.invoke(factory.int8_cnn(), [np.zeros((1, 8, 8, 1), np.int8)] * 2)
+            tflm.invoke(tflite_factory.int8_cnn(), [np.zeros((1, 8, 8, 1), np.int8)] * 2)
         for bad in (0, -1, float("nan"), float("inf")):
             with pytest.raises(ValueError):
                 tflm.configure(timeout=bad)

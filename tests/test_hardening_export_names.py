@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import fuzz_harness as fh
-import tflite_factory as factory
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from pytest_tinyml.emulate.export import export_folder_names
+
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
 
 def test_folder_names_are_distinct_and_stable() -> None:
@@ -21,10 +23,12 @@ def test_folder_names_are_distinct_and_stable() -> None:
     assert export_folder_names(["a-b.tflite", "a_b.tflite"])["a-b.tflite"] == names["a-b.tflite"]
 
 
-def test_colliding_labels_export_to_two_folders(tmp_path: Path) -> None:
-    (tmp_path / "a-b.tflite").write_bytes(factory.int8_cnn(0))
-    (tmp_path / "a_b.tflite").write_bytes(factory.int8_cnn(1, filters=8))
-    outcome, out = fh.run_pytest(["--tinyml-model", "a-b.tflite", "--tinyml-model", "a_b.tflite",
+def test_colliding_labels_export_to_two_folders(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "a-b.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    (tmp_path / "a_b.tflite").write_bytes(tflite_factory.int8_cnn(1, filters=8))
+    outcome, out = run_pytest.checked(["--tinyml-model", "a-b.tflite", "--tinyml-model", "a_b.tflite",
                                   "-o", f"tinyml_cache_dir={tmp_path / 'c'}", "-k", "arena",
                                   "--tinyml-export", "exp"], tmp_path)
     assert outcome.kind == "pytest_exit_0", out

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import fuzz_harness as fh
 import numpy as np
 import pytest
-import tflite_factory as factory
 
 from pytest_tinyml.analysis.model import MAX_MODEL_BYTES, load_model
 from pytest_tinyml.emulate.build import model_c_source
 from pytest_tinyml.emulate.export import write_model_c
 from pytest_tinyml.errors import ModelFileError
 
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
-def big_fc_model(units: int, features: int) -> bytes:
+
+def big_fc_model(factory: ModuleType, units: int, features: int) -> bytes:
     """int8 FULLY_CONNECTED whose weights are ``units x features`` bytes."""
     g = factory.Graph()
     x = g.add(factory.Tensor("input", (1, features), factory.INT8, scale=(0.05,), zero_point=(0,)))
@@ -37,10 +40,12 @@ def test_file_over_the_read_bound_is_refused_unread(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
 
 
-def test_model_over_the_board_flash_fails_flash_without_building_firmware(tmp_path: Path) -> None:
-    (tmp_path / "big.tflite").write_bytes(big_fc_model(2048, 1024))  # 2 MiB of weights; nRF52840 has 1 MiB
+def test_model_over_the_board_flash_fails_flash_without_building_firmware(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "big.tflite").write_bytes(big_fc_model(tflite_factory, 2048, 1024))  # 2 MiB of weights; nRF52840 has 1 MiB
     cache = tmp_path / "c"
-    outcome, out = fh.run_pytest(["--tinyml-model", "big.tflite", "-o", f"tinyml_cache_dir={cache}", "-rfs",
+    outcome, out = run_pytest.checked(["--tinyml-model", "big.tflite", "-o", f"tinyml_cache_dir={cache}", "-rfs",
                                   "--tinyml-board", "nano33ble"], tmp_path, timeout=240)
     assert outcome.kind == "pytest_exit_1", out
     assert "FAILED big.tflite::flash" in out

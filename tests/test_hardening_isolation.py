@@ -6,20 +6,24 @@ import ast
 import struct
 import textwrap
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import fuzz_harness as fh
 import fuzz_mutate as fm
 import pytest
-import tflite_factory as factory
 
 from pytest_tinyml.analysis import tflm
 from pytest_tinyml.analysis._tflm_child import FAULT_ENV
 from pytest_tinyml.analysis.model import parse_model
 
+if TYPE_CHECKING:
+    from conftest import PytestRunner
+
 PACKAGE = Path(__file__).resolve().parents[1] / "pytest_tinyml"
 
 
-def crashing_model() -> bytes:
+def crashing_model(factory: ModuleType) -> bytes:
     """A real crash found by bench/bench_fuzz.py: the depthwise filter's quantized_dimension set to
     1,823,257,932 (the flatbuffer is otherwise intact and parses); host TFLM dies with SIGSEGV while
     preparing the DEPTHWISE_CONV_2D kernel."""
@@ -30,16 +34,18 @@ def crashing_model() -> bytes:
     return bytes(out)
 
 
-def test_real_crash_is_caught_in_the_child() -> None:
-    data = crashing_model()
+def test_real_crash_is_caught_in_the_child(tflite_factory: ModuleType) -> None:
+    data = crashing_model(tflite_factory)
     parse_model(data, "crash.tflite")  # parses: the crash is TFLM's
     alloc = tflm.allocate(data, timeout=60)
     assert not alloc.ok and alloc.signal == "SIGSEGV" and "during allocate" in (alloc.reason or "")
 
 
-def test_crash_becomes_a_failed_tflm_ops_item_naming_signal_and_stage(tmp_path: Path) -> None:
-    (tmp_path / "crash.tflite").write_bytes(crashing_model())
-    outcome, out = fh.run_pytest(["--tinyml-model", "crash.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
+def test_crash_becomes_a_failed_tflm_ops_item_naming_signal_and_stage(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "crash.tflite").write_bytes(crashing_model(tflite_factory))
+    outcome, out = run_pytest.checked(["--tinyml-model", "crash.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
                                   "-rfs"], tmp_path)
     assert outcome.kind == "pytest_exit_1", out
     assert "tflm_ops: TFLM crashed (SIGSEGV) while allocating the model" in out
@@ -48,11 +54,13 @@ def test_crash_becomes_a_failed_tflm_ops_item_naming_signal_and_stage(tmp_path: 
     assert "SKIPPED" in out and "TFLM cannot allocate this model" in out
 
 
-def test_hang_becomes_a_failed_verdict_after_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hang_becomes_a_failed_verdict_after_the_timeout(
+    tflite_factory: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fake fault: the child's documented fault injection (``hang``) stands in for a model that hangs TFLM."""
     monkeypatch.setenv(FAULT_ENV, "hang")
     path = tmp_path / "m.tflite"
-    path.write_bytes(factory.int8_cnn())
+    path.write_bytes(tflite_factory.int8_cnn())
     alloc = tflm.allocate(path.read_bytes(), timeout=3)
     assert alloc.timed_out and not alloc.ok and "timed out after 3 s" in (alloc.reason or "")
     m = fh.measurements_for(path, tmp_path / "c")
@@ -63,19 +71,21 @@ def test_hang_becomes_a_failed_verdict_after_the_timeout(tmp_path: Path, monkeyp
     assert not verdict.passed and "timed out" in verdict.message
 
 
-def test_fake_segv_at_invoke_is_reported_with_the_stage(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fake_segv_at_invoke_is_reported_with_the_stage(
+    tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fake fault (``segv:invoke``): a crash during inference names the signal and the invoke stage."""
     import numpy as np
 
     monkeypatch.setenv(FAULT_ENV, "segv:invoke")
     with pytest.raises(tflm.TflmError) as info:
-        tflm.invoke(factory.int8_cnn(), [np.zeros((1, 8, 8, 1), np.int8)], timeout=60)
+        tflm.invoke(tflite_factory.int8_cnn(), [np.zeros((1, 8, 8, 1), np.int8)], timeout=60)
     assert info.value.stage == "invoke" and "SIGSEGV" in str(info.value)
 
 
-def test_memory_limit_in_the_child() -> None:
+def test_memory_limit_in_the_child(tflite_factory: ModuleType) -> None:
     """RLIMIT_AS: a 2 GiB arena cannot be reserved under a 1 GiB cap, and can without it."""
-    model = factory.int8_cnn()
+    model = tflite_factory.int8_cnn()
     capped = tflm.allocate(model, arena_size=2 << 30, memory_limit=1 << 30)
     assert not capped.ok and "bad_alloc" in (capped.reason or "")
     assert tflm.allocate(model, arena_size=2 << 30, memory_limit=8 << 30).ok
@@ -190,7 +200,7 @@ def load(ds, cache_dir):
 
 
 @pytest.mark.slow
-def test_keras_model_with_lambda_is_refused_through_pytest(tmp_path: Path) -> None:
+def test_keras_model_with_lambda_is_refused_through_pytest(run_pytest: PytestRunner, tmp_path: Path) -> None:
     pytest.importorskip("keras")
     import subprocess
     import sys
@@ -207,7 +217,7 @@ def test_keras_model_with_lambda_is_refused_through_pytest(tmp_path: Path) -> No
         quantization: {mode: int8, representative_samples: 50}
         constraints: {max_size: 50KiB, io_dtype: int8}
         """))
-    outcome, out = fh.run_pytest(["--tinyml-spec", "spec.yaml", "-o", f"tinyml_cache_dir={tmp_path / 'c'}"], tmp_path)
+    outcome, out = run_pytest.checked(["--tinyml-spec", "spec.yaml", "-o", f"tinyml_cache_dir={tmp_path / 'c'}"], tmp_path)
     assert outcome.kind == "pytest_exit_1", out
     lines = [line for line in out.splitlines() if "Lambda layer" in line and "lambda.keras" in line]
     assert lines and all("safe mode" in line for line in lines), out

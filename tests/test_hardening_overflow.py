@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import fuzz_harness as fh
 import numpy as np
-import tflite_factory as factory
 
 from pytest_tinyml.analysis.model import parse_model
 from pytest_tinyml.boards import builtin_boards
 from pytest_tinyml.checks.memory import TFLM_SIZE_LIMIT, oversized_tensor, tensor_bytes
 
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
-def fc_model(rows: int, units: int, out_name: str = "huge_output") -> bytes:
+
+def fc_model(factory: ModuleType, rows: int, units: int, out_name: str = "huge_output") -> bytes:
     """int8 FULLY_CONNECTED: input rows x 1, weights units x 1, output rows x units."""
     g = factory.Graph()
     x = g.add(factory.Tensor("input", (rows, 1), factory.INT8, scale=(0.05,), zero_point=(0,)))
@@ -24,36 +27,40 @@ def fc_model(rows: int, units: int, out_name: str = "huge_output") -> bytes:
     return g.build()
 
 
-def test_overflowing_tensor_is_found() -> None:
-    info = parse_model(fc_model(65536, 65536), "fc.tflite")
+def test_overflowing_tensor_is_found(tflite_factory: ModuleType) -> None:
+    info = parse_model(fc_model(tflite_factory, 65536, 65536), "fc.tflite")
     over = oversized_tensor(info, 1 << 40)  # even with an absurd RAM limit
     assert over is not None
     t, nbytes, why = over
     assert t.name == "huge_output" and nbytes == TFLM_SIZE_LIMIT == tensor_bytes(t) and "32-bit" in why
 
 
-def test_activation_over_the_ram_limit_is_found_and_sane_models_pass() -> None:
-    info = parse_model(fc_model(1024, 512), "fc.tflite")  # 512 KiB output
+def test_activation_over_the_ram_limit_is_found_and_sane_models_pass(tflite_factory: ModuleType) -> None:
+    info = parse_model(fc_model(tflite_factory, 1024, 512), "fc.tflite")  # 512 KiB output
     over = oversized_tensor(info, 256 * 1024)
     assert over is not None and over[0].name == "huge_output" and over[1] == 512 * 1024 and "RAM" in over[2]
     assert oversized_tensor(info, 1 << 20) is None
-    assert oversized_tensor(parse_model(factory.int8_cnn(), "cnn.tflite"), 100) is not None  # its largest activation: 144 B
+    assert oversized_tensor(parse_model(tflite_factory.int8_cnn(), "cnn.tflite"), 100) is not None  # its largest activation: 144 B
     nano = next(b for b in builtin_boards() if b.name == "arduino_nano_33_ble_sense")
-    assert oversized_tensor(parse_model(factory.int8_cnn(), "cnn.tflite"), nano.ram_bytes) is None
+    assert oversized_tensor(parse_model(tflite_factory.int8_cnn(), "cnn.tflite"), nano.ram_bytes) is None
 
 
-def test_overflow_fails_arena_even_when_tflm_refuses_the_model(tmp_path: Path) -> None:
+def test_overflow_fails_arena_even_when_tflm_refuses_the_model(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     """Found by bench_fuzz: the check once asked TFLM first, so a model TFLM refuses skipped arena."""
-    (tmp_path / "fc.tflite").write_bytes(fc_model(201_326_592, 16))  # 3 GiB int8 output, 201M-row input
-    outcome, out = fh.run_pytest(["--tinyml-model", "fc.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
+    (tmp_path / "fc.tflite").write_bytes(fc_model(tflite_factory, 201_326_592, 16))  # 3 GiB int8 output, 201M-row input
+    outcome, out = run_pytest.checked(["--tinyml-model", "fc.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
                                   "-rfs", "-k", "arena"], tmp_path)
     assert outcome.kind == "pytest_exit_1", out
     assert "FAILED fc.tflite::arena" in out and "tensor 'huge_output'" in out
 
 
-def test_65536_squared_output_fails_arena_naming_the_tensor(tmp_path: Path) -> None:
-    (tmp_path / "fc.tflite").write_bytes(fc_model(65536, 65536))
-    outcome, out = fh.run_pytest(["--tinyml-model", "fc.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
+def test_65536_squared_output_fails_arena_naming_the_tensor(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "fc.tflite").write_bytes(fc_model(tflite_factory, 65536, 65536))
+    outcome, out = run_pytest.checked(["--tinyml-model", "fc.tflite", "-o", f"tinyml_cache_dir={tmp_path / 'c'}",
                                   "-rf", "-k", "arena"], tmp_path)
     assert outcome.kind == "pytest_exit_1", out
     assert "FAILED fc.tflite::arena" in out

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import fuzz_harness as fh
 import pytest
-import tflite_factory as factory
 
 from pytest_tinyml.errors import SpecError
 from pytest_tinyml.spec import load_spec
 from pytest_tinyml.spec.units import UnitError, parse_frequency, parse_points, parse_size, parse_time
+
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
 HOSTILE = ["1e308GiB", "1e308KB", "1e308Kb", "1e308", "1e308GHz", "1e308s", 10**5000, -(10**5000),
            "9" * 500 + "KiB", 1e308, float("nan"), float("inf"), 2**41, "x" * 1_000_000]
@@ -32,8 +35,10 @@ def spec_text(max_size: str) -> str:
 
 
 @pytest.mark.parametrize("value", ["1e308GiB", "1e308", "1e400KiB", "9" * 5000], ids=["gib", "bare", "inf", "digits"])
-def test_overflowing_size_is_a_spec_error_with_line(tmp_path: Path, value: str) -> None:
-    (tmp_path / "m.tflite").write_bytes(factory.int8_cnn())
+def test_overflowing_size_is_a_spec_error_with_line(
+    tflite_factory: ModuleType, tmp_path: Path, value: str
+) -> None:
+    (tmp_path / "m.tflite").write_bytes(tflite_factory.int8_cnn())
     path = tmp_path / "bad.yaml"
     path.write_text(spec_text(value))
     with pytest.raises(SpecError) as err:
@@ -41,11 +46,13 @@ def test_overflowing_size_is_a_spec_error_with_line(tmp_path: Path, value: str) 
     assert f"{path}:5:" in str(err.value) and "\n" not in str(err.value) and len(str(err.value)) < 400
 
 
-def test_bad_spec_fails_its_item_and_the_other_spec_runs(tmp_path: Path) -> None:
-    (tmp_path / "m.tflite").write_bytes(factory.int8_cnn())
+def test_bad_spec_fails_its_item_and_the_other_spec_runs(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, tmp_path: Path
+) -> None:
+    (tmp_path / "m.tflite").write_bytes(tflite_factory.int8_cnn())
     (tmp_path / "bad.yaml").write_text(spec_text("1e308GiB"))
     (tmp_path / "good.yaml").write_text(spec_text("50KiB"))
-    outcome, out = fh.run_pytest(["--tinyml-spec", "bad.yaml", "--tinyml-spec", "good.yaml",
+    outcome, out = run_pytest.checked(["--tinyml-spec", "bad.yaml", "--tinyml-spec", "good.yaml",
                                   "-o", f"tinyml_cache_dir={tmp_path / 'c'}", "-rfE", "-k", "spec or size"], tmp_path)
     assert outcome.kind == "pytest_exit_1", out
     assert "FAILED bad.yaml::spec" in out and "bad.yaml:5" in out

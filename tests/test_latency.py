@@ -8,19 +8,16 @@ The firmware tests run the real plugin under the real QEMU on a small flatbuffer
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tflite_factory as tf_  # noqa: E402
-
-from pytest_tinyml.analysis.model import parse_model  # noqa: E402
-from pytest_tinyml.boards import board_from_mapping, builtin_boards  # noqa: E402
-from pytest_tinyml.emulate import insn_plugin, toolchain_status  # noqa: E402
-from pytest_tinyml.emulate.cycles import (  # noqa: E402
+from pytest_tinyml.analysis.model import parse_model
+from pytest_tinyml.boards import board_from_mapping, builtin_boards
+from pytest_tinyml.emulate import insn_plugin, toolchain_status
+from pytest_tinyml.emulate.cycles import (
     CORE_TIMINGS,
     ZERO_WAIT,
     MemoryTiming,
@@ -28,9 +25,9 @@ from pytest_tinyml.emulate.cycles import (  # noqa: E402
     memory_timing,
     operator_profile,
 )
-from pytest_tinyml.emulate.insn_plugin import CLASSES, parse_counts, plugin_args  # noqa: E402
-from pytest_tinyml.emulate.run import run_firmware  # noqa: E402
-from pytest_tinyml.errors import SpecError  # noqa: E402
+from pytest_tinyml.emulate.insn_plugin import CLASSES, parse_counts, plugin_args
+from pytest_tinyml.emulate.run import run_firmware
+from pytest_tinyml.errors import SpecError
 
 _status = toolchain_status()
 needs_firmware = pytest.mark.skipif(
@@ -40,10 +37,10 @@ needs_firmware = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def cnn_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def cnn_run(tflite_factory: ModuleType, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     if not _status.ok or insn_plugin.host_compiler() is None:
         pytest.skip("firmware toolchain or host C compiler missing")
-    model = tf_.int8_cnn(seed=3, height=16, width=16, filters=8, fc_units=16)
+    model = tflite_factory.int8_cnn(seed=3, height=16, width=16, filters=8, fc_units=16)
     rng = np.random.default_rng(0)
     samples = [rng.integers(-128, 128, size=(1, 16, 16, 1), dtype=np.int8) for _ in range(2)]
     cache = tmp_path_factory.mktemp("fw")
@@ -90,9 +87,11 @@ def test_flash_wait_states_cost_cycles(cnn_run) -> None:  # type: ignore[no-unty
 
 
 @needs_firmware
-def test_no_host_compiler_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_host_compiler_says_why(
+    tflite_factory: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(insn_plugin, "host_compiler", lambda: None)
-    model = tf_.int8_cnn(seed=4)
+    model = tflite_factory.int8_cnn(seed=4)
     fw = run_firmware(model, [np.zeros((1, 8, 8, 1), np.int8)], cache_dir=tmp_path)
     assert fw.instruction_counts is None
     assert "no host C compiler" in fw.counts_note
@@ -179,8 +178,10 @@ def test_boards_have_timing_and_reject_bad_values() -> None:
 
 
 @needs_firmware
-def test_audit_shows_latency_as_information_and_judges_it_with_a_limit(pytester: pytest.Pytester) -> None:
-    pytester.path.joinpath("cnn.tflite").write_bytes(tf_.int8_cnn(seed=5, height=12, width=12, filters=8))
+def test_audit_shows_latency_as_information_and_judges_it_with_a_limit(
+    tflite_factory: ModuleType, pytester: pytest.Pytester
+) -> None:
+    pytester.path.joinpath("cnn.tflite").write_bytes(tflite_factory.int8_cnn(seed=5, height=12, width=12, filters=8))
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--tinyml-model", "cnn.tflite", "--tinyml-board", "nucleo_l4r5zi",
         "--tinyml-report", "rep", timeout=600,
@@ -214,7 +215,7 @@ def test_audit_shows_latency_as_information_and_judges_it_with_a_limit(pytester:
 
 
 @needs_firmware
-def test_real_tflm_judges_max_latency(pytester: pytest.Pytester) -> None:
+def test_real_tflm_judges_max_latency(tflite_factory: ModuleType, pytester: pytest.Pytester) -> None:
     """With real TFLM (the runtime that ships) ``max_latency`` is judged. Needs TFLM sources (TFLM_ROOT or
     TINYML_TFLM_SOURCES); skips with the reason otherwise."""
     from pytest_tinyml.emulate.tflm_build import tflm_tree
@@ -224,7 +225,7 @@ def test_real_tflm_judges_max_latency(pytester: pytest.Pytester) -> None:
         tflm_tree(kernels="cmsis_nn", core="cortex-m4", offline=True)
     except NotEvaluable as exc:
         pytest.skip(f"real TFLM: {exc.reason}; to enable: {exc.enable}")
-    pytester.path.joinpath("cnn.tflite").write_bytes(tf_.int8_cnn(seed=5, height=12, width=12, filters=8))
+    pytester.path.joinpath("cnn.tflite").write_bytes(tflite_factory.int8_cnn(seed=5, height=12, width=12, filters=8))
     spec = "version: 1\nname: lat\nmodel: {tflite: cnn.tflite}\nboard: nucleo_l4r5zi\nconstraints:\n  max_latency: %s\n"
     pytester.path.joinpath("spec.yaml").write_text(spec % "1us")
     args = ("-p", "no:cacheprovider", "--tinyml-spec", "spec.yaml", "-k", "latency")
@@ -238,7 +239,7 @@ def test_real_tflm_judges_max_latency(pytester: pytest.Pytester) -> None:
 
 
 @needs_firmware
-def test_real_tflm_profiler_marks_every_operator(tmp_path: Path) -> None:
+def test_real_tflm_profiler_marks_every_operator(tflite_factory: ModuleType, tmp_path: Path) -> None:
     """Real TFLM (CMSIS-NN): TFLM's MicroProfilerInterface hooks mark the operators. Needs TFLM sources
     (TFLM_ROOT or TINYML_TFLM_SOURCES); skips with the reason otherwise."""
     from pytest_tinyml.emulate.tflm_build import tflm_tree
@@ -248,7 +249,7 @@ def test_real_tflm_profiler_marks_every_operator(tmp_path: Path) -> None:
         tree = tflm_tree(kernels="cmsis_nn", core="cortex-m4", offline=True)
     except NotEvaluable as exc:
         pytest.skip(f"real TFLM: {exc.reason}; to enable: {exc.enable}")
-    model = tf_.int8_cnn(seed=6, height=16, width=16, filters=8)
+    model = tflite_factory.int8_cnn(seed=6, height=16, width=16, filters=8)
     fw = run_firmware(model, [np.zeros((1, 16, 16, 1), np.int8)], cache_dir=tmp_path, runtime="tflm", tflm_tree=tree)
     counts = fw.instruction_counts
     assert counts is not None, fw.counts_note
@@ -266,7 +267,9 @@ def test_real_tflm_profiler_marks_every_operator(tmp_path: Path) -> None:
 
 
 @needs_firmware
-def test_cortex_m55_machine_is_bit_exact_and_counts_helium(tmp_path: Path) -> None:
+def test_cortex_m55_machine_is_bit_exact_and_counts_helium(
+    tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     """QEMU 7.2's mps3-an547 (Cortex-M55 with Helium) runs the firmware for the M55 boards. Its SysTick does
     not count under the harness, so instructions per inference are the plugin's; Helium instructions (which
     QEMU's disassembler shows as ldc/stc or Neon-style mnemonics on q registers) are counted as such."""
@@ -274,7 +277,7 @@ def test_cortex_m55_machine_is_bit_exact_and_counts_helium(tmp_path: Path) -> No
 
     if not MACHINES_OK("mps3-an547"):
         pytest.skip("qemu-system-arm has no mps3-an547 machine")
-    model = tf_.int8_cnn(seed=3, height=16, width=16, filters=8, fc_units=16)
+    model = tflite_factory.int8_cnn(seed=3, height=16, width=16, filters=8, fc_units=16)
     rng = np.random.default_rng(0)
     xs = [rng.integers(-128, 128, size=(1, 16, 16, 1), dtype=np.int8) for _ in range(3)]
     fw = run_firmware(model, xs, machine="mps3-an547", core="cortex-m55", cache_dir=tmp_path, runtime="tinyml")
@@ -288,7 +291,9 @@ def test_cortex_m55_machine_is_bit_exact_and_counts_helium(tmp_path: Path) -> No
 
 
 @needs_firmware
-def test_cortex_m55_real_tflm_helium_kernels_are_bit_exact_and_counted(tmp_path: Path) -> None:
+def test_cortex_m55_real_tflm_helium_kernels_are_bit_exact_and_counted(
+    tflite_factory: ModuleType, tmp_path: Path
+) -> None:
     """Real TFLM with CMSIS-NN's Helium kernels on mps3-an547. Needs TFLM sources (TFLM_ROOT or
     TINYML_TFLM_SOURCES); skips with the reason otherwise."""
     from pytest_tinyml.analysis import tflm
@@ -299,7 +304,7 @@ def test_cortex_m55_real_tflm_helium_kernels_are_bit_exact_and_counted(tmp_path:
         tree = tflm_tree(kernels="cmsis_nn", core="cortex-m55", offline=True)
     except NotEvaluable as exc:
         pytest.skip(f"real TFLM: {exc.reason}; to enable: {exc.enable}")
-    model = tf_.int8_cnn(seed=3, height=16, width=16, filters=8, fc_units=16)
+    model = tflite_factory.int8_cnn(seed=3, height=16, width=16, filters=8, fc_units=16)
     rng = np.random.default_rng(0)
     xs = [rng.integers(-128, 128, size=(1, 16, 16, 1), dtype=np.int8) for _ in range(3)]
     host = tflm.invoke(model, xs, num_outputs=1)

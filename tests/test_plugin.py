@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tflite_factory  # noqa: E402
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
 pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
-def models(pytester: pytest.Pytester) -> Path:
+def models(tflite_factory: ModuleType, pytester: pytest.Pytester) -> Path:
     root = pytester.path
     (root / "int8.tflite").write_bytes(tflite_factory.int8_cnn(0))
     (root / "dynamic.tflite").write_bytes(tflite_factory.dynamic_range_fc(0))
@@ -23,23 +24,9 @@ def models(pytester: pytest.Pytester) -> Path:
     return root
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *args, timeout=600)
-
-
-def outcomes(result: pytest.RunResult) -> dict[str, str]:
-    out = {}
-    for line in result.outlines:
-        for word in ("PASSED", "FAILED", "SKIPPED", "ERROR"):
-            if line.startswith(word + " "):
-                nodeid = line.split(" ", 1)[1].split(" - ")[0]
-                out[nodeid.replace("[", "").split(" ")[0]] = word
-    return out
-
-
-def test_audit_int8_model_defaults(pytester: pytest.Pytester, models: Path) -> None:
-    result = run(pytester, "--tinyml-model", "int8.tflite", "--junitxml=junit.xml", "-k", "not firmware")
-    seen = outcomes(result)
+def test_audit_int8_model_defaults(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
+    result = run_pytest("--tinyml-model", "int8.tflite", "--junitxml=junit.xml", "-k", "not firmware")
+    seen = run_pytest.outcomes(result)
     for name in ("size", "int8_io", "tflm_ops", "arena", "flash"):
         assert seen.get(f"int8.tflite::{name}") == "PASSED", (name, result.stdout.str())
     xml = (pytester.path / "junit.xml").read_text()
@@ -47,23 +34,25 @@ def test_audit_int8_model_defaults(pytester: pytest.Pytester, models: Path) -> N
     result.stdout.fnmatch_lines(["*tinyml summary*", "*int8.tflite*", "*size*51,200 B*PASS*"])
 
 
-def test_size_failure_message(pytester: pytest.Pytester, models: Path) -> None:
+def test_size_failure_message(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
     spec = pytester.path / "tight.yaml"
     spec.write_text("version: 1\nname: tight\nmodel: {tflite: int8.tflite}\nconstraints: {max_size: 1KiB}\n")
-    result = run(pytester, "--tinyml-spec", "tight.yaml")
+    result = run_pytest("--tinyml-spec", "tight.yaml")
     size = len((pytester.path / "int8.tflite").read_bytes())
     result.stdout.fnmatch_lines([f"*size: {size:,} B > limit 1,024 B (1 KiB); largest tensors: *", "*fix: the model is already int8*"])
     assert result.ret == 1
 
 
-def test_dynamic_range_is_not_deployable(pytester: pytest.Pytester, models: Path) -> None:
-    result = run(pytester, "--tinyml-model", "dynamic.tflite", "-k", "tflm_ops or int8_io")
+def test_dynamic_range_is_not_deployable(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path
+) -> None:
+    result = run_pytest("--tinyml-model", "dynamic.tflite", "-k", "tflm_ops or int8_io")
     result.stdout.fnmatch_lines(["*tflm_ops: TFLM refused the model (FULLY_CONNECTED): Input type: FLOAT32 with filter type: INT8 not supported*", "*fix: *representative dataset*"])
-    assert outcomes(result)["dynamic.tflite::int8_io"] == "FAILED"
+    assert run_pytest.outcomes(result)["dynamic.tflite::int8_io"] == "FAILED"
 
 
-def test_unknown_custom_op(pytester: pytest.Pytester, models: Path) -> None:
-    result = run(pytester, "--tinyml-model", "custom.tflite", "-k", "tflm_ops")
+def test_unknown_custom_op(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
+    result = run_pytest("--tinyml-model", "custom.tflite", "-k", "tflm_ops")
     result.stdout.fnmatch_lines(["tflm_ops: TFLM refused the model (EthosU): Failed to get registration*", "fix: register custom op EthosU*"])
     assert result.ret == 1
 
@@ -78,14 +67,20 @@ def test_unknown_custom_op(pytester: pytest.Pytester, models: Path) -> None:
         (None, "truncated"),
     ],
 )
-def test_bad_model_files_fail_with_one_line(pytester: pytest.Pytester, content: bytes | None, message: str) -> None:
+def test_bad_model_files_fail_with_one_line(
+    run_pytest: PytestRunner,
+    tflite_factory: ModuleType,
+    pytester: pytest.Pytester,
+    content: bytes | None,
+    message: str,
+) -> None:
     model = tflite_factory.int8_cnn(0)
     if content == b"WRNG":
         data = model[:4] + b"XYZ9" + model[8:]
     else:
         data = content if content is not None else model[:200]
     (pytester.path / "bad.tflite").write_bytes(data)
-    result = run(pytester, "--tinyml-model", "bad.tflite", "-k", "size")
+    result = run_pytest("--tinyml-model", "bad.tflite", "-k", "size")
     assert result.ret == 1
     text = result.stdout.str()
     assert "Traceback" not in text and "INTERNALERROR" not in text
@@ -93,39 +88,39 @@ def test_bad_model_files_fail_with_one_line(pytester: pytest.Pytester, content: 
     assert failure and message.lower() in failure[0].lower(), text
 
 
-def test_option_errors(pytester: pytest.Pytester, models: Path) -> None:
-    result = run(pytester, "--tinyml-model", "missing.tflite")
+def test_option_errors(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
+    result = run_pytest("--tinyml-model", "missing.tflite")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--tinyml-model missing.tflite: no such file (fix: check the path)*"])
-    result = run(pytester, "--tinyml-model", "nothing*.tflite")
+    result = run_pytest("--tinyml-model", "nothing*.tflite")
     result.stderr.fnmatch_lines(["*matches no file*"])
     (pytester.path / "adir").mkdir()
-    result = run(pytester, "--tinyml-model", "adir")
+    result = run_pytest("--tinyml-model", "adir")
     result.stderr.fnmatch_lines(["*is a directory*"])
-    result = run(pytester, "--tinyml-model", "int8.tflite", "--tinyml-board", "stm32f406")
+    result = run_pytest("--tinyml-model", "int8.tflite", "--tinyml-board", "stm32f406")
     result.stderr.fnmatch_lines(["*unknown board 'stm32f406'; did you mean stm32f405*"])
-    result = run(pytester, "--tinyml-spec", "int8.tflite")
+    result = run_pytest("--tinyml-spec", "int8.tflite")
     result.stderr.fnmatch_lines(["*expected a .yaml or .yml file*"])
 
 
-def test_broken_spec_fails_alone(pytester: pytest.Pytester, models: Path) -> None:
+def test_broken_spec_fails_alone(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
     (pytester.path / "good.yaml").write_text("version: 1\nname: g\nmodel: {tflite: int8.tflite}\nconstraints: {max_size: 50KiB}\n")
     (pytester.path / "bad.yaml").write_text("version: 1\nname: b\nmodel: {tflite: int8.tflite}\nconstraints: {max_sise: 50KiB}\n")
-    result = run(pytester, "--tinyml-spec", "*.yaml")
-    seen = outcomes(result)
+    result = run_pytest("--tinyml-spec", "*.yaml")
+    seen = run_pytest.outcomes(result)
     assert seen["good.yaml::size"] == "PASSED"
     assert seen["bad.yaml::spec"] == "FAILED"
     result.stdout.fnmatch_lines(["bad.yaml:4:*constraints.max_sise: unknown key 'max_sise' (fix: did you mean 'max_size'?)"])
 
 
-def test_ini_and_board_override(pytester: pytest.Pytester, models: Path) -> None:
+def test_ini_and_board_override(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
     pytester.makeini("[pytest]\ntinyml_model = int8.tflite\ntinyml_board = rp2040\n")
-    result = run(pytester, "-k", "arena")
-    assert outcomes(result) == {"int8.tflite::arena": "PASSED"}
+    result = run_pytest("-k", "arena")
+    assert run_pytest.outcomes(result) == {"int8.tflite::arena": "PASSED"}
     result.stdout.fnmatch_lines(["*int8.tflite*(board rp2040)*"])
 
 
-def test_third_party_check_plugin(pytester: pytest.Pytester, models: Path) -> None:
+def test_third_party_check_plugin(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
     pytester.makeconftest(
         """
 from pytest_tinyml.checks.base import Verdict
@@ -145,15 +140,17 @@ def pytest_tinyml_boards():
     return [("my_board", {"core": "cortex-m4f", "clock": "100MHz", "flash": "512KiB", "ram": "8KiB", "source": "test"})]
 """
     )
-    result = run(pytester, "--tinyml-model", "int8.tflite", "--tinyml-board", "my_board", "-k", "max_ops or arena")
-    seen = outcomes(result)
+    result = run_pytest("--tinyml-model", "int8.tflite", "--tinyml-board", "my_board", "-k", "max_ops or arena")
+    seen = run_pytest.outcomes(result)
     assert seen["int8.tflite::max_ops"] == "FAILED"
     result.stdout.fnmatch_lines(["*max_ops: 6 ops, limit 3*"])
     # my_board keeps 8 KiB of an 8 KiB RAM as reserve: nothing is left for the arena
     assert seen["int8.tflite::arena"] == "FAILED"
 
 
-def test_third_party_metric_reaches_reports_and_baseline(pytester: pytest.Pytester, models: Path) -> None:
+def test_third_party_metric_reaches_reports_and_baseline(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path
+) -> None:
     """A plugin check that declares a metric gets a column in report.json and a baseline delta, like the
     built-in ones: the report tables come from the registered checks."""
     pytester.makeconftest(
@@ -176,7 +173,7 @@ def pytest_tinyml_checks():
     return [OpCount()]
 """
     )
-    result = run(pytester, "--tinyml-model", "int8.tflite", "-k", "op_count or size", "--tinyml-report", "r")
+    result = run_pytest("--tinyml-model", "int8.tflite", "-k", "op_count or size", "--tinyml-report", "r")
     assert result.ret == 0, result.stdout.str()
     doc = json.loads((pytester.path / "r" / "report.json").read_text())
     assert doc["metrics"]["op_count"] == {"name": "op_count", "check": "op_count", "unit": "ops", "worse": 1,
@@ -184,11 +181,13 @@ def pytest_tinyml_checks():
     assert doc["targets"][0]["metrics"]["op_count"] == 6
     doc["targets"][0]["metrics"]["op_count"] = 4
     (pytester.path / "base.json").write_text(json.dumps(doc))
-    result = run(pytester, "--tinyml-model", "int8.tflite", "-k", "op_count", "--tinyml-baseline", "base.json")
+    result = run_pytest("--tinyml-model", "int8.tflite", "-k", "op_count", "--tinyml-baseline", "base.json")
     result.stdout.fnmatch_lines(["*op_count*+2*"])
 
 
-def test_audit_does_not_import_tensorflow(pytester: pytest.Pytester, models: Path) -> None:
+def test_audit_does_not_import_tensorflow(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path
+) -> None:
     pytester.makeconftest(
         """
 import sys, json
@@ -197,11 +196,11 @@ def pytest_sessionfinish(session):
     open("modules.json", "w").write(json.dumps(heavy))
 """
     )
-    run(pytester, "--tinyml-model", "int8.tflite", "-k", "not firmware")
+    run_pytest("--tinyml-model", "int8.tflite", "-k", "not firmware")
     assert json.loads((pytester.path / "modules.json").read_text()) == []
 
 
-def test_user_fixtures(pytester: pytest.Pytester, models: Path) -> None:
+def test_user_fixtures(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path) -> None:
     (pytester.path / "s.yaml").write_text("version: 1\nname: s\nmodel: {tflite: int8.tflite}\nconstraints: {max_size: 50KiB}\n")
     pytester.makepyfile(
         test_mine="""
@@ -214,16 +213,16 @@ def test_ops(tinyml_measurements, tinyml_tflite, tinyml_spec):
     assert "CONV_2D" in tinyml_measurements.model_info.op_names
 """
     )
-    result = run(pytester, "test_mine.py")
-    assert outcomes(result) == {"test_mine.py::test_ops": "PASSED"}
+    result = run_pytest("test_mine.py")
+    assert run_pytest.outcomes(result) == {"test_mine.py::test_ops": "PASSED"}
 
 
-def test_hung_tflm_fails_after_the_ini_timeout(pytester: pytest.Pytester, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hung_tflm_fails_after_the_ini_timeout(run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # FAKE: the child's documented fault injection makes host TFLM hang; a real hang cannot be caused on demand.
     monkeypatch.setenv("PYTEST_TINYML_FAKE_CHILD_FAULT", "hang")
     pytester.makeini("[pytest]\ntinyml_tflm_timeout = 2\n")
-    result = run(pytester, "--tinyml-model", "int8.tflite", "-k", "tflm_ops or arena")
-    seen = outcomes(result)
+    result = run_pytest("--tinyml-model", "int8.tflite", "-k", "tflm_ops or arena")
+    seen = run_pytest.outcomes(result)
     assert seen["int8.tflite::tflm_ops"] == "FAILED"
     result.stdout.fnmatch_lines(
         ["tflm_ops: TFLM did not finish allocating the model (timed out)", "*arena*SKIP*TFLM cannot allocate this model*"]
@@ -233,13 +232,15 @@ def test_hung_tflm_fails_after_the_ini_timeout(pytester: pytest.Pytester, models
         for line in result.outlines
     )
     pytester.makeini("[pytest]\ntinyml_tflm_timeout = soon\n")
-    bad = run(pytester, "--tinyml-model", "int8.tflite")
+    bad = run_pytest("--tinyml-model", "int8.tflite")
     bad.stderr.fnmatch_lines(["*tinyml_tflm_timeout = 'soon': expected a positive number of seconds*"])
 
 
-def test_real_tflm_runtime_needs_tflm_root(pytester: pytest.Pytester, models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_tflm_runtime_needs_tflm_root(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("TFLM_ROOT", raising=False)
     monkeypatch.delenv("TINYML_TFLM_SOURCES", raising=False)  # a developer's local source cache
-    result = run(pytester, "--tinyml-model", "int8.tflite", "--tinyml-firmware-runtime", "tflm", "-k", "firmware_bitexact")
+    result = run_pytest("--tinyml-model", "int8.tflite", "--tinyml-firmware-runtime", "tflm", "-k", "firmware_bitexact")
     result.stdout.fnmatch_lines(["*firmware_bitexact*SKIP*"])
     assert any("TFLM_ROOT" in line and line.startswith("SKIPPED") for line in result.outlines), result.stdout.str()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from test_build_pipeline import write_spec  # a sibling test module: tests/ is on sys.path for pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_build_pipeline import write_spec  # noqa: E402
-from test_plugin import outcomes, run  # noqa: E402
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
 pytest_plugins = ["pytester"]
 
@@ -28,7 +27,7 @@ constraints:
 """
 
 
-def test_built_spec_items_and_fixtures(pytester: pytest.Pytester) -> None:
+def test_built_spec_items_and_fixtures(run_pytest: PytestRunner, pytester: pytest.Pytester) -> None:
     write_spec(pytester.path, extra=CONSTRAINTS)
     pytester.makepyfile(
         test_user="""
@@ -43,8 +42,8 @@ def test_artifacts(tinyml_keras_model, tinyml_dataset, tinyml_tflite_files, tiny
 """
     )
     pytester.makeini("[pytest]\ntinyml_cache_dir = cache\n")
-    result = run(pytester, "--tinyml-spec", "s.yaml")
-    seen = outcomes(result)
+    result = run_pytest("--tinyml-spec", "s.yaml")
+    seen = run_pytest.outcomes(result)
     for name in ("size", "int8_io", "tflm_ops", "arena", "flash", "accuracy", "accuracy_drop",
                  "firmware_bitexact", "firmware_ram"):
         assert seen.get(f"s.yaml::{name}") == "PASSED", (name, result.stdout.str()[-3000:])
@@ -55,13 +54,13 @@ def test_artifacts(tinyml_keras_model, tinyml_dataset, tinyml_tflite_files, tiny
         result.stdout.fnmatch_lines(["*estimated latency (information; the project's own runtime ran*",
                                      "SKIPPED [[]1[]] s.yaml:*: latency: not judged: the firmware ran the project's own*"])
     result.stdout.fnmatch_lines(["*firmware_bitexact*0 mismatching samples*PASS*"])
-    fixtures = run(pytester, "test_user.py")
-    assert outcomes(fixtures) == {"test_user.py::test_artifacts": "PASSED"}, fixtures.stdout.str()[-3000:]
+    fixtures = run_pytest("test_user.py")
+    assert run_pytest.outcomes(fixtures) == {"test_user.py::test_artifacts": "PASSED"}, fixtures.stdout.str()[-3000:]
 
 
-def test_builder_that_does_not_import(pytester: pytest.Pytester) -> None:
+def test_builder_that_does_not_import(run_pytest: PytestRunner, pytester: pytest.Pytester) -> None:
     write_spec(pytester.path, model="{builder: no_such_module:build}", extra=CONSTRAINTS)
-    result = run(pytester, "--tinyml-spec", "s.yaml")
+    result = run_pytest("--tinyml-spec", "s.yaml")
     assert result.ret == 1
     text = result.stdout.str()
     assert "Traceback" not in text

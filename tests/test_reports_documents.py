@@ -9,34 +9,30 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import jsonschema
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tflite_factory as factory  # noqa: E402
-
-from pytest_tinyml import records, reports  # noqa: E402
-from pytest_tinyml.boards import BoardRegistry, builtin_boards  # noqa: E402
-from pytest_tinyml.checks.accuracy import judge_accuracy, judge_drop  # noqa: E402
-from pytest_tinyml.checks.base import Verdict  # noqa: E402
-from pytest_tinyml.checks.memory import judge_bytes  # noqa: E402
-from pytest_tinyml.checks.size import judge_size  # noqa: E402
-from pytest_tinyml.errors import BuildError, NotEvaluable  # noqa: E402
-from pytest_tinyml.kinds import ItemStatus  # noqa: E402
-from pytest_tinyml.options import RunOptions  # noqa: E402
-from pytest_tinyml.records import ItemRecord  # noqa: E402
-from pytest_tinyml.reports.collect import build_report, tensor_lifetimes  # noqa: E402
-from pytest_tinyml.reports.markdown import render_markdown  # noqa: E402
-from pytest_tinyml.reports.terminal import summary_lines  # noqa: E402
-from pytest_tinyml.spec.model import AUDIT_DEFAULTS, RegressionSpec  # noqa: E402
-from pytest_tinyml.target import Target  # noqa: E402
+from pytest_tinyml import records, reports
+from pytest_tinyml.boards import BoardRegistry, builtin_boards
+from pytest_tinyml.checks.accuracy import judge_accuracy, judge_drop
+from pytest_tinyml.checks.base import Verdict
+from pytest_tinyml.checks.memory import judge_bytes
+from pytest_tinyml.checks.size import judge_size
+from pytest_tinyml.errors import BuildError, NotEvaluable
+from pytest_tinyml.kinds import ItemStatus
+from pytest_tinyml.options import RunOptions
+from pytest_tinyml.records import ItemRecord
+from pytest_tinyml.reports.collect import build_report, tensor_lifetimes
+from pytest_tinyml.reports.markdown import render_markdown
+from pytest_tinyml.reports.terminal import summary_lines
+from pytest_tinyml.spec.model import AUDIT_DEFAULTS, RegressionSpec
+from pytest_tinyml.target import Target
 
 BOARD = BoardRegistry(builtin_boards()).get("arduino_nano_33_ble_sense")
 HOSTILE = '<script>alert("x")</script>|`$\\frac{a}{b}$` [link](http://evil.example/a.png) <img src=http://evil.example/x.png>'
@@ -159,15 +155,17 @@ def run(tmp_path: Path) -> Run:
     return Run(tmp_path)
 
 
-def one_model(run: Run, **kwargs: Any) -> Target:
+def one_model(factory: ModuleType, run: Run, **kwargs: Any) -> Target:
     m = run.target("models/cnn.tflite", factory.int8_cnn(0), regression=kwargs.pop("regression", None))
     run.audit(m, **kwargs)
     return m
 
 
 # --- report.json ----------------------------------------------------------------------------------
-def test_json_validates_and_holds_model_facts(run: Run, tmp_path: Path, schema: dict[str, Any]) -> None:
-    m = one_model(run, accuracy=_accuracy(98.5, 98.0))
+def test_json_validates_and_holds_model_facts(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path, schema: dict[str, Any]
+) -> None:
+    m = one_model(tflite_factory, run, accuracy=_accuracy(98.5, 98.0))
     outcome = reports.finish(run, report_dir=tmp_path / "out", baseline=None, plots=False)
     assert outcome.errors == []
     assert [p.name for p in outcome.written] == ["report.json", "report.md", "report.html"]
@@ -189,7 +187,7 @@ def test_json_validates_and_holds_model_facts(run: Run, tmp_path: Path, schema: 
         "SOFTMAX": 1,
     }
     macs = {layer["op"]: layer["macs"] for layer in model["layers"] if layer["macs"]}
-    assert macs == factory.INT8_CNN_MACS
+    assert macs == tflite_factory.INT8_CNN_MACS
     conv = model["layers"][0]
     assert conv["params"] == 4 * 3 * 3 * 1 + 4  # filter + bias elements
     assert conv["weight_bytes"] == 4 * 9 + 4 * 4  # int8 filter + int32 bias
@@ -209,9 +207,9 @@ def test_json_validates_and_holds_model_facts(run: Run, tmp_path: Path, schema: 
     assert doc["summary"] == {"targets": 1, "passed": 4, "failed": 0, "skipped": 1, "error": 0}
 
 
-def test_tensor_lifetimes_follow_the_op_sequence(run: Run) -> None:
+def test_tensor_lifetimes_follow_the_op_sequence(tflite_factory: ModuleType, run: Run) -> None:
     # int8_cnn: CONV(0) DW(1) POOL(2) RESHAPE(3) FC(4) SOFTMAX(5); input read by op 0, output ends at op 5.
-    m = run.target("cnn.tflite", factory.int8_cnn(0))
+    m = run.target("cnn.tflite", tflite_factory.int8_cnn(0))
     info = m.model_info
     names = {t.index: t.name for t in info.subgraphs[0].tensors}
     lives = {names[i]: span for i, span in tensor_lifetimes(info).items()}
@@ -258,8 +256,10 @@ def test_json_never_fails_on_missing_or_broken_measurements(
     assert any("ghost.yaml: training diverged" in n for n in ghost_t["notes"]), ghost_t["notes"]
 
 
-def test_unwritable_report_dir_is_an_error_line_not_an_exception(run: Run, tmp_path: Path) -> None:
-    one_model(run)
+def test_unwritable_report_dir_is_an_error_line_not_an_exception(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path
+) -> None:
+    one_model(tflite_factory, run)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     outcome = reports.finish(run, report_dir=blocker / "out", baseline=None, plots=False)
@@ -277,10 +277,12 @@ def _table_rows(md: str) -> list[list[str]]:
     return rows
 
 
-def test_markdown_puts_failures_first_and_escapes(run: Run, tmp_path: Path) -> None:
-    ok = run.target("good.tflite", factory.int8_cnn(1))
+def test_markdown_puts_failures_first_and_escapes(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path
+) -> None:
+    ok = run.target("good.tflite", tflite_factory.int8_cnn(1))
     run.audit(ok)
-    bad = run.target("bad.tflite", factory.int8_cnn(2))
+    bad = run.target("bad.tflite", tflite_factory.int8_cnn(2))
     run.audit(
         bad, arena=120_000, arena_limit=100_000
     )  # arena fails; size and latency come first in item order
@@ -315,9 +317,9 @@ def test_markdown_puts_failures_first_and_escapes(run: Run, tmp_path: Path) -> N
     assert md.startswith("## ❌ pytest-tinyml: 2 failed")
 
 
-def test_markdown_stays_under_the_comment_limit(run: Run) -> None:
+def test_markdown_stays_under_the_comment_limit(tflite_factory: ModuleType, run: Run) -> None:
     for k in range(60):
-        m = run.target(f"m{k}.tflite", factory.int8_cnn(k))
+        m = run.target(f"m{k}.tflite", tflite_factory.int8_cnn(k))
         run.audit(m)
         run.item(
             m,
@@ -346,7 +348,7 @@ class _Page(HTMLParser):
         self.text.append(data)
 
 
-def _hostile_model() -> bytes:
+def _hostile_model(factory: ModuleType) -> bytes:
     g = factory.int8_cnn_graph_fc_only()
     g.tensors[0].name = HOSTILE
     g.tensors[-1].name = "$x^2$ _hidden"
@@ -354,9 +356,9 @@ def _hostile_model() -> bytes:
     return g.build()
 
 
-def test_html_is_self_contained_and_escaped(run: Run, tmp_path: Path) -> None:
+def test_html_is_self_contained_and_escaped(tflite_factory: ModuleType, run: Run, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    m = run.target("evil.tflite", _hostile_model())
+    m = run.target("evil.tflite", _hostile_model(tflite_factory))
     run.audit(m, accuracy=_accuracy(97.0, 95.5))
     run.item(
         m,
@@ -365,7 +367,7 @@ def test_html_is_self_contained_and_escaped(run: Run, tmp_path: Path) -> None:
             "int8_io", False, "x", "int8", "dtype", f"int8_io: {HOSTILE}", details=[HOSTILE], fix=HOSTILE
         ),
     )
-    second = run.target("cnn.tflite", factory.int8_cnn(0))
+    second = run.target("cnn.tflite", tflite_factory.int8_cnn(0))
     run.audit(second)
     outcome = reports.finish(run, report_dir=tmp_path / "out", baseline=None)
     assert outcome.errors == [] and not [n for n in outcome.notes if "chart" in n], outcome.notes
@@ -383,22 +385,24 @@ def test_html_is_self_contained_and_escaped(run: Run, tmp_path: Path) -> None:
     assert "default-src 'none'" in page
 
 
-def test_html_without_matplotlib_still_writes_a_page(
+def test_html_without_matplotlib_still_writes_a_page(tflite_factory: ModuleType,
     run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pytest_tinyml.reports import plots
 
     monkeypatch.setattr(plots, "available", lambda: "matplotlib is not available (test)")
-    one_model(run)
+    one_model(tflite_factory, run)
     outcome = reports.finish(run, report_dir=tmp_path / "out", baseline=None)
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<img" not in page and "charts left out: matplotlib is not available (test)" in page
     assert any("charts left out" in n for n in outcome.notes) and outcome.errors == []
 
 
-def test_mode_comparison_chart_for_multi_mode_specs(run: Run, tmp_path: Path) -> None:
+def test_mode_comparison_chart_for_multi_mode_specs(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path
+) -> None:
     pytest.importorskip("matplotlib")
-    for mode, data, acc in (("float32", factory.float_fc(0), 98.0), ("int8", factory.int8_cnn(0), 97.2)):
+    for mode, data, acc in (("float32", tflite_factory.float_fc(0), 98.0), ("int8", tflite_factory.int8_cnn(0), 97.2)):
         m = run.target(f"specs/s.yaml[{mode}]", data, mode=mode)
         m.spec = SimpleNamespace(path=Path("specs/s.yaml"), name="s")  # type: ignore[assignment]
         run.audit(m, accuracy=_accuracy(98.0, acc))
@@ -436,8 +440,8 @@ def test_plots_do_not_run_mathtext_on_names() -> None:
 
 
 # --- terminal summary -----------------------------------------------------------------------------
-def test_terminal_summary_formats_units(run: Run) -> None:
-    m = run.target("cnn.tflite", factory.int8_cnn(0))
+def test_terminal_summary_formats_units(tflite_factory: ModuleType, run: Run) -> None:
+    m = run.target("cnn.tflite", tflite_factory.int8_cnn(0))
     run.item(m, "passed", Verdict("size", True, 53936, 51200 * 2, "B", "ok"))
     run.item(m, "failed", Verdict("latency", False, 0.0123, 0.01, "s", "slow"))
     run.item(m, "passed", Verdict("accuracy", True, 98.1234, 97.0, "%", "ok"))
@@ -456,7 +460,7 @@ def test_terminal_summary_formats_units(run: Run) -> None:
 
 
 # --- baseline -------------------------------------------------------------------------------------
-def _baseline(tmp_path: Path, **kwargs: Any) -> Path:
+def _baseline(factory: ModuleType, tmp_path: Path, **kwargs: Any) -> Path:
     first = Run(tmp_path / "before")
     first.root.mkdir()
     m = first.target("models/cnn.tflite", factory.int8_cnn(0))
@@ -466,13 +470,15 @@ def _baseline(tmp_path: Path, **kwargs: Any) -> Path:
     return tmp_path / "before" / "out" / "report.json"
 
 
-def test_baseline_regressions_beyond_thresholds(tmp_path: Path, schema: dict[str, Any]) -> None:
-    base = _baseline(tmp_path)
+def test_baseline_regressions_beyond_thresholds(
+    tflite_factory: ModuleType, tmp_path: Path, schema: dict[str, Any]
+) -> None:
+    base = _baseline(tflite_factory, tmp_path)
     now = Run(tmp_path / "now")
     now.root.mkdir()
     reg = RegressionSpec(size_bytes=1024, accuracy_points=0.5, arena_bytes=4096)
     m = now.target(
-        "models/cnn.tflite", factory.int8_cnn(0, height=16, width=16), regression=reg
+        "models/cnn.tflite", tflite_factory.int8_cnn(0, height=16, width=16), regression=reg
     )  # larger model
     now.audit(
         m, accuracy=_accuracy(98.5, 97.2), arena=9000 + 4096
@@ -497,12 +503,12 @@ def test_baseline_regressions_beyond_thresholds(tmp_path: Path, schema: dict[str
     assert "**2 regressions** against baseline" in md and "**-0.80 pt regression**" in md
 
 
-def test_baseline_without_thresholds_only_shows_deltas(tmp_path: Path) -> None:
-    base = _baseline(tmp_path)
+def test_baseline_without_thresholds_only_shows_deltas(tflite_factory: ModuleType, tmp_path: Path) -> None:
+    base = _baseline(tflite_factory, tmp_path)
     now = Run(tmp_path / "now")
     now.root.mkdir()
     m = now.target(
-        "other/place/cnn.tflite", factory.int8_cnn(0, filters=8)
+        "other/place/cnn.tflite", tflite_factory.int8_cnn(0, filters=8)
     )  # label moved: matched by file name
     now.audit(m, accuracy=_accuracy(98.5, 90.0))
     outcome = reports.finish(now, report_dir=None, baseline=base, plots=False)
@@ -526,8 +532,10 @@ def test_baseline_without_thresholds_only_shows_deltas(tmp_path: Path) -> None:
         ('{"schema": "pytest-tinyml/report", "version": 1, "targets": {}}', "not a list of targets"),
     ],
 )
-def test_bad_baseline_is_one_error_line(run: Run, tmp_path: Path, content: str | None, expected: str) -> None:
-    one_model(run)
+def test_bad_baseline_is_one_error_line(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path, content: str | None, expected: str
+) -> None:
+    one_model(tflite_factory, run)
     path = tmp_path / "base.json"
     if content is not None:
         path.write_text(content)
@@ -538,12 +546,14 @@ def test_bad_baseline_is_one_error_line(run: Run, tmp_path: Path, content: str |
     assert outcome.regressions == [] and len(outcome.written) == 3  # the reports are still written
 
 
-def test_baseline_may_be_the_report_being_replaced(run: Run, tmp_path: Path) -> None:
-    one_model(run, arena=9000)
+def test_baseline_may_be_the_report_being_replaced(
+    tflite_factory: ModuleType, run: Run, tmp_path: Path
+) -> None:
+    one_model(tflite_factory, run, arena=9000)
     out = tmp_path / "out"
     reports.finish(run, report_dir=out, baseline=None, plots=False)
     again = Run(tmp_path)
-    m = again.target("models/cnn.tflite", factory.int8_cnn(0), regression=RegressionSpec(arena_bytes=0))
+    m = again.target("models/cnn.tflite", tflite_factory.int8_cnn(0), regression=RegressionSpec(arena_bytes=0))
     again.audit(m, arena=9001)
     outcome = reports.finish(again, report_dir=out, baseline=out / "report.json", plots=False)
     assert len(outcome.regressions) == 1 and "arena grew by 1 B" in outcome.regressions[0]

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import json
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import jsonschema
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tflite_factory  # noqa: E402
+from pytest_tinyml import reports
 
-from pytest_tinyml import reports  # noqa: E402
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
 pytest_plugins = ["pytester"]
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=600)
-
-
 @pytest.fixture
-def spec(pytester: pytest.Pytester) -> Path:
+def spec(tflite_factory: ModuleType, pytester: pytest.Pytester) -> Path:
     (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0))
     path = pytester.path / "s.yaml"
     path.write_text(
@@ -33,8 +30,8 @@ def spec(pytester: pytest.Pytester) -> Path:
     return path
 
 
-def test_report_files_from_a_run(pytester: pytest.Pytester, spec: Path) -> None:
-    result = run(pytester, "--tinyml-spec", "s.yaml", "--tinyml-report", "out")
+def test_report_files_from_a_run(run_pytest: PytestRunner, pytester: pytest.Pytester, spec: Path) -> None:
+    result = run_pytest("--tinyml-spec", "s.yaml", "--tinyml-report", "out", report=None)
     assert result.ret == 0, result.stdout.str()
     out = pytester.path / "out"
     doc = json.loads((out / "report.json").read_text())
@@ -48,18 +45,18 @@ def test_report_files_from_a_run(pytester: pytest.Pytester, spec: Path) -> None:
     result.stdout.fnmatch_lines(["*tinyml summary*", "s.yaml*", "*size*51,200 B*PASS*"])
 
 
-def test_size_regression_against_baseline_fails_the_run(pytester: pytest.Pytester, spec: Path) -> None:
-    assert run(pytester, "--tinyml-spec", "s.yaml", "--tinyml-report", "before").ret == 0
+def test_size_regression_against_baseline_fails_the_run(
+    run_pytest: PytestRunner, tflite_factory: ModuleType, pytester: pytest.Pytester, spec: Path
+) -> None:
+    assert run_pytest("--tinyml-spec", "s.yaml", "--tinyml-report", "before", report=None).ret == 0
     (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0, height=12, width=12))  # ~+1 KB
-    result = run(
-        pytester,
-        "--tinyml-spec",
+    result = run_pytest("--tinyml-spec",
         "s.yaml",
         "--tinyml-report",
         "after",
         "--tinyml-baseline",
         "before/report.json",
-    )
+    report=None)
     assert result.ret == 1, result.stdout.str()
     doc = json.loads((pytester.path / "after" / "report.json").read_text())
     (regression,) = doc["baseline"]["regressions"]
@@ -69,15 +66,19 @@ def test_size_regression_against_baseline_fails_the_run(pytester: pytest.Pyteste
 WIRING = "needs the plugin wiring described in the reports helper's report (check_baseline, outcome=)"
 
 
-def test_bad_baseline_is_a_usage_error_before_anything_runs(pytester: pytest.Pytester, spec: Path) -> None:
-    result = run(pytester, "--tinyml-spec", "s.yaml", "--tinyml-baseline", "missing.json")
+def test_bad_baseline_is_a_usage_error_before_anything_runs(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, spec: Path
+) -> None:
+    result = run_pytest("--tinyml-spec", "s.yaml", "--tinyml-baseline", "missing.json", report=None)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*missing.json: baseline report not found (fix: *"])
 
 
-def test_terminal_summary_shows_deltas(pytester: pytest.Pytester, spec: Path) -> None:
-    assert run(pytester, "--tinyml-spec", "s.yaml", "--tinyml-report", "before").ret == 0
-    result = run(pytester, "--tinyml-spec", "s.yaml", "--tinyml-baseline", "before/report.json")
+def test_terminal_summary_shows_deltas(
+    run_pytest: PytestRunner, pytester: pytest.Pytester, spec: Path
+) -> None:
+    assert run_pytest("--tinyml-spec", "s.yaml", "--tinyml-report", "before", report=None).ret == 0
+    result = run_pytest("--tinyml-spec", "s.yaml", "--tinyml-baseline", "before/report.json", report=None)
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
@@ -94,7 +95,7 @@ def _without_time(doc: dict[str, object]) -> dict[str, object]:
     return doc
 
 
-def test_same_report_and_export_serially_and_under_xdist(
+def test_same_report_and_export_serially_and_under_xdist(run_pytest: PytestRunner, tflite_factory: ModuleType,
     pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Models outside the rootdir keep their file in the node id, so ``-n 2 --dist loadfile`` runs every
@@ -107,10 +108,10 @@ def test_same_report_and_export_serially_and_under_xdist(
         (outside / f"m{i}.tflite").write_bytes(tflite_factory.int8_cnn(i, filters=4 + 4 * i))
     pytester.makeini("[pytest]\n")
     common = ("-rA", "--tinyml-model", str(outside / "*.tflite"), "-m", "not firmware", "-o", "tinyml_cache_dir=cache")
-    serial = run(pytester, *common, "--tinyml-report", "r1", "--tinyml-export", "e1")
+    serial = run_pytest(*common, "--tinyml-report", "r1", "--tinyml-export", "e1", report=None)
     assert serial.ret == 0, serial.stdout.str()
-    parallel = run(pytester, *common, "-n", "2", "--dist", "loadfile", "--junitxml=junit.xml",
-                   "--tinyml-report", "r2", "--tinyml-export", "e2")
+    parallel = run_pytest(*common, "-n", "2", "--dist", "loadfile", "--junitxml=junit.xml",
+                   "--tinyml-report", "r2", "--tinyml-export", "e2", report=None)
     assert parallel.ret == 0, parallel.stdout.str()
     ran = {line.split(" ", 1)[1] for line in parallel.outlines if line.startswith("PASSED ")}
     audit = ("size", "int8_io", "tflm_ops", "arena", "flash")
@@ -137,16 +138,20 @@ def _firmware_toolchain_missing() -> str:
 
 @pytest.mark.skipif(bool(_firmware_toolchain_missing()),
                     reason=f"needs arm-none-eabi-gcc and qemu-system-arm (missing: {_firmware_toolchain_missing()})")
-def test_fallback_runtime_is_said_once_and_in_every_report(pytester: pytest.Pytester,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fallback_runtime_is_said_once_and_in_every_report(
+    run_pytest: PytestRunner,
+    tflite_factory: ModuleType,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Offline (the suite sets TINYML_OFFLINE), firmware items fall back to the project's runtime: one terminal
     line says why, the comparison table, report.json, report.md and report.html name the runtime per target."""
     monkeypatch.delenv("TFLM_ROOT", raising=False)
     monkeypatch.delenv("TINYML_TFLM_SOURCES", raising=False)  # a developer's local source cache
     for seed in (1, 2):
         (pytester.path / f"m{seed}.tflite").write_bytes(tflite_factory.int8_cnn(seed))
-    result = run(pytester, "--tinyml-model=m*.tflite", "--tinyml-firmware-samples", "2", "-k", "firmware",
-                 "--tinyml-report", "rep")
+    result = run_pytest("--tinyml-model=m*.tflite", "--tinyml-firmware-samples", "2", "-k", "firmware",
+                 "--tinyml-report", "rep", report=None)
     out = result.stdout.str()
     assert result.ret == 0, out
     said = [ln for ln in result.outlines if "firmware items ran the project's own runtime" in ln]

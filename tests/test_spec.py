@@ -157,6 +157,6 @@ def test_repo_specs_load() -> None:
 def test_firmware_kernels_key(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, GOOD + "  firmware:\n    kernels: reference\n"))
     assert spec.constraints.firmware is not None and spec.constraints.firmware.kernels == "reference"
-    assert load_spec(write(tmp_path, GOOD + "  firmware:\n    samples: 5\n")).constraints.firmware.kernels is None
+    assert load_spec(write(tmp_path, GOOD + "  firmware:\n    samples: 5\n")).constraints.firmware.kernels is None  # type: ignore[union-attr]
     with pytest.raises(SpecError, match=r"constraints\.firmware\.kernels"):
         load_spec(write(tmp_path, GOOD + "  firmware:\n    kernels: cmsis\n"))

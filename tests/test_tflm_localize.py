@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tflite_factory as tf_  # noqa: E402
-
-from pytest_tinyml.analysis import tflm  # noqa: E402
-from pytest_tinyml.analysis.model import parse_model  # noqa: E402
-from pytest_tinyml.emulate.localize import first_divergence, with_intermediate_outputs  # noqa: E402
+from pytest_tinyml.analysis import tflm
+from pytest_tinyml.analysis.model import parse_model
+from pytest_tinyml.emulate.localize import first_divergence, with_intermediate_outputs
 
 
 def _host(model: bytes, sample: object, n: int) -> tuple[np.ndarray, ...]:
     return tuple(tflm.invoke(model, [sample], num_outputs=n)[0])
 
 
-def test_debug_model_keeps_the_output_and_exposes_every_op() -> None:
-    model = tf_.int8_cnn(seed=3, fc_units=12)
+def test_debug_model_keeps_the_output_and_exposes_every_op(tflite_factory: ModuleType) -> None:
+    model = tflite_factory.int8_cnn(seed=3, fc_units=12)
     debug, added = with_intermediate_outputs(model)
     info, dinfo = parse_model(model, "m"), parse_model(debug, "d")
     assert len(dinfo.outputs) == len(info.outputs) + len(added)
@@ -31,8 +27,8 @@ def test_debug_model_keeps_the_output_and_exposes_every_op() -> None:
     assert everything[0].tobytes() == original.tobytes()  # the model's own output did not move or change
 
 
-def test_first_divergence_names_the_operator() -> None:
-    model = tf_.int8_cnn(seed=4, fc_units=12)
+def test_first_divergence_names_the_operator(tflite_factory: ModuleType) -> None:
+    model = tflite_factory.int8_cnn(seed=4, fc_units=12)
     sample = np.random.default_rng(1).integers(-128, 128, (1, 8, 8, 1), dtype=np.int8)
     _, added = with_intermediate_outputs(model)
     victim = added[2]  # FAKE target: host TFLM with one LSB flipped in the third op's output

@@ -7,24 +7,21 @@ so the TFLM core compiles once per kernel set.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tflite_factory as tf_  # noqa: E402
-
-from pytest_tinyml.emulate import run_firmware, toolchain_status  # noqa: E402
-from pytest_tinyml.emulate.tflm_build import (  # noqa: E402
+from pytest_tinyml.emulate import run_firmware, toolchain_status
+from pytest_tinyml.emulate.tflm_build import (
     TflmTree,
     choose_runtime,
     default_kernels,
     select_sources,
     tflm_tree,
 )
-from pytest_tinyml.errors import NotEvaluable  # noqa: E402
+from pytest_tinyml.errors import NotEvaluable
 
 pytestmark = pytest.mark.skipif(
     not toolchain_status().ok, reason=f"firmware toolchain missing; to enable: {toolchain_status().hint}"
@@ -81,13 +78,15 @@ def test_cmsis_nn_kernels_replace_the_reference_ones() -> None:
 
 
 @pytest.mark.parametrize("kernels", ["reference", "cmsis_nn"])
-def test_real_tflm_bit_exact_arena_bisection(kernels: str, firmware_cache: Path) -> None:
+def test_real_tflm_bit_exact_arena_bisection(
+    tflite_factory: ModuleType, kernels: str, firmware_cache: Path
+) -> None:
     """Both kernel sets equal host TFLM on every sample; the firmware finds the smallest arena that
     allocates (a multiple of 16 B, not below arena_used_bytes()) and runs the samples with it."""
     from pytest_tinyml.analysis.tflm import invoke
 
     tree = _tree_or_skip(kernels)
-    model = tf_.int8_cnn(seed=6, fc_units=12)
+    model = tflite_factory.int8_cnn(seed=6, fc_units=12)
     samples = _samples(8, 6)
     want = [np.asarray(w).tobytes() for w in invoke(model, samples, timeout=300)]
     res = run_firmware(model, samples, cache_dir=firmware_cache, runtime="tflm", tflm_tree=tree, timeout=900)
@@ -107,9 +106,11 @@ def test_real_tflm_bit_exact_arena_bisection(kernels: str, firmware_cache: Path)
     assert tight.arena_min_bytes == res.arena_min_bytes  # the bisection result allocates by itself
 
 
-def test_cmsis_nn_runs_fewer_instructions_than_reference(firmware_cache: Path) -> None:
+def test_cmsis_nn_runs_fewer_instructions_than_reference(
+    tflite_factory: ModuleType, firmware_cache: Path
+) -> None:
     ref, cm = _tree_or_skip("reference"), _tree_or_skip("cmsis_nn")
-    model = tf_.int8_cnn(seed=7, height=16, width=16, filters=8, fc_units=16)
+    model = tflite_factory.int8_cnn(seed=7, height=16, width=16, filters=8, fc_units=16)
     samples = [np.random.default_rng(7).integers(-128, 128, size=(1, 16, 16, 1), dtype=np.int8)]
     a = run_firmware(model, samples, cache_dir=firmware_cache, runtime="tflm", tflm_tree=ref, timeout=900)
     b = run_firmware(model, samples, cache_dir=firmware_cache, runtime="tflm", tflm_tree=cm, timeout=900)

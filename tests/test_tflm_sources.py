@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -286,15 +287,10 @@ def test_patch_that_does_not_apply_is_refused(tmp_path: Path) -> None:
     reason="firmware toolchain missing; to enable: apt-get install gcc-arm-none-eabi qemu-system-arm",
 )
 def test_plugin_download_failure_falls_back_and_says_why(
-    pytester: pytest.Pytester, server: _Server, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, server: _Server, monkeypatch: pytest.MonkeyPatch, tflite_factory: ModuleType
 ) -> None:
     """A mirror serving an archive that is not the pinned tree: one line saying so, then the firmware items
     run the project's runtime and every one of them names it."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    import tflite_factory
-
     pin = ts.pins()["tflite-micro"]
     _serve(server, pin, _targz(f"tflite-micro-{pin.commit}", FILES))
     for name in ("TFLM_ROOT", "TINYML_TFLM_SOURCES", "TINYML_OFFLINE", "TINYML_FIRMWARE_RUNTIME"):
