@@ -19,6 +19,7 @@ from pytest_tinyml import hookspecs
 from pytest_tinyml.boards import BoardRegistry, board_from_mapping
 from pytest_tinyml.checks.base import CANONICAL_NAMES, Check
 from pytest_tinyml.errors import SpecError
+from pytest_tinyml.options import Environment
 from pytest_tinyml.session import SESSION_KEY, RunOptions, TinyMLSession, display
 
 __all__ = ["SESSION_KEY", "TinyMLSession"]
@@ -307,6 +308,7 @@ def pytest_configure(config: pytest.Config) -> None:
     export = config.getoption("tinyml_export")
     sources = config.getini("tinyml_tflm_sources") or os.environ.get("TINYML_TFLM_SOURCES", "")
     samples = config.getoption("tinyml_firmware_samples")
+    environment = Environment.read()
     options = RunOptions(
         cache_dir=cache_dir,
         rebuild=bool(config.getoption("tinyml_rebuild")),
@@ -324,6 +326,8 @@ def pytest_configure(config: pytest.Config) -> None:
         tflm_sources=Path(sources).expanduser() if sources else None,
         tflm_mirror=config.getini("tinyml_tflm_mirror") or None,
         inputs_keep_bytes=inputs_keep,
+        tflm_root=environment.tflm_root,
+        environment=environment,
     )
     session = TinyMLSession(
         config=config,
@@ -438,10 +442,10 @@ def _progress_writer(config: pytest.Config) -> Any:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """After deselection (-m, -k): targets whose firmware items will run let ``arena``/``flash`` measure on
     the target as well; with the firmware items deselected they never build firmware."""
-    for item in items:
-        target = getattr(item, "measurements", None)
-        if target is not None and item.get_closest_marker("firmware") is not None:
-            target.firmware_selected = True
+    tiny = config.stash.get(SESSION_KEY, None)
+    if tiny is not None:
+        tiny.select_firmware([m for item in items if (m := getattr(item, "measurements", None)) is not None
+                              and item.get_closest_marker("firmware") is not None])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -7,7 +7,7 @@ pytest-xdist too: :mod:`pytest_tinyml.records`). Registered as the ``tinyml-sess
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,34 +17,15 @@ import pytest
 from pytest_tinyml.boards import DEFAULT_BOARD, Board, BoardRegistry
 from pytest_tinyml.checks.base import Check
 from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
+from pytest_tinyml.measurements import Measurements
+from pytest_tinyml.options import RunOptions
 from pytest_tinyml.records import ItemRecord, record_from_report
 from pytest_tinyml.spec.model import Spec
-from pytest_tinyml.target import SpecArtifacts, Target, model_target, spec_targets
+from pytest_tinyml.target import SpecArtifacts, TargetDescription, model_target, spec_targets
 
 SESSION_KEY = pytest.StashKey["TinyMLSession"]()
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class RunOptions:
-    """What the run was asked to do (from the command line and ini)."""
-
-    cache_dir: Path
-    rebuild: bool = False
-    emulator: str | None = None  # overrides the spec's firmware.emulator
-    firmware_samples: int | None = None  # overrides the spec's firmware.samples
-    export_dir: Path | None = None
-    progress: Progress | None = None
-    extra_loaders: Mapping[str, Callable[..., Any]] | None = None  # the datasets hook's (None: built-ins)
-    load_model: Callable[..., Any] | None = None
-    tflm_timeout: float = 60.0  # seconds for one host-TFLM allocation in its child process
-    firmware_runtime: str | None = None  # tflm (real TFLM), tinyml (the project's C runtime); None: tflm if possible
-    kernels: str | None = None  # TFLM kernel set; None: the spec's, else by core
-    offline: bool = False  # never download TFLM sources
-    tflm_sources: Path | None = None  # source cache (default cache_dir / "tflm-sources")
-    tflm_mirror: str | None = None
-    inputs_keep_bytes: int | None = None  # input blocks kept in the cache (ini tinyml_input_blocks_keep)
 
 
 def display(path: Path) -> str:
@@ -64,7 +45,7 @@ class TinyMLSession:
     boards: BoardRegistry
     options: RunOptions
     checks: list[Check]
-    targets: dict[str, Target] = field(default_factory=dict)
+    targets: dict[str, Measurements] = field(default_factory=dict)
     artifacts: dict[Path, SpecArtifacts] = field(default_factory=dict)
     loaded: dict[Path, Spec | SpecError] = field(default_factory=dict)
     results: list[ItemRecord] = field(default_factory=list)
@@ -134,10 +115,17 @@ class TinyMLSession:
             emulate.export(data, out / folders[label], arena_bytes=int(arena), model_info=model_info)
 
     # --- targets: made once, by the rules of pytest_tinyml.target ------------------------------------
-    def _remember(self, targets: list[Target]) -> list[Target]:
-        return [self.targets.setdefault(t.label, t) for t in targets]
+    def _remember(self, targets: list[TargetDescription]) -> list[Measurements]:
+        """The measurements of each target, made once per label (items and fixtures share them)."""
+        return [self.targets.setdefault(t.label, Measurements(t)) for t in targets]
 
-    def spec_targets(self, path: Path) -> list[Target]:
+    def select_firmware(self, measurements: list[Measurements]) -> None:
+        """After deselection (-m, -k): these targets' firmware items will run, so their ``arena``/``flash``
+        items measure on the target as well (with the firmware items deselected they never build firmware)."""
+        for m in measurements:
+            m.select_firmware()
+
+    def spec_targets(self, path: Path) -> list[Measurements]:
         """The targets of the spec at ``path`` (raises TinyMLError for a broken spec or unknown board)."""
         spec = self.spec(path)
         if spec.model.kind == "none":
@@ -149,7 +137,7 @@ class TinyMLSession:
             spec_targets(spec, name=display(path), board=board, options=self.options, artifacts=artifacts)
         )
 
-    def model_target(self, path: Path) -> Target:
+    def model_target(self, path: Path) -> Measurements:
         """The target of an audited ``.tflite``: under the one ``--tinyml-spec``'s constraints and board when
         one is given, else the audit defaults on the default board (raises TinyMLError for a broken spec)."""
         spec = self.spec(self.specs[0]) if self.specs else None

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tflite_factory  # noqa: E402
 
 from pytest_tinyml import emulate  # noqa: E402
-from pytest_tinyml.pipeline import cache as C  # noqa: E402
+from pytest_tinyml._util import cachefs  # noqa: E402
 
 pytest_plugins = ["pytester"]
 
@@ -66,5 +66,5 @@ def test_edited_run_result_is_not_trusted(pytester: pytest.Pytester) -> None:
     _claim_faster(meta)
     result_json.write_text(json.dumps(meta))
     files = {name: (entries[0] / name).read_bytes() for name in ("result.json", "outputs.npz")}
-    C.DigestIndex(pytester.path / "c").put("runs", entries[0].name, C.entry_digest(files))
+    cachefs.DigestIndex(pytester.path / "c").put("runs", entries[0].name, cachefs.entry_digest(files))
     assert _latency(pytester, "r3") < real / 100

@@ -27,8 +27,9 @@ from pytest_tinyml.emulate import (  # noqa: E402
 )
 from pytest_tinyml.emulate.build import elf_section_sizes, model_c_source  # noqa: E402
 from pytest_tinyml.emulate.export import tflm_method  # noqa: E402
-from pytest_tinyml.emulate.run import RUNTIME_ENV, resolve_runtime  # noqa: E402
-from pytest_tinyml.emulate.tflm_build import TFLM_ENV, TflmTree, select_sources, tflm_tree  # noqa: E402
+from pytest_tinyml.emulate.policy import RUNTIME_ENV, resolve_runtime  # noqa: E402
+from pytest_tinyml.emulate.tflm_select import select_sources  # noqa: E402
+from pytest_tinyml.emulate.tflm_tree import TFLM_ENV, TflmTree, tflm_tree  # noqa: E402
 from pytest_tinyml.errors import NotEvaluable, TinyMLError  # noqa: E402
 
 needs_toolchain = pytest.mark.skipif(

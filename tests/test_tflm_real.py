@@ -17,13 +17,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tflite_factory as tf_  # noqa: E402
 
 from pytest_tinyml.emulate import run_firmware, toolchain_status  # noqa: E402
-from pytest_tinyml.emulate.tflm_build import (  # noqa: E402
-    TflmTree,
-    choose_runtime,
-    default_kernels,
-    select_sources,
-    tflm_tree,
-)
+from pytest_tinyml.emulate.policy import choose_runtime  # noqa: E402
+from pytest_tinyml.emulate.tflm_select import select_sources  # noqa: E402
+from pytest_tinyml.emulate.tflm_tree import TflmTree, default_kernels, tflm_tree  # noqa: E402
 from pytest_tinyml.errors import NotEvaluable  # noqa: E402
 
 pytestmark = pytest.mark.skipif(

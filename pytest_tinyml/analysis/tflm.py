@@ -384,6 +384,7 @@ def invoke(
     workers: int = 1,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     num_outputs: int = 1,
+    period: float | None = None,
 ) -> list[numpy.ndarray]:
     """Run host TFLM on each sample (batch 1, in order) and return the first output per sample (with
     ``num_outputs`` > 1: a tuple of the first ``num_outputs`` outputs per sample).
@@ -392,7 +393,8 @@ def invoke(
     > 1 splits the samples over that many child processes (each allocates its own interpreter; results
     come back in the original order). Raises :class:`TflmError` with TFLM's reason and the stage
     (``allocate``, ``invoke``), the signal on a crash, or the timeout. Raises ``ValueError`` when an
-    input does not match the model's input tensor shape or dtype.
+    input does not match the model's input tensor shape or dtype. Without ``timeout`` a child may take
+    ``period`` seconds (the ``tinyml_tflm_timeout``) plus as much again per 1,000 samples it runs.
     """
     import numpy as np
 
@@ -430,9 +432,9 @@ def invoke(
 
     workers = max(1, min(int(workers), len(samples)))
     bounds = [round(i * len(samples) / workers) for i in range(workers + 1)]
-    if timeout is None:  # the configured allocation timeout, plus as much again per 1,000 samples a child runs
+    if timeout is None:  # the allocation timeout (``period``), plus as much again per 1,000 samples a child runs
         per_child = max(b - a for a, b in zip(bounds, bounds[1:], strict=False))
-        timeout = _TIMEOUT * (1 + per_child / SAMPLES_PER_PERIOD)
+        timeout = (_TIMEOUT if period is None else period) * (1 + per_child / SAMPLES_PER_PERIOD)
     root = Path(tempfile.mkdtemp(prefix="tinyml-tflm-"))
     try:
         workdirs = []

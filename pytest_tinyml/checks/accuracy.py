@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from pytest_tinyml.checks.base import Verdict
 
 if TYPE_CHECKING:
+    from pytest_tinyml.measurements import Measurements as Target
     from pytest_tinyml.spec.model import Constraints
-    from pytest_tinyml.target import Target
 
 
 def _stage_lines(report: Any) -> list[str]:

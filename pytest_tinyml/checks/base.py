@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pytest_tinyml.fmt import fmt_bytes, fmt_limit_bytes
 
 if TYPE_CHECKING:
+    from pytest_tinyml.measurements import Measurements as Target
     from pytest_tinyml.spec.model import Constraints
-    from pytest_tinyml.target import Target
 
 #: Canonical item names, in the order items are collected and reported.
 CANONICAL_NAMES = (

@@ -12,12 +12,13 @@ from pytest_tinyml.checks.firmware import (
     runtime_properties,
     with_runtime,
 )
+from pytest_tinyml.kinds import Runtime
 
 if TYPE_CHECKING:
     from pytest_tinyml.analysis.model import ModelInfo, TensorInfo
     from pytest_tinyml.boards import Board
+    from pytest_tinyml.measurements import Measurements
     from pytest_tinyml.spec.model import Constraints, Limit
-    from pytest_tinyml.target import Target
 
 
 def byte_limit(limit: Limit, board: Board, board_limit: int, what: str) -> tuple[int, str]:
@@ -82,7 +83,7 @@ def _tensor_label(t: TensorInfo) -> str:
     return f"tensor {clip(t.name, 80)!r} (subgraph {t.subgraph} #{t.index}, {t.dtype} {dims})"
 
 
-def _reserve(m: Target) -> int:
+def _reserve(m: Measurements) -> int:
     reserve = m.constraints.ram_reserve
     return reserve.bytes if reserve is not None else m.board.ram_reserve
 
@@ -98,7 +99,7 @@ class ArenaCheck:
     def applies(self, constraints: Constraints) -> bool:
         return constraints.arena is not None
 
-    def evaluate(self, m: Target) -> Verdict:
+    def evaluate(self, m: Measurements) -> Verdict:
         board = m.board
         reserve = _reserve(m)
         assert m.constraints.arena is not None
@@ -130,7 +131,7 @@ class ArenaCheck:
             "or pick a board with more RAM (--tinyml-board)"
         )
         fw = m.firmware_for_memory()
-        if fw is not None and fw.runtime == "tflm" and fw.arena_min_bytes:
+        if fw is not None and fw.runtime == Runtime.TFLM and fw.arena_min_bytes:
             details = [
                 f"smallest arena AllocateTensors() accepts on {emulator_label(fw)} ({fw.core}): "
                 f"{fmt_bytes(fw.arena_min_bytes)} (bisection to 16 B on the target); "
@@ -172,7 +173,7 @@ class FlashCheck:
     def applies(self, constraints: Constraints) -> bool:
         return constraints.flash is not None
 
-    def evaluate(self, m: Target) -> Verdict:
+    def evaluate(self, m: Measurements) -> Verdict:
         est = m.flash
         board = m.board
         assert m.constraints.flash is not None
@@ -188,7 +189,7 @@ class FlashCheck:
             f"method: {est.method}",
         ]
         fw = m.firmware_for_memory()
-        if fw is not None and fw.runtime == "tflm":
+        if fw is not None and fw.runtime == Runtime.TFLM:
             verdict = judge_bytes(
                 "flash",
                 fw.flash_bytes,
@@ -248,11 +249,11 @@ class FirmwareRamCheck:
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
 
-    def evaluate(self, m: Target) -> Verdict:
+    def evaluate(self, m: Measurements) -> Verdict:
         require_model_fits_flash(m)
         fw = m.firmware
         board = m.board
-        arena = fw.arena_min_bytes if fw.runtime == "tflm" and fw.arena_min_bytes else fw.arena_bytes
+        arena = fw.arena_min_bytes if fw.runtime == Runtime.TFLM and fw.arena_min_bytes else fw.arena_bytes
         what = "smallest allocating arena" if arena == fw.arena_min_bytes and arena else "arena"
         used = fw.static_ram_bytes + arena + fw.stack_bytes
         details = [

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from pytest_tinyml.checks.base import Verdict
 
 if TYPE_CHECKING:
+    from pytest_tinyml.measurements import Measurements as Target
     from pytest_tinyml.spec.model import Constraints
-    from pytest_tinyml.target import Target
 
 
 def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdict:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from pytest_tinyml.checks.base import Verdict, fmt_bytes, fmt_limit_bytes
 
 if TYPE_CHECKING:
+    from pytest_tinyml.measurements import Measurements as Target
     from pytest_tinyml.spec.model import Constraints
-    from pytest_tinyml.target import Target
 
 
 def judge_size(

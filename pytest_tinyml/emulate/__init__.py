@@ -16,8 +16,9 @@ Public API (other parts of pytest-tinyml call exactly these):
 from pytest_tinyml.emulate.errors import FirmwareError
 from pytest_tinyml.emulate.export import ExportResult, export
 from pytest_tinyml.emulate.ops import SUPPORTED, unsupported_ops
-from pytest_tinyml.emulate.run import FirmwareResult, resolve_runtime, run_firmware
-from pytest_tinyml.emulate.tflm_build import tflm_tree
+from pytest_tinyml.emulate.result import FirmwareResult
+from pytest_tinyml.emulate.run import resolve_runtime, run_firmware
+from pytest_tinyml.emulate.tflm_tree import tflm_tree
 from pytest_tinyml.emulate.toolchain import (
     CORES,
     MACHINES,
