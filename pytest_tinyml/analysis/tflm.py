@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml.analysis.names import clip
 from pytest_tinyml.errors import TinyMLError
+from pytest_tinyml.kinds import KernelSet, OpStatus
+from pytest_tinyml.options import child_environment
 
 if TYPE_CHECKING:
     import numpy
@@ -134,7 +136,7 @@ class _ChildRun:
 
 
 def _start_child(workdir: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
+    env = child_environment()
     with open(workdir / "stderr_python.txt", "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", _CHILD_MODULE, str(workdir), str(os.getpid())],
@@ -593,7 +595,7 @@ def arena_32bit(info: ModelInfo, alloc: TflmAllocation, kernels: str = "referenc
     saving += n_subgraphs * (_SIZEOF["SubgraphAllocations"][0] - _SIZEOF["SubgraphAllocations"][1])
     op_names = [op.name for op in info.ops]
     op_saving = _POINTER_ARRAYS_SAVING + sum(_OPDATA_SAVING.get(name, 0) for name in op_names)
-    if kernels == "cmsis_nn":
+    if kernels == KernelSet.CMSIS_NN:
         op_saving -= sum(_CMSIS_NN_EXTRA.get(name, 0) for name in op_names)
     saving += op_saving
     tail32 = max(tail - saving, 0)
@@ -636,7 +638,7 @@ FIX_REQUANTIZE = (
 class OpSupport:
     op: str
     count: int
-    status: str  # "ok" | "register" (TFLM ships it, the firmware must add it) | "unsupported" | "rejected"
+    status: OpStatus  # ok | register (TFLM ships it, the firmware must add it) | unsupported | rejected
     reason: str | None = None  # TFLM's words when the runtime rejected it, else the table's explanation
     fix: str | None = None
     custom: bool = False
@@ -714,7 +716,7 @@ def tflm_op_report(info: ModelInfo, alloc: TflmAllocation | None = None) -> list
                 fix = f"replace op {name}: {hint}"
             else:
                 fix = _failure_fix(info, name, lines)
-            report.append(OpSupport(name, count, "rejected", reason, fix, custom))
+            report.append(OpSupport(name, count, OpStatus.REJECTED, reason, fix, custom))
             continue
         if custom:
             if tflm_ops.is_flex_op(name):
@@ -722,7 +724,7 @@ def tflm_op_report(info: ModelInfo, alloc: TflmAllocation | None = None) -> list
                     OpSupport(
                         name,
                         count,
-                        "unsupported",
+                        OpStatus.UNSUPPORTED,
                         "a TensorFlow (Flex) op embedded with SELECT_TF_OPS; TFLM cannot run TensorFlow ops",
                         tflm_ops.REPLACEMENT_HINTS["FlexOps"],
                         True,
@@ -733,7 +735,7 @@ def tflm_op_report(info: ModelInfo, alloc: TflmAllocation | None = None) -> list
                     OpSupport(
                         name,
                         count,
-                        "register",
+                        OpStatus.REGISTER,
                         "TFLM ships it (signal library) but the firmware must register it",
                         f"call MicroMutableOpResolver::Add{name.removeprefix('Signal')}() (signal op {name}) "
                         "in the firmware's op resolver",
@@ -746,7 +748,7 @@ def tflm_op_report(info: ModelInfo, alloc: TflmAllocation | None = None) -> list
                     OpSupport(
                         name,
                         count,
-                        "register",
+                        OpStatus.REGISTER,
                         "TFLM ships it but the firmware must register it",
                         f"call MicroMutableOpResolver::{method} in the firmware's op resolver",
                         True,
@@ -761,7 +763,7 @@ def tflm_op_report(info: ModelInfo, alloc: TflmAllocation | None = None) -> list
                     OpSupport(
                         name,
                         count,
-                        "unsupported",
+                        OpStatus.UNSUPPORTED,
                         reason,
                         f"register custom op {name} in the firmware's op resolver, or convert without it",
                         True,
@@ -776,16 +778,16 @@ def tflm_op_report(info: ModelInfo, alloc: TflmAllocation | None = None) -> list
                 OpSupport(
                     name,
                     count,
-                    "unsupported",
+                    OpStatus.UNSUPPORTED,
                     f"TFLM has no kernel for builtin op {name}",
                     f"replace op {name}: {hint}",
                 )
             )
             continue
-        report.append(OpSupport(name, count, "ok"))
+        report.append(OpSupport(name, count, OpStatus.OK))
 
-    if failed_text and not any(r.status in ("rejected", "unsupported") for r in report):
+    if failed_text and not any(r.status in (OpStatus.REJECTED, OpStatus.UNSUPPORTED) for r in report):
         # TFLM failed without naming an op of the model: attach its words to the model as a whole.
         model_fix: str | None = _failure_fix(info, "the model", lines) if lines else None
-        report.append(OpSupport("(model)", 1, "rejected", failed_text, model_fix))
+        report.append(OpSupport("(model)", 1, OpStatus.REJECTED, failed_text, model_fix))
     return report

@@ -50,6 +50,7 @@ from pytest_tinyml.emulate.tflm_select import library_index, select_sources
 from pytest_tinyml.emulate.tflm_sources import pins, projects_for
 from pytest_tinyml.emulate.tflm_tree import DOWNLOADS, GXX, TflmTree, tflm_tree
 from pytest_tinyml.emulate.toolchain import CORES, GCC, MACHINES, compiler_version, firmware_dir
+from pytest_tinyml.kinds import KernelSet
 
 Progress = Callable[[str], None]
 
@@ -87,7 +88,7 @@ def _tree_key(tree: TflmTree) -> bytes:
     roots = [tree.root / "tensorflow", tree.root / "signal"] + [
         tree.root / DOWNLOADS / d for d in ("flatbuffers/include", "gemmlowp/fixedpoint", "ruy/ruy/profiler")
     ]
-    if tree.kernels == "cmsis_nn":
+    if tree.kernels == KernelSet.CMSIS_NN:
         roots += [tree.root / DOWNLOADS / d for d in ("cmsis_nn/Include", "cmsis_nn/Source", "cmsis/CMSIS/Core")]
     for top in roots:
         if not top.is_dir():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pytest_tinyml.emulate.tflm_sources import SourceSet, locate_sources
 from pytest_tinyml.errors import NotEvaluable
+from pytest_tinyml.kinds import KernelSet
 from pytest_tinyml.options import Environment, Progress
 
 TFLM_ENV = "TFLM_ROOT"
@@ -26,7 +27,7 @@ SETUP_HINT = (
     "checkout after `make -f tensorflow/lite/micro/tools/make/Makefile third_party_downloads`"
 )
 
-KERNEL_SETS = ("cmsis_nn", "reference")
+KERNEL_SETS = KernelSet.values()
 DSP_CORES = ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")  # DSP or MVE extension
 
 _CORE_TOKEN = {"cortex-m0plus": "M0plus", "cortex-m3": "M3", "cortex-m4": "M4", "cortex-m7": "M7",
@@ -40,7 +41,7 @@ _KERNEL_RE = re.compile(r"\$\(TENSORFLOW_ROOT\)(tensorflow/lite/micro/kernels/[\
 
 def default_kernels(core: str) -> str:
     """``cmsis_nn`` on cores with the DSP or MVE extension, ``reference`` elsewhere."""
-    return "cmsis_nn" if core in DSP_CORES else "reference"
+    return str(KernelSet.CMSIS_NN if core in DSP_CORES else KernelSet.REFERENCE)
 
 
 def resolve_kernels(kernels: str | None, core: str) -> str:
@@ -81,7 +82,7 @@ def _kernel_sources(root: Path, kernels: str) -> list[Path]:
             found = [root / rel for rel in _KERNEL_RE.findall(block)]
     if not found:  # older/newer layout: every non-test kernel file
         found = [p for p in sorted((root / "tensorflow/lite/micro/kernels").glob("*.cc")) if not _is_test(p)]
-    if kernels == "cmsis_nn":  # TFLM's Makefile: an optimized kernels/<dir>/X.cc replaces kernels/X.cc
+    if kernels == KernelSet.CMSIS_NN:  # TFLM's Makefile: an optimized kernels/<dir>/X.cc replaces kernels/X.cc
         opt = root / "tensorflow/lite/micro/kernels/cmsis_nn"
         found = [opt / p.name if (opt / p.name).is_file() else p for p in found]
     return [p for p in found if p.is_file()]
@@ -117,7 +118,7 @@ def tree_from_sources(src: SourceSet, kernels: str, core: str) -> TflmTree:
     includes = [src.tflm, src.gemmlowp, src.flatbuffers / "include", src.ruy]
     defines: list[str] = []
     library: list[Path] = []
-    if kernels == "cmsis_nn":
+    if kernels == KernelSet.CMSIS_NN:
         if src.cmsis_nn is None or src.cmsis is None:
             raise NotEvaluable("CMSIS-NN kernels need the CMSIS-NN and CMSIS sources", SETUP_HINT)
         token = _CORE_TOKEN.get(core, "M4")
