@@ -123,9 +123,8 @@ def _fw(emulator: str = "qemu", machine: str = "netduinoplus2", script: str = ""
 
 
 def _target(board_name: str, fw: SimpleNamespace | None) -> SimpleNamespace:
-    from pytest_tinyml.spec.model import Limit
-
     from pytest_tinyml.emulate.firmware import require_model_fits_flash
+    from pytest_tinyml.spec.model import Limit
 
     board = {b.name: b for b in builtin_boards()}[board_name]
     return SimpleNamespace(
