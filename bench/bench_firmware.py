@@ -66,7 +66,7 @@ def main() -> int:
 
 def _bench_real_tflm(model: bytes, samples: list[np.ndarray], ours: FirmwareResult) -> None:
     """With TFLM_ROOT set: the same model built against real TFLM (reference kernels), same inputs."""
-    from pytest_tinyml.emulate.tflm_build import tflm_tree
+    from pytest_tinyml.emulate.tflm_tree import tflm_tree
     from pytest_tinyml.errors import NotEvaluable
 
     try:

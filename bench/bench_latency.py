@@ -185,7 +185,7 @@ def main() -> int:
             memory = memory_timing(board)
             extra: dict[str, object] = {}
             if args.runtime == "tflm":
-                from pytest_tinyml.emulate.tflm_build import tflm_tree
+                from pytest_tinyml.emulate.tflm_tree import tflm_tree
 
                 try:
                     extra["tflm_tree"] = tflm_tree(

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import tflite_factory  # noqa: E402
 
 from pytest_tinyml.emulate import run_firmware, toolchain_status  # noqa: E402
-from pytest_tinyml.emulate.tflm_build import default_kernels, tflm_tree  # noqa: E402
+from pytest_tinyml.emulate.tflm_tree import default_kernels, tflm_tree  # noqa: E402
 from pytest_tinyml.errors import NotEvaluable  # noqa: E402
 
 

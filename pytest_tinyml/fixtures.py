@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
+from pytest_tinyml.measurements import Measurements
 from pytest_tinyml.session import SESSION_KEY, TinyMLSession
 from pytest_tinyml.spec.model import Spec
-from pytest_tinyml.target import Target
 
 
-def _target_for(request: pytest.FixtureRequest) -> Target:
+def _target_for(request: pytest.FixtureRequest) -> Measurements:
     tiny: TinyMLSession = request.config.stash[SESSION_KEY]
     marker = request.node.get_closest_marker("tinyml")
     spec_path: str | None = marker.kwargs.get("spec") if marker else None
@@ -56,14 +56,14 @@ def _unwrap(fn: Any) -> Any:
 
 
 @pytest.fixture
-def tinyml_measurements(request: pytest.FixtureRequest) -> Target:
+def tinyml_measurements(request: pytest.FixtureRequest) -> Measurements:
     """Lazy measurements of the selected target (``@pytest.mark.tinyml(spec=..., mode=...)`` or the first
     ``--tinyml-spec``): ``.tflite_bytes``, ``.model_info``, ``.tflm_allocation``, ``.arena``, ``.accuracy``..."""
     return _target_for(request)
 
 
 @pytest.fixture
-def tinyml_spec(tinyml_measurements: Target) -> Spec:
+def tinyml_spec(tinyml_measurements: Measurements) -> Spec:
     """The selected spec, validated and typed."""
     if tinyml_measurements.spec is None:
         pytest.skip("the selected target is a bare .tflite with no spec")
@@ -71,13 +71,13 @@ def tinyml_spec(tinyml_measurements: Target) -> Spec:
 
 
 @pytest.fixture
-def tinyml_tflite(tinyml_measurements: Target) -> Path:
+def tinyml_tflite(tinyml_measurements: Measurements) -> Path:
     """Path of the selected target's ``.tflite`` (built and cached if the spec builds it)."""
     return _unwrap(lambda: tinyml_measurements.tflite_path)
 
 
 @pytest.fixture
-def tinyml_tflite_files(tinyml_measurements: Target) -> dict[str, Path]:
+def tinyml_tflite_files(tinyml_measurements: Measurements) -> dict[str, Path]:
     """Every ``.tflite`` the spec builds, by quantization mode."""
     artifacts = tinyml_measurements.artifacts
     if artifacts is None:
@@ -86,7 +86,7 @@ def tinyml_tflite_files(tinyml_measurements: Target) -> dict[str, Path]:
 
 
 @pytest.fixture
-def tinyml_keras_model(tinyml_measurements: Target) -> Any:
+def tinyml_keras_model(tinyml_measurements: Measurements) -> Any:
     """The trained Keras model (imports Keras; built and cached on first use)."""
     artifacts = tinyml_measurements.artifacts
     if artifacts is None:
@@ -98,7 +98,7 @@ def tinyml_keras_model(tinyml_measurements: Target) -> Any:
 
 
 @pytest.fixture
-def tinyml_dataset(tinyml_measurements: Target) -> Any:
+def tinyml_dataset(tinyml_measurements: Measurements) -> Any:
     """The spec's dataset after preprocessing and splitting (x_train, y_train, x_val, y_val, x_test, y_test)."""
     spec = tinyml_measurements.spec
     if spec is None or spec.dataset is None:

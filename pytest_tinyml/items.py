@@ -16,9 +16,9 @@ import pytest
 from pytest_tinyml import records
 from pytest_tinyml.checks.base import Check, Verdict, check_info
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
+from pytest_tinyml.measurements import Measurements as Target
 from pytest_tinyml.session import SESSION_KEY, TinyMLSession
 from pytest_tinyml.spec.model import Spec
-from pytest_tinyml.target import Target
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -69,7 +69,7 @@ class TinyMLItem(pytest.Item):
 
     def _record(self) -> None:
         """(Re)write the item's record into its user properties (carried to the controller by its report)."""
-        text = records.encode(self.measurements.record(), self.verdict.to_dict() if self.verdict else None,
+        text = records.encode(records.target_record(self.measurements), self.verdict.to_dict() if self.verdict else None,
                               self.information)
         self.user_properties[:] = [(k, v) for k, v in self.user_properties if k != records.PROPERTY]
         self.user_properties.append((records.PROPERTY, text))

@@ -189,10 +189,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """After deselection (-m, -k): targets whose firmware items will run let ``arena``/``flash`` measure on
     the target as well; with the firmware items deselected they never build firmware."""
-    for item in items:
-        target = getattr(item, "measurements", None)
-        if target is not None and item.get_closest_marker("firmware") is not None:
-            target.firmware_selected = True
+    tiny = config.stash.get(SESSION_KEY, None)
+    if tiny is not None:
+        tiny.select_firmware([m for item in items if (m := getattr(item, "measurements", None)) is not None
+                              and item.get_closest_marker("firmware") is not None])
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

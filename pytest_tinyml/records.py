@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_tinyml.measurements import Measurements
 
 from pytest_tinyml._util.jsonsafe import jsonsafe
 from pytest_tinyml.kinds import ItemStatus
@@ -159,4 +162,59 @@ def record_from_report(report: Any) -> ItemRecord | None:
     return ItemRecord(
         nodeid=report.nodeid, name=name, check=check, status=status, info=info, verdict=verdict, message=message,
         information=information if status is ItemStatus.SKIPPED else None,
+    )
+
+
+def target_record(m: Measurements) -> TargetRecord:
+    """What the reports need of a target, from its description and what was already measured (never
+    computes a measurement)."""
+    from pytest_tinyml.emulate.firmware import export_arena_bytes
+    from pytest_tinyml.measurements import Measurements as M
+
+    target = m.target
+    facts: dict[str, Any] = {}
+    arena = M.arena.peek(m)
+    ran = M.firmware.peek(m)
+    fw = None if ran is None or isinstance(ran, BaseException) else ran
+    if arena is not None and not isinstance(arena, BaseException):
+        facts["arena"] = {"bytes": int(arena.bytes), "host_bytes": getattr(arena, "host_bytes", None),
+                          "method": str(getattr(arena, "method", "") or "") or None}
+        facts["arena"]["export_bytes"] = export_arena_bytes(arena, fw)
+    else:  # the arena item measured on the target (real TFLM) without the host estimate
+        min_bytes = 0 if fw is None else int(fw.arena_min_bytes)
+        if min_bytes:
+            facts["arena"] = {"bytes": min_bytes, "host_bytes": None, "method": "target", "export_bytes": min_bytes}
+    flash = M.flash.peek(m)
+    if flash is not None and not isinstance(flash, BaseException):
+        model_b, code_b = int(flash.model_bytes), int(flash.runtime_code_bytes)
+        facts["flash"] = {"bytes": model_b + code_b, "model_bytes": model_b, "runtime_code_bytes": code_b}
+    accuracy = M.accuracy.peek(m)
+    if accuracy is not None and not isinstance(accuracy, BaseException):
+        ci = getattr(accuracy, "drop_ci", None)
+        facts["accuracy"] = {"stages": dict(getattr(accuracy, "stages", {}) or {}),
+                             "drop_points": getattr(accuracy, "drop_points", None),
+                             "drop_ci": list(ci) if ci is not None else None}
+    path = M.tflite_path.peek(m)
+    for name, value in (("arena", arena), ("flash", flash), ("accuracy", accuracy), ("tflite_path", path)):
+        if isinstance(value, BaseException):
+            facts.setdefault("not_measured", {})[name] = str(value)
+    model_path = path if path is not None and not isinstance(path, BaseException) else target.model_path
+    regression = {k: v for k, v in asdict(target.constraints.regression).items() if v is not None}
+    runtime = None
+    if target.constraints.firmware is not None and target.constraints.firmware.enabled:
+        choice = M.firmware_runtime_choice.peek(m)
+        chosen = None if choice is None or isinstance(choice, BaseException) else choice.runtime
+        options = target.options
+        runtime = str(chosen or options.firmware_runtime or options.environment.firmware_runtime or "tinyml")
+    return TargetRecord(
+        label=target.label,
+        kind="spec" if target.spec is not None or target.mode is not None else "model",
+        board=target.board.name,
+        spec=target.source if target.spec is not None else None,
+        spec_name=target.spec.name if target.spec is not None else None,
+        mode=target.mode,
+        runtime=runtime,
+        model_path=str(model_path) if model_path is not None else None,
+        regression=regression,
+        facts=plain(facts),
     )

@@ -16,10 +16,11 @@ import pytest
 from pytest_tinyml.boards import DEFAULT_BOARD, Board, BoardRegistry
 from pytest_tinyml.checks.base import Check
 from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
+from pytest_tinyml.measurements import Measurements
 from pytest_tinyml.options import RunOptions
 from pytest_tinyml.records import ItemRecord, record_from_report
 from pytest_tinyml.spec.model import Spec
-from pytest_tinyml.target import SpecArtifacts, Target, model_target, spec_targets
+from pytest_tinyml.target import SpecArtifacts, TargetDescription, model_target, spec_targets
 
 SESSION_KEY = pytest.StashKey["TinyMLSession"]()
 
@@ -40,7 +41,7 @@ class TinyMLSession:
     boards: BoardRegistry
     options: RunOptions
     checks: list[Check]
-    targets: dict[str, Target] = field(default_factory=dict)
+    targets: dict[str, Measurements] = field(default_factory=dict)
     artifacts: dict[Path, SpecArtifacts] = field(default_factory=dict)
     loaded: dict[Path, Spec | SpecError] = field(default_factory=dict)
     results: list[ItemRecord] = field(default_factory=list)
@@ -110,10 +111,17 @@ class TinyMLSession:
             emulate.export(data, out / folders[label], arena_bytes=int(arena), model_info=model_info)
 
     # --- targets: made once, by the rules of pytest_tinyml.target ------------------------------------
-    def _remember(self, targets: list[Target]) -> list[Target]:
-        return [self.targets.setdefault(t.label, t) for t in targets]
+    def _remember(self, targets: list[TargetDescription]) -> list[Measurements]:
+        """The measurements of each target, made once per label (items and fixtures share them)."""
+        return [self.targets.setdefault(t.label, Measurements(t)) for t in targets]
 
-    def spec_targets(self, path: Path) -> list[Target]:
+    def select_firmware(self, measurements: list[Measurements]) -> None:
+        """After deselection (-m, -k): these targets' firmware items will run, so their ``arena``/``flash``
+        items measure on the target as well (with the firmware items deselected they never build firmware)."""
+        for m in measurements:
+            m.select_firmware()
+
+    def spec_targets(self, path: Path) -> list[Measurements]:
         """The targets of the spec at ``path`` (raises TinyMLError for a broken spec or unknown board)."""
         spec = self.spec(path)
         if spec.model.kind == "none":
@@ -125,7 +133,7 @@ class TinyMLSession:
             spec_targets(spec, name=display(path), board=board, options=self.options, artifacts=artifacts)
         )
 
-    def model_target(self, path: Path) -> Target:
+    def model_target(self, path: Path) -> Measurements:
         """The target of an audited ``.tflite``: under the one ``--tinyml-spec``'s constraints and board when
         one is given, else the audit defaults on the default board (raises TinyMLError for a broken spec)."""
         spec = self.spec(self.specs[0]) if self.specs else None

@@ -24,9 +24,10 @@ from typing import Any
 
 from pytest_tinyml.boards import DEFAULT_BOARD, BoardRegistry, builtin_boards
 from pytest_tinyml.errors import ModelFileError, NotEvaluable, SpecError, TinyMLError
+from pytest_tinyml.measurements import Measurements
 from pytest_tinyml.options import RunOptions
 from pytest_tinyml.spec.model import AUDIT_DEFAULTS
-from pytest_tinyml.target import Target
+from pytest_tinyml.target import TargetDescription
 
 # Checks that need no child process / emulator (run on every case that parses). The flash check also
 # reports the firmware's measured ELF sizes, so it runs QEMU: it belongs with the firmware checks.
@@ -81,12 +82,12 @@ _CHECKS: dict[str, Any] = {}
 _BOARDS: BoardRegistry | None = None
 
 
-def measurements_for(path: Path, cache_dir: Path) -> Target:
+def measurements_for(path: Path, cache_dir: Path, **given: Any) -> Measurements:
     global _BOARDS
     if _BOARDS is None:
         _BOARDS = BoardRegistry(builtin_boards())
-    return Target(label=str(path), constraints=AUDIT_DEFAULTS, board=_BOARDS.get(DEFAULT_BOARD),
-                        options=RunOptions(cache_dir=cache_dir), model_path=path)
+    return Measurements(TargetDescription(label=str(path), constraints=AUDIT_DEFAULTS, board=_BOARDS.get(DEFAULT_BOARD),
+                                          options=RunOptions(cache_dir=cache_dir), model_path=path), **given)
 
 
 def _one_line(exc: BaseException) -> Outcome | None:
@@ -96,7 +97,7 @@ def _one_line(exc: BaseException) -> Outcome | None:
     return None
 
 
-def _evaluate(m: Target, names: tuple[str, ...]) -> list[str]:
+def _evaluate(m: Measurements, names: tuple[str, ...]) -> list[str]:
     """Evaluate the named checks; returns short results. User errors and skips are results, not bugs."""
     if not _CHECKS:
         _CHECKS.update(_checks())
@@ -168,7 +169,7 @@ def audit_tflm(data: bytes, path: Path, cache_dir: Path, *, timeout: float = 20.
         m = measurements_for(path, cache_dir)
         m.model_info  # noqa: B018
         alloc = tflm.allocate(data, timeout=timeout)
-        m.preset("tflm_allocation", alloc)  # what Target.tflm_allocation would compute
+        Measurements.tflm_allocation.provide(m, alloc)  # what Measurements.tflm_allocation would compute
         results = _evaluate(m, TFLM_CHECKS)
         if alloc.ok and export_dir is not None:
             from pytest_tinyml import emulate

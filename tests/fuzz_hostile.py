@@ -456,7 +456,7 @@ def _run_cache_class() -> Any:
     except ImportError:  # after the restructure (issue 14) the cache lives in the pipeline package
         import importlib
 
-        for mod in ("pytest_tinyml.pipeline.cache", "pytest_tinyml.cache", "pytest_tinyml.target"):
+        for mod in ("pytest_tinyml.emulate.runcache", "pytest_tinyml.pipeline.cache", "pytest_tinyml.cache"):
             try:
                 return importlib.import_module(mod).RunCache
             except (ImportError, AttributeError):

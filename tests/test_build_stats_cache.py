@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pytest_tinyml._util.cachefs import sha256_bytes
+from pytest_tinyml.emulate.runcache import RunCache
 from pytest_tinyml.pipeline import build_key as K
 from pytest_tinyml.pipeline import cache as C
 from pytest_tinyml.pipeline import evaluate as E
@@ -182,7 +183,7 @@ def test_entries_edited_consistently_still_fail_the_index(tmp_path: Path) -> Non
     cache.eval_path("e1").write_text(json.dumps(data))
     assert cache.read_eval("e1") is None
 
-    runs = C.RunCache(tmp_path / "runs")
+    runs = RunCache(tmp_path / "runs")
     runs.save_outputs("r1", [np.arange(4, dtype=np.int8)])
     assert [o.tolist() for o in runs.load_outputs("r1") or []] == [[0, 1, 2, 3]]
     np.savez(tmp_path / "runs" / "r1" / "outputs.npz", np.zeros(4, dtype=np.int8))

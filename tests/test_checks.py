@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -111,23 +112,25 @@ def test_builtin_checks_registered(name: str) -> None:
 
 
 # ------------------------------------------------------------------ which memory, which emulator, which method
-def _fw(emulator: str = "qemu", machine: str = "netduinoplus2", script: str = "") -> SimpleNamespace:
+def _fw(emulator: str = "qemu", machine: str = "netduinoplus2", script: str = "") -> Any:
     """A firmware result with the fields the checks read (values as a real stm32f405 run reports them)."""
     return SimpleNamespace(
         emulator=emulator, machine=machine, emulator_script=script, emulator_command=f"{emulator} ...", core="cortex-m4",
         runtime="tflm", kernels="cmsis_nn", runtime_note="", static_ram_bytes=2_000, arena_min_bytes=30_000,
         arena_bytes=29_000, arena_used_at=31_000, stack_bytes=1_500, text_bytes=80_000, rodata_bytes=60_000,
         flash_bytes=141_000, instructions_per_inference=5_213.0, memory_map="", runs=1, executed_instructions=0,
-        outputs=[],
+        outputs=[], input_block="", input_block_samples=0, instruction_counts=None, counts_note="",
     )
 
 
 def _target(board_name: str, fw: SimpleNamespace | None) -> SimpleNamespace:
+    from pytest_tinyml.emulate.firmware import require_model_fits_flash
     from pytest_tinyml.spec.model import Limit
 
     board = {b.name: b for b in builtin_boards()}[board_name]
     return SimpleNamespace(
         board=board,
+        require_model_fits_flash=lambda: require_model_fits_flash(40_000, board),
         constraints=SimpleNamespace(arena=Limit(board=True), flash=Limit(board=True), ram_reserve=None),
         model_info=SimpleNamespace(tensors=[], size_bytes=40_000),
         firmware=fw,

@@ -24,8 +24,9 @@ from pytest_tinyml.emulate import (
 )
 from pytest_tinyml.emulate.build import elf_section_sizes, model_c_source
 from pytest_tinyml.emulate.export import tflm_method
-from pytest_tinyml.emulate.run import RUNTIME_ENV, resolve_runtime
-from pytest_tinyml.emulate.tflm_build import TFLM_ENV, TflmTree, select_sources, tflm_tree
+from pytest_tinyml.emulate.policy import RUNTIME_ENV, resolve_runtime
+from pytest_tinyml.emulate.tflm_select import select_sources
+from pytest_tinyml.emulate.tflm_tree import TFLM_ENV, TflmTree, tflm_tree
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 
 needs_toolchain = pytest.mark.skipif(

@@ -281,7 +281,7 @@ def test_seed001_cnn_bit_exact_on_100_inputs(op_models, firmware_cache: Path) ->
 def test_seed001_cnn_real_tflm_firmware_matches(op_models, firmware_cache: Path) -> None:
     """With TFLM_ROOT set: seed 001's CNN built against real TFLM under QEMU equals this runtime's output."""
     _require_toolchain()
-    from pytest_tinyml.emulate.tflm_build import tflm_tree
+    from pytest_tinyml.emulate.tflm_tree import tflm_tree
     from pytest_tinyml.errors import NotEvaluable
 
     try:

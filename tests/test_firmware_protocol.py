@@ -18,12 +18,9 @@ import pytest
 
 from pytest_tinyml.emulate import FirmwareError, run_firmware, toolchain_status
 from pytest_tinyml.emulate.build import GCC, build_library, core_cflags, elf_symbols, link_command
-from pytest_tinyml.emulate.run import (
-    input_block,
-    parse_uart,
-    qemu_command,
-    run_emulator,
-)
+from pytest_tinyml.emulate.protocol import input_block, parse_uart
+from pytest_tinyml.emulate.qemu import qemu_command
+from pytest_tinyml.emulate.runner import run_emulator
 from pytest_tinyml.emulate.toolchain import MACHINES, firmware_dir
 
 pytest_plugins = ["pytester"]
@@ -250,7 +247,7 @@ def test_element_count_overflowing_32_bits_is_rejected_before_running(
 # ------------------------------------------------------------------------------------ memory maps
 def test_board_map_is_used_where_the_qemu_machine_models_it() -> None:
     from pytest_tinyml.boards import builtin_boards
-    from pytest_tinyml.emulate.run import resolve_target
+    from pytest_tinyml.emulate.placement import resolve_target
 
     boards = {b.name: b for b in builtin_boards()}
     nrf = resolve_target("mps2-an386", "qemu", boards["nrf52840"].memory, None)
@@ -335,7 +332,9 @@ def test_timeout_kills_the_emulator_and_leaves_no_process(tflite_factory: Module
 
 @needs_toolchain
 def test_emulator_that_stops_without_the_marker_is_a_clear_error(tmp_path: Path) -> None:
-    from pytest_tinyml.emulate.run import EmulatorRun, Protocol, _raise_reported
+    from pytest_tinyml.emulate.protocol import Protocol
+    from pytest_tinyml.emulate.protocol import raise_reported as _raise_reported
+    from pytest_tinyml.emulate.runner import EmulatorRun
 
     not_elf = tmp_path / "app.elf"
     not_elf.write_bytes(b"\x7fELF garbage")
@@ -359,8 +358,11 @@ def test_emulator_choice_option_then_spec_then_board() -> None:
     from types import SimpleNamespace
 
     from pytest_tinyml.boards import builtin_boards
-    from pytest_tinyml.emulate.firmware import emulator
+    from pytest_tinyml.emulate.firmware import emulator as choose_emulator
     from pytest_tinyml.spec.model import FirmwareSpec
+
+    def emulator(t: SimpleNamespace) -> str:  # the policy takes explicit values: the option, the spec's section, the board
+        return choose_emulator(t.options.emulator, t.firmware_spec, t.board)
 
     nrf = {b.name: b for b in builtin_boards()}["nrf52840"]
     renode_only = replace(nrf, qemu=None)
@@ -380,7 +382,7 @@ def test_renode_platform_that_miscomputes_a_core_is_refused() -> None:
     """Cortex-M7 double-precision code gave outputs different from host TFLM on Renode 1.15.1's STM32F746
     (checked by hand, see toolchain.py); such a run is not evaluable rather than a false mismatch."""
     from pytest_tinyml.boards import builtin_boards
-    from pytest_tinyml.emulate.run import resolve_target
+    from pytest_tinyml.emulate.placement import resolve_target
     from pytest_tinyml.errors import NotEvaluable
 
     f746 = {b.name: b for b in builtin_boards()}["stm32f746"]
@@ -407,7 +409,7 @@ int main(void)
 
 @needs_toolchain
 def test_firmware_that_halts_is_stopped_at_once_not_at_the_timeout(tmp_path: Path, fw_cache: Path) -> None:
-    from pytest_tinyml.emulate.run import _raise_reported
+    from pytest_tinyml.emulate.protocol import raise_reported as _raise_reported
 
     elf, _ = _hostile_elf(tmp_path, fw_cache, source=SPINNING_MAIN)
     cmd, cwd, serial = _guest_command(tmp_path, elf)
@@ -569,7 +571,7 @@ def test_two_processes_writing_and_pruning_one_folder(tmp_path: Path) -> None:
 
 def _one_run(
     tf_: ModuleType, fw_cache: Path, keep: int | None = None
-) -> tuple[object, bytes, list[np.ndarray]]:
+) -> tuple[Any, bytes, list[np.ndarray]]:
     model = tf_.int8_cnn(seed=11)
     rng = np.random.default_rng(11)
     samples = [rng.integers(-128, 128, size=(1, 8, 8, 1), dtype=np.int8) for _ in range(3)]
@@ -585,7 +587,7 @@ def test_recorded_command_names_its_block_and_a_pruned_block_is_restored(
     import shlex
 
     from pytest_tinyml.checks.firmware import firmware_provenance
-    from pytest_tinyml.emulate.run import restore_block
+    from pytest_tinyml.emulate.blocks import restore_block
 
     fw, model, samples = _one_run(tflite_factory, fw_cache)
     block = Path(fw.input_block)  # type: ignore[attr-defined]

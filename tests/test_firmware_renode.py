@@ -73,8 +73,8 @@ def test_guest_semihosting_call_cannot_reach_the_host_under_renode(tmp_path: Pat
     from test_firmware_protocol import _hostile_elf
 
     from pytest_tinyml.emulate.build import board_script, elf_symbols
+    from pytest_tinyml.emulate.protocol import input_block, parse_uart
     from pytest_tinyml.emulate.renode import renode_run
-    from pytest_tinyml.emulate.run import input_block, parse_uart
     from pytest_tinyml.emulate.toolchain import RENODE_PLATFORMS
 
     b = BOARDS["nrf52840"]
@@ -108,7 +108,7 @@ def test_renode_counter_is_the_whole_runs_work_and_holds_no_idle_time(
     the calibration loop and every inference, and is reported under a name that says "whole run"."""
     import time
 
-    import pytest_tinyml.emulate.run as run_mod
+    import pytest_tinyml.emulate.runner as run_mod
     from pytest_tinyml.checks.firmware import emulator_label, firmware_provenance
 
     original = run_mod.run_emulator

@@ -28,8 +28,8 @@ def test_run_cache_round_trip_still_hits(tmp_path: Path) -> None:
     """The hostile_cache validation must not turn every genuine entry into a miss."""
     import numpy as np
 
-    from pytest_tinyml.emulate.run import FirmwareResult
-    from pytest_tinyml.pipeline.cache import RunCache
+    from pytest_tinyml.emulate.result import FirmwareResult
+    from pytest_tinyml.emulate.runcache import RunCache
 
     result = FirmwareResult(outputs=[np.zeros(3, np.int8)], arena_bytes=1, stack_bytes=2, static_ram_bytes=3,
                             text_bytes=4, rodata_bytes=5, flash_bytes=6, instructions_per_inference=7.0,

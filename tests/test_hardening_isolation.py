@@ -63,8 +63,7 @@ def test_hang_becomes_a_failed_verdict_after_the_timeout(
     path.write_bytes(tflite_factory.int8_cnn())
     alloc = tflm.allocate(path.read_bytes(), timeout=3)
     assert alloc.timed_out and not alloc.ok and "timed out after 3 s" in (alloc.reason or "")
-    m = fh.measurements_for(path, tmp_path / "c")
-    m.preset("tflm_allocation", alloc)  # what Target.tflm_allocation computes (60 s timeout)
+    m = fh.measurements_for(path, tmp_path / "c", tflm_allocation=alloc)  # what tflm_allocation computes (60 s timeout)
     from pytest_tinyml.checks.ops import TflmOpsCheck
 
     verdict = TflmOpsCheck().evaluate(m)

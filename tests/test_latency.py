@@ -218,7 +218,7 @@ def test_audit_shows_latency_as_information_and_judges_it_with_a_limit(
 def test_real_tflm_judges_max_latency(tflite_factory: ModuleType, pytester: pytest.Pytester) -> None:
     """With real TFLM (the runtime that ships) ``max_latency`` is judged. Needs TFLM sources (TFLM_ROOT or
     TINYML_TFLM_SOURCES); skips with the reason otherwise."""
-    from pytest_tinyml.emulate.tflm_build import tflm_tree
+    from pytest_tinyml.emulate.tflm_tree import tflm_tree
     from pytest_tinyml.errors import NotEvaluable
 
     try:
@@ -242,7 +242,7 @@ def test_real_tflm_judges_max_latency(tflite_factory: ModuleType, pytester: pyte
 def test_real_tflm_profiler_marks_every_operator(tflite_factory: ModuleType, tmp_path: Path) -> None:
     """Real TFLM (CMSIS-NN): TFLM's MicroProfilerInterface hooks mark the operators. Needs TFLM sources
     (TFLM_ROOT or TINYML_TFLM_SOURCES); skips with the reason otherwise."""
-    from pytest_tinyml.emulate.tflm_build import tflm_tree
+    from pytest_tinyml.emulate.tflm_tree import tflm_tree
     from pytest_tinyml.errors import NotEvaluable
 
     try:
@@ -297,7 +297,7 @@ def test_cortex_m55_real_tflm_helium_kernels_are_bit_exact_and_counted(
     """Real TFLM with CMSIS-NN's Helium kernels on mps3-an547. Needs TFLM sources (TFLM_ROOT or
     TINYML_TFLM_SOURCES); skips with the reason otherwise."""
     from pytest_tinyml.analysis import tflm
-    from pytest_tinyml.emulate.tflm_build import tflm_tree
+    from pytest_tinyml.emulate.tflm_tree import tflm_tree
     from pytest_tinyml.errors import NotEvaluable
 
     try:

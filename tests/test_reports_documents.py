@@ -1,6 +1,6 @@
 """report.json / report.md / report.html / terminal summary / baseline, from a hand-built session.
 
-The session holds real :class:`~pytest_tinyml.target.Target` of real ``.tflite`` files (written by
+The session holds real :class:`~pytest_tinyml.measurements.Measurements` of real ``.tflite`` files (written by
 ``tflite_factory``) and verdicts from the real checks' judge functions; measurements a run would have
 computed (accuracy, arena) are placed in the measurement cache the way ``cached_measurement`` stores them.
 """
@@ -13,7 +13,7 @@ from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import pytest
@@ -26,13 +26,14 @@ from pytest_tinyml.checks.memory import judge_bytes
 from pytest_tinyml.checks.size import judge_size
 from pytest_tinyml.errors import BuildError, NotEvaluable
 from pytest_tinyml.kinds import ItemStatus
+from pytest_tinyml.measurements import Measurements
 from pytest_tinyml.options import RunOptions
 from pytest_tinyml.records import ItemRecord
 from pytest_tinyml.reports.collect import build_report, tensor_lifetimes
 from pytest_tinyml.reports.markdown import render_markdown
 from pytest_tinyml.reports.terminal import summary_lines
 from pytest_tinyml.spec.model import AUDIT_DEFAULTS, RegressionSpec
-from pytest_tinyml.target import Target
+from pytest_tinyml.target import TargetDescription
 
 BOARD = BoardRegistry(builtin_boards()).get("arduino_nano_33_ble_sense")
 HOSTILE = '<script>alert("x")</script>|`$\\frac{a}{b}$` [link](http://evil.example/a.png) <img src=http://evil.example/x.png>'
@@ -56,34 +57,37 @@ class Run:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.results: list[ItemRecord] = []
-        self.targets: dict[str, Target] = {}
+        self.targets: dict[str, Measurements] = {}
         self.specs: list[Path] = []
         self.models: list[Path] = []
 
     def target(
-        self, label: str, data: bytes, *, mode: str | None = None, regression: RegressionSpec | None = None
-    ) -> Target:
+        self, label: str, data: bytes, *, mode: str | None = None, regression: RegressionSpec | None = None,
+        spec: Any = None,
+    ) -> Measurements:
         path = self.root / (
             label.split("[", 1)[0].replace("/", "_") + (f".{mode}" if mode else "") + ".tflite"
         )
         path.write_bytes(data)
         constraints = replace(AUDIT_DEFAULTS, regression=regression or RegressionSpec())
-        m = Target(
+        m = Measurements(TargetDescription(
             label=label,
             constraints=constraints,
             board=BOARD,
             options=RunOptions(cache_dir=self.root / "cache"),
             mode=mode,
             model_path=path,
-        )
+            path=path,
+            spec=spec,
+        ))
         self.targets[label] = m
         return m
 
-    def item(self, m: Target, status: str, verdict: Verdict | None = None, message: str = "") -> None:
+    def item(self, m: Measurements, status: str, verdict: Verdict | None = None, message: str = "") -> None:
         check = verdict.name if verdict else message.removeprefix("Skipped: ").split(":", 1)[0]
         name = check + (f"[{m.mode}]" if m.mode else "")
         # the record travels as JSON, as it does in a test report's user_properties
-        decoded = records.decode(records.encode(m.record(), verdict.to_dict() if verdict else None))
+        decoded = records.decode(records.encode(records.target_record(m), verdict.to_dict() if verdict else None))
         assert decoded is not None
         info, verdict_dict, _information = decoded
         self.results.append(
@@ -100,12 +104,12 @@ class Run:
 
     def audit(
         self,
-        m: Target,
+        m: Measurements,
         *,
         size_limit: int = 51200,
         arena: int = 9000,
         arena_limit: int = 100_000,
-        accuracy: SimpleNamespace | None = None,
+        accuracy: Any = None,
     ) -> None:
         """Items a typical run produces, judged by the real judge functions."""
         size = m.model_path.stat().st_size if m.model_path else 0
@@ -113,9 +117,9 @@ class Run:
         largest = [(t.name, t.nbytes) for t in info.largest_tensors(3, constant=True)]
         v = judge_size(size, size_limit, f"{size_limit:,} B", largest)
         self.item(m, "passed" if v.passed else "failed", v)
-        m.preset("arena", SimpleNamespace(
+        Measurements.arena.provide(m, cast(Any, SimpleNamespace(
             bytes=arena, host_bytes=arena + 800, method="host total - 64-bit pointers"
-        ))
+        )))
         v = judge_bytes(
             "arena",
             arena,
@@ -127,7 +131,7 @@ class Run:
         )
         self.item(m, "passed" if v.passed else "failed", v)
         if accuracy is not None:
-            m.preset("accuracy", accuracy)
+            Measurements.accuracy.provide(m, accuracy)
             v = judge_accuracy(accuracy, 90.0)
             self.item(m, "passed" if v.passed else "failed", v)
             v = judge_drop(accuracy, 1.0)
@@ -155,7 +159,7 @@ def run(tmp_path: Path) -> Run:
     return Run(tmp_path)
 
 
-def one_model(factory: ModuleType, run: Run, **kwargs: Any) -> Target:
+def one_model(factory: ModuleType, run: Run, **kwargs: Any) -> Measurements:
     m = run.target("models/cnn.tflite", factory.int8_cnn(0), regression=kwargs.pop("regression", None))
     run.audit(m, **kwargs)
     return m
@@ -228,20 +232,19 @@ def test_json_never_fails_on_missing_or_broken_measurements(
     run: Run, tmp_path: Path, schema: dict[str, Any]
 ) -> None:
     m = run.target("broken.tflite", b"not a model at all, just text")
-    m.preset("accuracy", NotEvaluable("no dataset", "add a dataset"))
+    Measurements.accuracy.provide(m, NotEvaluable("no dataset", "add a dataset"))
     run.item(m, "failed", message="tflm_ops: TFLM refused the model")
     weird = Verdict(
         "size", False, float("nan"), float("inf"), "B", "size: odd", extra={"path": Path("/x"), "t": (1, 2)}
     )
     run.item(m, "failed", weird)
-    ghost = Target(
+    ghost = Measurements(TargetDescription(
         label="ghost.yaml[int8]",
         constraints=AUDIT_DEFAULTS,
         board=BOARD,
         options=RunOptions(cache_dir=tmp_path),
         mode="int8",
-    )  # spec never built: no model at all
-    ghost.preset("tflite_path", BuildError("training diverged", where="ghost.yaml"))
+    ), tflite_path=BuildError("training diverged", where="ghost.yaml"))  # spec never built: no model at all
     run.targets[ghost.label] = ghost
     run.item(ghost, "skipped", message="Skipped: size: build failed; to enable: fix the spec")
     outcome = reports.finish(run, report_dir=tmp_path / "out", baseline=None, plots=False)
@@ -403,8 +406,7 @@ def test_mode_comparison_chart_for_multi_mode_specs(
 ) -> None:
     pytest.importorskip("matplotlib")
     for mode, data, acc in (("float32", tflite_factory.float_fc(0), 98.0), ("int8", tflite_factory.int8_cnn(0), 97.2)):
-        m = run.target(f"specs/s.yaml[{mode}]", data, mode=mode)
-        m.spec = SimpleNamespace(path=Path("specs/s.yaml"), name="s")  # type: ignore[assignment]
+        m = run.target(f"specs/s.yaml[{mode}]", data, mode=mode, spec=SimpleNamespace(path=Path("specs/s.yaml"), name="s"))
         run.audit(m, accuracy=_accuracy(98.0, acc))
     reports.finish(run, report_dir=tmp_path / "out", baseline=None)
     page = (tmp_path / "out" / "report.html").read_text()

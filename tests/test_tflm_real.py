@@ -14,13 +14,9 @@ import numpy as np
 import pytest
 
 from pytest_tinyml.emulate import run_firmware, toolchain_status
-from pytest_tinyml.emulate.tflm_build import (
-    TflmTree,
-    choose_runtime,
-    default_kernels,
-    select_sources,
-    tflm_tree,
-)
+from pytest_tinyml.emulate.policy import choose_runtime
+from pytest_tinyml.emulate.tflm_select import select_sources
+from pytest_tinyml.emulate.tflm_tree import TflmTree, default_kernels, tflm_tree
 from pytest_tinyml.errors import NotEvaluable
 
 pytestmark = pytest.mark.skipif(

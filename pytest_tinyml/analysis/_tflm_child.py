@@ -25,7 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-FAULT_ENV = "PYTEST_TINYML_FAKE_CHILD_FAULT"
+from pytest_tinyml.options import FAULT_ENV, Environment
+
+__all__ = ["FAULT_ENV", "main"]
 
 
 @contextmanager
@@ -59,7 +61,7 @@ def _limit_memory(limit_bytes: int) -> None:
 
 def _fault(point: str) -> None:
     """Test-only fault injection: ``KIND`` or ``KIND:POINT`` (POINT = allocate (default) or invoke)."""
-    spec = os.environ.get(FAULT_ENV, "")
+    spec = Environment.read().fake_child_fault
     if not spec:
         return
     kind, _, where = spec.partition(":")

@@ -17,8 +17,8 @@ from pytest_tinyml.fmt import fmt_bytes, fmt_limit_bytes
 from pytest_tinyml.kinds import Direction
 
 if TYPE_CHECKING:
+    from pytest_tinyml.measurements import Measurements as Target
     from pytest_tinyml.spec.model import Constraints
-    from pytest_tinyml.target import Target
 
 #: Canonical item names, in the order items are collected and reported.
 CANONICAL_NAMES = (

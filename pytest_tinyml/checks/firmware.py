@@ -9,29 +9,30 @@ from typing import TYPE_CHECKING, Any
 from pytest_tinyml._util.durations import format_seconds
 from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict
 from pytest_tinyml.errors import NotEvaluable
-from pytest_tinyml.kinds import Direction
+from pytest_tinyml.kinds import Direction, Emulator, KernelSet, Runtime
 
 if TYPE_CHECKING:
+    from pytest_tinyml.emulate.result import FirmwareResult
+    from pytest_tinyml.measurements import Measurements
     from pytest_tinyml.spec.model import Constraints
-    from pytest_tinyml.target import Target
 
 
 _RENODE_PLATFORM = re.compile(r"LoadPlatformDescription @(\S+)")
 
 
-def emulator_label(fw: Any) -> str:
+def emulator_label(fw: FirmwareResult) -> str:
     """What really ran the firmware, for messages: ``QEMU <machine>`` or ``Renode <platform .repl>`` (the QEMU
     machine name a Renode run also carries is only the board's QEMU proxy, not what executed)."""
-    emulator = getattr(fw, "emulator", "qemu") or "qemu"
-    if emulator == "renode":
-        found = _RENODE_PLATFORM.search(getattr(fw, "emulator_script", "") or "")
+    emulator = fw.emulator or Emulator.QEMU
+    if emulator == Emulator.RENODE:
+        found = _RENODE_PLATFORM.search(fw.emulator_script or "")
         return f"Renode {found.group(1)}" if found else "Renode"
-    if emulator == "qemu":
+    if emulator == Emulator.QEMU:
         return f"QEMU {fw.machine}"
     return f"{emulator} {fw.machine}"
 
 
-def firmware_provenance(fw: Any) -> dict[str, Any]:
+def firmware_provenance(fw: FirmwareResult) -> dict[str, Any]:
     """How a firmware run happened, for every firmware item's ``extra`` (and so report.json): the emulator,
     its exact command line (to reproduce the run by hand), instructions per inference, the memory map."""
     return {
@@ -44,10 +45,10 @@ def firmware_provenance(fw: Any) -> dict[str, Any]:
     } | input_block_state(fw) | emulator_total(fw)
 
 
-def input_block_state(fw: Any) -> dict[str, Any]:
+def input_block_state(fw: FirmwareResult) -> dict[str, Any]:
     """The input block the recorded command loads, and a note when it is no longer in the cache (input blocks
     are pruned, least recently used first: emulate/blocks.py), so nobody reruns a command that cannot load."""
-    block = getattr(fw, "input_block", "") or ""
+    block = fw.input_block
     if not block:
         return {"input_block": None}
     out: dict[str, Any] = {"input_block": block}
@@ -60,16 +61,16 @@ def input_block_state(fw: Any) -> dict[str, Any]:
     return out
 
 
-def emulator_total(fw: Any) -> dict[str, Any]:
+def emulator_total(fw: FirmwareResult) -> dict[str, Any]:
     """The emulator's own executed-instructions counter for the whole run (Renode), labelled as such: it is not
     the inference's cost (that is ``instructions``, per inference, between the markers)."""
-    total = getattr(fw, "executed_instructions", 0) or 0
+    total = fw.executed_instructions
     if not total:
         return {"emulator_total_instructions": None}
     return {
         "emulator_total_instructions": total,
         "emulator_total_instructions_note": (
-            f"{'Renode' if fw.emulator == 'renode' else fw.emulator}'s executed-instructions counter for the whole run ({getattr(fw, 'runs', 1)} emulator "
+            f"{'Renode' if fw.emulator == Emulator.RENODE else fw.emulator}'s executed-instructions counter for the whole run ({fw.runs} emulator "
             f"run(s)): start-up, input-block CRC, the 200,000-instruction calibration loop, every inference, output "
             "over the UART (and, with real TFLM, the arena bisection); it stops at the end marker (the firmware "
             "halts with SysTick off), so it holds no idle time"
@@ -77,12 +78,9 @@ def emulator_total(fw: Any) -> dict[str, Any]:
     }
 
 
-def require_model_fits_flash(m: Target) -> None:
-    """:func:`pytest_tinyml.emulate.firmware.require_model_fits_flash`, imported when a firmware item runs
-    (the emulate package is not needed to collect or judge anything else)."""
-    from pytest_tinyml.emulate.firmware import require_model_fits_flash as require
-
-    require(m)
+def require_model_fits_flash(m: Measurements) -> None:
+    """NotEvaluable when the model alone is larger than the board's flash (before any TFLM or firmware work)."""
+    m.require_model_fits_flash()
 
 
 def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine: str) -> Verdict:
@@ -134,25 +132,25 @@ def judge_bitexact(firmware_outputs: list[Any], tflm_outputs: list[Any], machine
     )
 
 
-def runtime_properties(fw: Any) -> dict[str, Any]:
+def runtime_properties(fw: FirmwareResult) -> dict[str, Any]:
     """``runtime`` (``tflm`` or ``tinyml``), the TFLM kernel set, and why the project's runtime ran."""
     props: dict[str, Any] = {"runtime": fw.runtime}
-    if fw.runtime == "tflm":
-        props["kernels"] = fw.kernels or "reference"
-    if getattr(fw, "runtime_note", ""):
+    if fw.runtime == Runtime.TFLM:
+        props["kernels"] = fw.kernels or str(KernelSet.REFERENCE)
+    if fw.runtime_note:
         props["runtime_note"] = fw.runtime_note
     return props
 
 
-def runtime_label(fw: Any) -> str:
+def runtime_label(fw: FirmwareResult) -> str:
     """The message suffix naming the firmware runtime that measured a figure."""
-    if fw.runtime == "tflm":
-        return f"[runtime tflm, {fw.kernels or 'reference'} kernels]"
-    note = getattr(fw, "runtime_note", "")
+    if fw.runtime == Runtime.TFLM:
+        return f"[runtime tflm, {fw.kernels or KernelSet.REFERENCE} kernels]"
+    note = fw.runtime_note
     return f"[runtime tinyml (the project's own), {note}]" if note else "[runtime tinyml (the project's own)]"
 
 
-def with_runtime(verdict: Verdict, fw: Any) -> Verdict:
+def with_runtime(verdict: Verdict, fw: FirmwareResult) -> Verdict:
     """Say in the message and in ``extra`` which firmware runtime measured the verdict."""
     verdict.message = f"{verdict.message} {runtime_label(fw)}"
     verdict.extra.update(runtime_properties(fw))
@@ -172,7 +170,7 @@ class FirmwareBitexactCheck(DeclaredCheck):
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
 
-    def evaluate(self, m: Target) -> Verdict:
+    def evaluate(self, m: Measurements) -> Verdict:
         require_model_fits_flash(m)  # before any TFLM or firmware work on a model that cannot fit
         if not m.tflm_allocation.ok:
             raise NotEvaluable(
@@ -200,7 +198,7 @@ class FirmwareBitexactCheck(DeclaredCheck):
         return with_runtime(verdict, fw)
 
 
-def latency_not_judged(fw: Any) -> str:
+def latency_not_judged(fw: FirmwareResult) -> str:
     """Why ``max_latency`` cannot be judged on this firmware run ("" when it can).
 
     Latency is judged only on real TFLM, the runtime that ships. The project's own runtime executes a
@@ -208,12 +206,12 @@ def latency_not_judged(fw: Any) -> str:
     where TFLM with CMSIS-NN ran 6.1 M and TFLM's reference kernels 179.9 M, so its figure bounds neither
     kernel set and would fail or pass a limit for the wrong reason.
     """
-    if getattr(fw, "runtime", "tinyml") == "tflm":
+    if fw.runtime == Runtime.TFLM:
         return ""
     return "information; the project's own runtime ran, max_latency is judged on real TFLM only"
 
 
-def latency_info(m: Target) -> dict[str, Any]:
+def latency_info(m: Measurements) -> dict[str, Any]:
     """The latency estimate on the board and the per-operator profile, as ``Verdict.extra`` keys.
 
     Keys: ``latency_seconds``, ``cycles``, ``instructions``, ``instruction_classes`` (per inference),
@@ -232,15 +230,15 @@ def latency_info(m: Target) -> dict[str, Any]:
     fw = m.firmware
     core = m.firmware_core
     clock = m.board.clock_hz
-    counts = getattr(fw, "instruction_counts", None)
+    counts = fw.instruction_counts
     if counts is None:
         if not fw.instructions_per_inference:
             raise NotEvaluable(
-                f"no instruction count for this run ({getattr(fw, 'counts_note', '') or 'none measured'})",
+                f"no instruction count for this run ({fw.counts_note or 'none measured'})",
                 "install a host C compiler (cc) so that the QEMU instruction-class plugin can be built",
             )
         est = emulate.latency_estimate(fw.instructions_per_inference, core, clock)
-        note = getattr(fw, "counts_note", "") or "no instruction classes"
+        note = fw.counts_note or "no instruction classes"
         return {
             "latency_seconds": est.seconds,
             "cycles": est.seconds * clock,
@@ -250,7 +248,7 @@ def latency_info(m: Target) -> dict[str, Any]:
             "clock_hz": clock,
             "core": core,
             "cpi": est.cpi,
-            "method": f"{note}; figure used: the {getattr(fw, 'emulator', 'emulator')} instruction count x an assumed "
+            "method": f"{note}; figure used: the {fw.emulator or 'emulator'} instruction count x an assumed "
             f"{est.cpi} cycles/instruction for {core} (emulate/toolchain.py) / {clock} Hz",
         }
     memory = memory_timing(m.board)
@@ -266,7 +264,7 @@ def latency_info(m: Target) -> dict[str, Any]:
         "clock_hz": clock,
         "core": core,
         "cpi": total.cycles / total.instructions if total.instructions else None,
-        "runtime": getattr(fw, "runtime", "tinyml"),
+        "runtime": fw.runtime,
         "method": f"{total.method}; instruction classes: mean of the first {counts.inferences} inference(s)",
     }
 
@@ -314,14 +312,14 @@ class LatencyCheck(DeclaredCheck):
     def applies(self, constraints: Constraints) -> bool:
         return constraints.max_latency is not None
 
-    def evaluate(self, m: Target) -> Verdict:
+    def evaluate(self, m: Measurements) -> Verdict:
         assert m.constraints.max_latency is not None
         require_model_fits_flash(m)
         info = latency_info(m)
         note = latency_not_judged(m.firmware)
         if note:
             fw = m.firmware
-            why = f"real TFLM unavailable: {fw.runtime_note}" if getattr(fw, "runtime_note", "") else (
+            why = f"real TFLM unavailable: {fw.runtime_note}" if fw.runtime_note else (
                 "--tinyml-firmware-runtime tinyml"
             )
             raise NotEvaluable(

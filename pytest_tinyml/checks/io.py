@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict
 
 if TYPE_CHECKING:
+    from pytest_tinyml.measurements import Measurements as Target
     from pytest_tinyml.spec.model import Constraints
-    from pytest_tinyml.target import Target
 
 
 def judge_io(want: str, inputs: list[tuple[str, str]], outputs: list[tuple[str, str]]) -> Verdict:

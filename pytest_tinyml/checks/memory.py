@@ -12,13 +12,13 @@ from pytest_tinyml.checks.firmware import (
     runtime_properties,
     with_runtime,
 )
-from pytest_tinyml.kinds import Direction
+from pytest_tinyml.kinds import Direction, Runtime
 
 if TYPE_CHECKING:
     from pytest_tinyml.analysis.modelinfo import ModelInfo, TensorInfo
     from pytest_tinyml.boards import Board
+    from pytest_tinyml.measurements import Measurements
     from pytest_tinyml.spec.model import Constraints, Limit
-    from pytest_tinyml.target import Target
 
 
 def byte_limit(limit: Limit, board: Board, board_limit: int, what: str) -> tuple[int, str]:
@@ -83,7 +83,7 @@ def _tensor_label(t: TensorInfo) -> str:
     return f"tensor {clip(t.name, 80)!r} (subgraph {t.subgraph} #{t.index}, {t.dtype} {dims})"
 
 
-def _reserve(m: Target) -> int:
+def _reserve(m: Measurements) -> int:
     reserve = m.constraints.ram_reserve
     return reserve.bytes if reserve is not None else m.board.ram_reserve
 
@@ -101,7 +101,7 @@ class ArenaCheck(DeclaredCheck):
     def applies(self, constraints: Constraints) -> bool:
         return constraints.arena is not None
 
-    def evaluate(self, m: Target) -> Verdict:
+    def evaluate(self, m: Measurements) -> Verdict:
         board = m.board
         reserve = _reserve(m)
         assert m.constraints.arena is not None
@@ -133,7 +133,7 @@ class ArenaCheck(DeclaredCheck):
             "or pick a board with more RAM (--tinyml-board)"
         )
         fw = m.firmware_for_memory()
-        if fw is not None and fw.runtime == "tflm" and fw.arena_min_bytes:
+        if fw is not None and fw.runtime == Runtime.TFLM and fw.arena_min_bytes:
             details = [
                 f"smallest arena AllocateTensors() accepts on {emulator_label(fw)} ({fw.core}): "
                 f"{fmt_bytes(fw.arena_min_bytes)} (bisection to 16 B on the target); "
@@ -171,7 +171,7 @@ class FlashCheck(DeclaredCheck):
     def applies(self, constraints: Constraints) -> bool:
         return constraints.flash is not None
 
-    def evaluate(self, m: Target) -> Verdict:
+    def evaluate(self, m: Measurements) -> Verdict:
         est = m.flash
         board = m.board
         assert m.constraints.flash is not None
@@ -187,7 +187,7 @@ class FlashCheck(DeclaredCheck):
             f"method: {est.method}",
         ]
         fw = m.firmware_for_memory()
-        if fw is not None and fw.runtime == "tflm":
+        if fw is not None and fw.runtime == Runtime.TFLM:
             verdict = judge_bytes(
                 "flash",
                 fw.flash_bytes,
@@ -242,11 +242,11 @@ class FirmwareRamCheck(DeclaredCheck):
     def applies(self, constraints: Constraints) -> bool:
         return constraints.firmware is not None and constraints.firmware.enabled
 
-    def evaluate(self, m: Target) -> Verdict:
+    def evaluate(self, m: Measurements) -> Verdict:
         require_model_fits_flash(m)
         fw = m.firmware
         board = m.board
-        arena = fw.arena_min_bytes if fw.runtime == "tflm" and fw.arena_min_bytes else fw.arena_bytes
+        arena = fw.arena_min_bytes if fw.runtime == Runtime.TFLM and fw.arena_min_bytes else fw.arena_bytes
         what = "smallest allocating arena" if arena == fw.arena_min_bytes and arena else "arena"
         used = fw.static_ram_bytes + arena + fw.stack_bytes
         details = [

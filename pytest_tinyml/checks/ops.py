@@ -8,8 +8,8 @@ from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict
 from pytest_tinyml.kinds import OpStatus
 
 if TYPE_CHECKING:
+    from pytest_tinyml.measurements import Measurements as Target
     from pytest_tinyml.spec.model import Constraints
-    from pytest_tinyml.target import Target
 
 
 def judge_tflm_ops(alloc: Any, report: list[Any], op_names: list[str]) -> Verdict:

@@ -8,8 +8,8 @@ from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict, fmt_byt
 from pytest_tinyml.kinds import Direction
 
 if TYPE_CHECKING:
+    from pytest_tinyml.measurements import Measurements as Target
     from pytest_tinyml.spec.model import Constraints
-    from pytest_tinyml.target import Target
 
 
 def judge_size(

@@ -1,6 +1,6 @@
 """Input blocks kept under ``<cache>/firmware/inputs``, so a recorded emulator command can be rerun by hand.
 
-A block (the model and the input samples, see :func:`pytest_tinyml.emulate.run.input_block`) is stored by
+A block (the model and the input samples, see :func:`pytest_tinyml.emulate.protocol.input_block`) is stored by
 content as ``<first 24 hex digits of its sha256>.bin`` and is bounded like a build cache: past
 :data:`INPUTS_KEEP_BYTES` in all (ini ``tinyml_input_blocks_keep``) the least recently used blocks are deleted
 when a new one is written. A block is "used" when a run writes or reuses it, and when a cached run whose
@@ -32,10 +32,14 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml._util.cachefs import file_lock
+
+if TYPE_CHECKING:
+    from pytest_tinyml.emulate.result import FirmwareResult
 
 #: Input blocks kept under ``<cache>/firmware/inputs`` (bytes): beyond this the least recently used go.
 INPUTS_KEEP_BYTES = 256 * 1024 * 1024
@@ -175,3 +179,34 @@ def _delete_unused(entry: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def restore_block(fw: FirmwareResult, model: bytes, inputs: Sequence[Any], cache_dir: Path,
+                  inputs_keep: int | None = None) -> bool:
+    """For a cached run: the input block its recorded command loads (``fw.input_block``), written again if it
+    was pruned and marked used either way, so the command stays runnable. The block is rebuilt from the model
+    and the first ``fw.input_block_samples`` inputs and must hash to the recorded name. Never raises; False
+    when the block could not be restored (the firmware items then say the command's block is missing)."""
+    from pytest_tinyml.analysis.model import parse_model
+    from pytest_tinyml.emulate.protocol import input_block, io_specs, pack_inputs
+    from pytest_tinyml.errors import TinyMLError
+
+    if not fw.input_block:
+        return False
+    folder = Path(cache_dir).resolve() / "inputs"
+    recorded = Path(fw.input_block)
+    n = fw.input_block_samples
+    if recorded.parent != folder or not 0 <= n <= len(inputs):
+        return False  # recorded under another cache directory
+    try:
+        data = bytes(model)
+        in_specs, _ = io_specs(parse_model(data, "<model>"))
+        payload = pack_inputs(list(inputs[:n]), in_specs)
+        block = input_block(data, payload, n, len(payload) // n if n else 0)
+        if block_name(block) != recorded.name:
+            return False
+        with use_block(folder, block, inputs_keep):
+            pass
+    except (OSError, ValueError, TinyMLError):
+        return False
+    return True

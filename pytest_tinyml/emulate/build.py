@@ -88,7 +88,7 @@ def model_c_source(model: bytes, symbol: str = "g_tm_model") -> str:
     return "".join(model_c_chunks(model, symbol))
 
 
-def _digest(*parts: bytes) -> str:
+def content_digest(*parts: bytes) -> str:
     h = hashlib.sha256()
     for part in parts:
         h.update(len(part).to_bytes(8, "little"))
@@ -129,7 +129,7 @@ def link_command(driver: str, flags: list[str] | tuple[str, ...], boards: Path, 
     ]
 
 
-def _run(cmd: list[str], stage: str, cwd: Path | None = None) -> None:
+def run_tool(cmd: list[str], stage: str, cwd: Path | None = None) -> None:
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -145,7 +145,7 @@ def _run(cmd: list[str], stage: str, cwd: Path | None = None) -> None:
         )
 
 
-def _publish(tmp: Path, final: Path) -> None:
+def publish_dir(tmp: Path, final: Path) -> None:
     try:
         os.replace(tmp, final)
     except OSError:
@@ -162,7 +162,7 @@ def build_library(core: str, cache_dir: Path) -> tuple[Path, bool]:
     """Compile the runtime + harness for ``core`` (cached). Returns (directory, was_cached)."""
     fw = firmware_dir()
     flags = core_cflags(core)
-    key = _digest(BUILD_FORMAT.encode(), _source_bytes(fw), " ".join(flags).encode(), compiler_version().encode())
+    key = content_digest(BUILD_FORMAT.encode(), _source_bytes(fw), " ".join(flags).encode(), compiler_version().encode())
     final = cache_dir / f"lib-{core}-{key}"
     if (final / "libtinyrt.a").is_file():
         return final, True
@@ -192,8 +192,8 @@ def build_library(core: str, cache_dir: Path) -> tuple[Path, bool]:
                 output=lines[-20:],
             )
         objs = [str(tmp / (Path(n).stem + ".o")) for n in LIB_SOURCES]
-        _run(["arm-none-eabi-ar", "rcs", str(tmp / "libtinyrt.a"), *objs], "archive")
-        _publish(tmp, final)
+        run_tool(["arm-none-eabi-ar", "rcs", str(tmp / "libtinyrt.a"), *objs], "archive")
+        publish_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -226,7 +226,7 @@ def board_script(cache_dir: Path, memory: MemoryMap, uart: Uart, what: str = "")
     text = linker_script(memory, uart, what or memory.source)
     folder = cache_dir / "ld"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"board-{_digest(text.encode())}.ld"
+    path = folder / f"board-{content_digest(text.encode())}.ld"
     if not path.is_file():
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".ld-")
         with os.fdopen(fd, "w") as fh:
@@ -241,7 +241,7 @@ def build_app(core: str, cache_dir: Path, memory: MemoryMap, uart: Uart, what: s
     lib_dir, lib_cached = build_library(core, cache_dir)
     boards = fw / "boards"
     script_text = linker_script(memory, uart, what or memory.source)
-    key = _digest(lib_dir.name.encode(), script_text.encode(), (boards / "sections.ld").read_bytes())
+    key = content_digest(lib_dir.name.encode(), script_text.encode(), (boards / "sections.ld").read_bytes())
     final = cache_dir / f"fw-{core}-{key}"
     if (final / "app.elf").is_file():
         return BuildOutput(final / "app.elf", True, lib_cached, final)
@@ -249,8 +249,8 @@ def build_app(core: str, cache_dir: Path, memory: MemoryMap, uart: Uart, what: s
     try:
         (tmp / "board.ld").write_text(script_text)
         objects = [lib_dir / "startup.o", lib_dir / "harness.o", lib_dir / "main.o", lib_dir / "libtinyrt.a"]
-        _run(link_command(GCC, core_cflags(core), boards, tmp / "board.ld", tmp, objects), "link")
-        _publish(tmp, final)
+        run_tool(link_command(GCC, core_cflags(core), boards, tmp / "board.ld", tmp, objects), "link")
+        publish_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

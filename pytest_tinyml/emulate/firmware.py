@@ -1,49 +1,57 @@
-"""Firmware policy for one target: which machine and core, which inputs, and the cached emulated run.
+"""Firmware policy from explicit values (the board, the spec's ``firmware:`` section, the run's options),
+and the one cached entry point :func:`run` (:class:`FirmwareRequest` -> :class:`FirmwareResult`).
 
-:class:`pytest_tinyml.target.Target` delegates its ``firmware*`` and ``tflm_outputs`` measurements here;
-the build and the emulator run themselves are :func:`pytest_tinyml.emulate.run_firmware`'s. Results of
+Nothing here knows targets: :mod:`pytest_tinyml.measurements` decides the values and asks. Results of
 deterministic runs (QEMU with ``-icount``, Renode; host TFLM) are kept in the run cache
-(:class:`pytest_tinyml.pipeline.cache.RunCache`), keyed by everything they depend on.
+(:class:`pytest_tinyml.emulate.runcache.RunCache`), keyed by everything they depend on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
-import os
+import shutil
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml.emulate.request import FirmwareRequest
+from pytest_tinyml.emulate.result import FirmwareResult
+from pytest_tinyml.emulate.runcache import RunCache, package_version, run_cache_key
 from pytest_tinyml.errors import NotEvaluable
+from pytest_tinyml.kinds import Emulator, Runtime
 
 if TYPE_CHECKING:
-    from pytest_tinyml.target import Target
+    from pytest_tinyml.analysis.model import ModelInfo
+    from pytest_tinyml.boards import Board
+    from pytest_tinyml.emulate.policy import RuntimeChoice
+    from pytest_tinyml.options import RunOptions
+    from pytest_tinyml.spec.model import FirmwareSpec
 
 
-def require_model_fits_flash(m: Target) -> None:
-    """Raise :class:`NotEvaluable` when the model file alone is larger than the board's flash.
+def require_model_fits_flash(model_bytes: int, board: Board) -> None:
+    """Raise :class:`NotEvaluable` when the model file alone (``model_bytes``) is larger than the board's flash.
 
-    Checked first by :func:`run` and by the firmware items: such a model cannot link for the board, and compiling a
-    multi-MB model into a firmware image costs minutes and gigabytes. The ``size``/``flash`` items
-    report the failure itself.
+    Checked before any firmware work: such a model cannot link for the board, and compiling a multi-MB
+    model into a firmware image costs minutes and gigabytes. The ``size``/``flash`` items report the
+    failure itself.
     """
-    size = m.model_info.size_bytes
-    if size > m.board.flash_bytes:
+    if model_bytes > board.flash_bytes:
         raise NotEvaluable(
-            f"the model ({size:,} B) is larger than {m.board.name}'s {m.board.flash_bytes:,} B "
+            f"the model ({model_bytes:,} B) is larger than {board.name}'s {board.flash_bytes:,} B "
             "flash, so no firmware was built (see the flash and size items)",
             "shrink the model (quantize to int8, fewer parameters) or pick a board with more flash (--tinyml-board)",
         )
 
 
-
-def machine(target: Target) -> str:
-    """The emulated machine the target's firmware runs on (the spec's ``firmware.machine`` or the board's)."""
+def machine(firmware: FirmwareSpec, board: Board) -> str:
+    """The emulated machine the firmware runs on (the spec's ``firmware.machine`` or the board's)."""
     from pytest_tinyml.emulate.toolchain import MACHINES
 
-    name = target.firmware_spec.machine or target.board.qemu
+    name = firmware.machine or board.qemu
     if name is None:
         raise NotEvaluable(
-            f"no emulator models board {target.board.name} ({target.board.core})",
+            f"no emulator models board {board.name} ({board.core})",
             "set constraints.firmware.machine to a QEMU machine with a similar core, e.g. mps2-an386, "
             "to run the int8 model on an emulated Cortex-M as a proxy",
         )
@@ -55,72 +63,68 @@ def machine(target: Target) -> str:
     return name
 
 
-def emulator(target: Target) -> str:
-    """--tinyml-emulator, else the spec's firmware.emulator, else QEMU where the board has a QEMU machine
-    and Renode where only Renode models the board and ``renode`` is on PATH."""
-    import shutil
-
-    chosen = target.options.emulator or target.firmware_spec.emulator
+def emulator(requested: str | None, firmware: FirmwareSpec, board: Board) -> str:
+    """``requested`` (--tinyml-emulator), else the spec's firmware.emulator, else QEMU where the board has a
+    QEMU machine and Renode where only Renode models the board and ``renode`` is on PATH."""
+    chosen = requested or firmware.emulator
     if chosen:
         return str(chosen)
-    if target.board.qemu is None and target.board.renode is not None and shutil.which("renode"):
-        return "renode"
-    return "qemu"
+    if board.qemu is None and board.renode is not None and shutil.which("renode"):
+        return Emulator.RENODE
+    return Emulator.QEMU
 
 
-def board_core_emulated(target: Target) -> bool:
+def board_core_emulated(board: Board) -> bool:
     """True when the board's own core is one the harness compiles for (its counts mean something)."""
     from pytest_tinyml.emulate.toolchain import CORES
 
-    return any(c in CORES for c in (target.board.core, target.board.core.removesuffix("f")))
+    return any(c in CORES for c in (board.core, board.core.removesuffix("f")))
 
 
-def core(target: Target) -> str:
+def core(board: Board, machine_name: str) -> str:
     """The compiler's core for the board (``cortex-m4f`` -> ``cortex-m4``); the machine's core for boards
     that are not Cortex-M (their firmware items run on the emulated machine as a proxy)."""
     from pytest_tinyml.emulate.toolchain import CORES, MACHINES
 
-    for candidate in (target.board.core, target.board.core.removesuffix("f")):
+    for candidate in (board.core, board.core.removesuffix("f")):
         if candidate in CORES:
             return candidate
-    return MACHINES[machine(target)].cpu
+    return MACHINES[machine_name].cpu
 
 
-def inputs(target: Target) -> list[Any]:
-    """The inputs the firmware and host TFLM both run: the spec's test images, else seeded random int8."""
-    import numpy as np
+def flash_cache(board: Board) -> tuple[int, int, int]:
+    """The board's flash read cache as the instruction-class plugin models it (emulate/cycles.py)."""
+    from pytest_tinyml.emulate.cycles import memory_timing
 
-    samples = target.options.firmware_samples or target.firmware_spec.samples
-    spec = target.spec
-    if spec is not None and spec.dataset is not None and target.artifacts is not None:
-        from pytest_tinyml.pipeline import test_inputs_int8
-
-        return list(test_inputs_int8(spec, target.artifacts.build, target.mode or "int8", samples,
-                                     extra_loaders=target.options.extra_loaders))
-    info = target.model_info
-    tensors = info.inputs
-    if not tensors:
-        raise NotEvaluable("the model has no input tensor", "audit a model with an int8 input")
-    for tensor in tensors:
-        if tensor.dtype != "int8":
-            raise NotEvaluable(
-                f"audits feed seeded random int8 inputs; input {tensor.name} is {tensor.dtype}",
-                "quantize the model to int8 with int8 input and output, or judge it with a spec and its dataset",
-            )
-    for tensor in tensors:  # hardening: fuzzed shapes must not reach numpy
-        if any(d <= 0 for d in tensor.shape) or tensor.num_elements > target.board.ram_bytes:
-            raise NotEvaluable(
-                f"input {tensor.name} has shape {tensor.shape}: a dimension <= 0 or more elements than "
-                f"{target.board.name} has RAM",
-                "audit a model whose input tensors have positive dimensions and fit the board",
-            )
-    rng = np.random.default_rng(int(target.sha256[:8], 16))
-    if len(tensors) == 1:
-        return [rng.integers(-128, 128, size=tensors[0].shape, dtype=np.int8) for _ in range(samples)]
-    return [tuple(rng.integers(-128, 128, size=t.shape, dtype=np.int8) for t in tensors) for _ in range(samples)]
+    return memory_timing(board).plugin_cache
 
 
-def inputs_digest(samples: list[Any]) -> str:
+def require_toolchain(chosen_emulator: str) -> None:
+    from pytest_tinyml import emulate
+
+    status = emulate.toolchain_status(chosen_emulator)
+    if not status.ok:
+        raise NotEvaluable(f"missing {', '.join(status.missing)}", status.hint)
+
+
+def require_runtime_supports(info: ModelInfo, choice: RuntimeChoice) -> None:
+    """The project's runtime implements a fixed set of ops: NotEvaluable naming the others (and why real
+    TFLM did not run)."""
+    from pytest_tinyml.emulate.ops import unsupported_ops
+
+    if choice.runtime != Runtime.TINYML:
+        return
+    unsupported = unsupported_ops(info)
+    if unsupported:
+        why = f" ({choice.note})" if choice.note else ""
+        raise NotEvaluable(
+            f"the project's firmware runtime does not implement {', '.join(unsupported)}{why}",
+            "audit models that use only the ops listed in README (firmware runtime), or let real TFLM "
+            "build: drop --tinyml-offline / --tinyml-firmware-runtime tinyml, or set TFLM_ROOT",
+        )
+
+
+def inputs_digest(samples: Sequence[Any]) -> str:
     digest = hashlib.sha256()
     for sample in samples:
         for arr in sample if isinstance(sample, (tuple, list)) else (sample,):
@@ -132,8 +136,6 @@ def inputs_digest(samples: list[Any]) -> str:
 @functools.lru_cache(maxsize=1)
 def sources_digest() -> str:
     """Hash of the firmware C sources, linker scripts and the tools: a new runtime invalidates runs."""
-    import shutil
-
     from pytest_tinyml.emulate.toolchain import firmware_dir
 
     digest = hashlib.sha256()
@@ -146,158 +148,102 @@ def sources_digest() -> str:
     return digest.hexdigest()
 
 
-def flash_cache(target: Target) -> tuple[int, int, int]:
-    """The board's flash read cache as the instruction-class plugin models it (emulate/cycles.py)."""
-    from pytest_tinyml.emulate.cycles import memory_timing
-
-    return memory_timing(target.board).plugin_cache
-
-
-def run(target: Target) -> Any:
-    """The target's int8 model built into firmware and run on the emulated machine (cached by content)."""
-    from pytest_tinyml import emulate
+def run_key(request: FirmwareRequest, tflm_root: object = None) -> str:
+    """The run cache key of ``request``: everything its result depends on."""
     from pytest_tinyml.emulate.insn_plugin import plugin_digest
-    from pytest_tinyml.pipeline.cache import RunCache, run_cache_key
 
-    if not target.firmware_spec.enabled:
-        raise NotEvaluable("firmware items are disabled in the spec", "set constraints.firmware.enabled: true")
-    require_model_fits_flash(target)  # issue 13: never compile a model the board cannot hold
-    chosen_emulator = emulator(target)
-    status = emulate.toolchain_status(chosen_emulator)
-    if not status.ok:
-        raise NotEvaluable(f"missing {', '.join(status.missing)}", status.hint)
-    choice = target.firmware_runtime_choice
-    runtime = choice.runtime
-    arena_bytes = 0  # real TFLM: all free RAM; the firmware bisects the smallest arena that allocates
-    if runtime == "tinyml":
-        unsupported = emulate.unsupported_ops(target.model_info)
-        if unsupported:
-            why = f" ({choice.note})" if choice.note else ""
-            raise NotEvaluable(
-                f"the project's firmware runtime does not implement {', '.join(unsupported)}{why}",
-                "audit models that use only the ops listed in README (firmware runtime), or let real TFLM "
-                "build: drop --tinyml-offline / --tinyml-firmware-runtime tinyml, or set TFLM_ROOT",
-            )
-    samples = target.firmware_inputs
-    key = run_cache_key(
+    return run_cache_key(
         "firmware",
-        runtime,
-        str(arena_bytes),
-        target.sha256,
-        inputs_digest(samples),
-        machine(target),
-        core(target),
-        chosen_emulator,
-        target.board.memory.key() if target.board.memory else "",
-        target.board.renode or "",
+        request.runtime,
+        str(request.arena_bytes),
+        request.model_sha256,
+        inputs_digest(request.inputs),
+        request.machine,
+        request.core,
+        request.emulator,
+        request.memory.key() if request.memory else "",
+        request.platform or "",
         sources_digest(),
-        os.environ.get("TFLM_ROOT", "") if runtime == "tflm" else "",
-        choice.tree.describe() if choice.tree is not None else "",
-        repr(flash_cache(target)),
+        str(tflm_root or "") if request.runtime == Runtime.TFLM else "",
+        request.tree.describe() if request.tree is not None else "",
+        repr(request.flash_cache),
         plugin_digest(),
     )
-    runs = RunCache(target.options.cache_dir / "runs")
-    if not target.options.rebuild:
+
+
+def run(request: FirmwareRequest, options: RunOptions) -> FirmwareResult:
+    """``request`` built into firmware and run on its emulator, cached by content in the run cache.
+
+    A cache hit is the stored result (every field) marked as cached (``build_cached``, a log line), with
+    this request's ``runtime_note``; its recorded command's input block is written again if it was pruned.
+    """
+    from pytest_tinyml.emulate.blocks import restore_block
+    from pytest_tinyml.emulate.run import execute
+
+    key = run_key(request, options.tflm_root)
+    runs = RunCache(options.runs_dir)
+    if not options.rebuild:
         hit = runs.load_firmware(key)
         if hit is not None:
-            from pytest_tinyml.emulate.run import restore_block
-
-            hit.runtime_note = choice.note
+            hit = dataclasses.replace(hit, build_cached=True, log=[f"cached firmware run {hit.seconds:.1f} s"],
+                                      runtime_note=request.runtime_note)
             # the recorded command stays runnable: its input block is written again if it was pruned
-            restore_block(hit, target.tflite_bytes, samples, target.options.cache_dir / "firmware",
-                          inputs_keep=target.options.inputs_keep_bytes)
+            restore_block(hit, request.model, list(request.inputs), options.firmware_dir,
+                          inputs_keep=options.inputs_keep_bytes)
             return hit
-    result = emulate.run_firmware(
-        target.tflite_bytes,
-        samples,
-        machine=machine(target),
-        core=core(target),
-        clock_hz=target.board.clock_hz,
-        cache_dir=target.options.cache_dir / "firmware",
-        emulator=chosen_emulator,
-        runtime=runtime,
-        arena_bytes=arena_bytes,
-        tflm_tree=choice.tree,
-        progress=target.options.progress,
-        memory=target.board.memory,
-        platform=target.board.renode,
-        flash_cache=flash_cache(target),
-        inputs_keep=target.options.inputs_keep_bytes,
-    )
-    result.runtime_note = choice.note
+    result = execute(request, cache_dir=options.firmware_dir, progress=options.progress,
+                     inputs_keep=options.inputs_keep_bytes)
     runs.save_firmware(key, result)
     return result
 
 
-def runtime_choice(target: Target) -> Any:
-    """Real TFLM (with the kernel set for this core) when its sources can be had, else the project's
-    runtime with the reason (never silently: the firmware items print it)."""
-    from pytest_tinyml.emulate.tflm_build import choose_runtime
-
-    requested = target.options.firmware_runtime or os.environ.get("TINYML_FIRMWARE_RUNTIME") or None
-    return choose_runtime(
-        requested,
-        core=core(target),
-        kernels=target.options.kernels or target.firmware_spec.kernels,
-        sources_dir=target.options.tflm_sources or target.options.cache_dir / "tflm-sources",
-        offline=target.options.offline,
-        mirror=target.options.tflm_mirror,
-        progress=target.options.progress,
-    )
-
-
-def divergence(target: Target, sample: int) -> str:
+def divergence(request: FirmwareRequest, sample: int, options: RunOptions) -> str:
     """The first operator whose output differs between the firmware and host TFLM on ``sample`` (layer by
     layer: both run a copy of the model whose intermediate tensors are outputs). Never raises: a failure
     to localize is described instead."""
-    from pytest_tinyml import emulate
     from pytest_tinyml.analysis import tflm
     from pytest_tinyml.emulate.localize import first_divergence
+    from pytest_tinyml.emulate.run import execute
     from pytest_tinyml.errors import TinyMLError
 
-    choice = target.firmware_runtime_choice
-    x = target.firmware_inputs[sample]
+    x = request.inputs[sample]
 
     def on_target(model: bytes, s: Any) -> tuple[Any, ...]:
-        res = emulate.run_firmware(
-            model, [s], machine=machine(target), core=core(target),
-            cache_dir=target.options.cache_dir / "firmware", runtime=choice.runtime, tflm_tree=choice.tree,
-            emulator=emulator(target), memory=target.board.memory, platform=target.board.renode,
-            inputs_keep=target.options.inputs_keep_bytes,
-        )
+        one = dataclasses.replace(request, model=model, inputs=(s,), clock_hz=None, flash_cache=(16, 1, 0),
+                                  arena_bytes=0, runtime_note="")
+        res = execute(one, cache_dir=options.firmware_dir, inputs_keep=options.inputs_keep_bytes)
         return tuple(res.all_outputs[0])
 
     def on_host(model: bytes, s: Any, n: int) -> tuple[Any, ...]:
-        return tuple(tflm.invoke(model, [s], num_outputs=n)[0])
+        return tuple(tflm.invoke(model, [s], num_outputs=n, period=options.tflm_timeout)[0])
 
     try:
-        return first_divergence(target.tflite_bytes, x, on_target, on_host).describe()
+        return first_divergence(request.model, x, on_target, on_host).describe()
     except (TinyMLError, NotEvaluable, ValueError, RuntimeError, OSError) as exc:
         return f"could not compare layer by layer: {exc}"
 
 
-def export_arena_bytes(arena: Any, fw: Any | None) -> int:
+def export_arena_bytes(arena: Any, fw: FirmwareResult | None) -> int:
     """Arena size for ``--tinyml-export``: the smallest that allocated on the target with real TFLM (a
     multiple of TFLM's 16-byte alignment) when ``fw`` is such a run, else the host estimate of it rounded
     up to 16 bytes. Pure: the caller passes what was already measured."""
-    if fw is not None and fw.runtime == "tflm" and fw.arena_min_bytes:
+    if fw is not None and fw.runtime == Runtime.TFLM and fw.arena_min_bytes:
         return int(fw.arena_min_bytes)
     need = getattr(arena, "required_bytes", None) or arena.bytes
     return (int(need) + 15) // 16 * 16
 
 
-def tflm_outputs(target: Target) -> list[Any]:
-    """Host TFLM's outputs for the firmware inputs (the bit-exact reference), cached by content."""
+def host_outputs(model: bytes, samples: Sequence[Any], options: RunOptions) -> list[Any]:
+    """Host TFLM's outputs for ``samples`` (the bit-exact reference), cached by content."""
     from pytest_tinyml.analysis import tflm
-    from pytest_tinyml.pipeline.cache import RunCache, package_version, run_cache_key
 
-    samples = target.firmware_inputs
-    key = run_cache_key("tflm", target.sha256, inputs_digest(samples), package_version("tflite-micro"))
-    runs = RunCache(target.options.cache_dir / "runs")
-    if not target.options.rebuild:
+    sha = hashlib.sha256(model).hexdigest()
+    key = run_cache_key("tflm", sha, inputs_digest(samples), package_version("tflite-micro"))
+    runs = RunCache(options.runs_dir)
+    if not options.rebuild:
         hit = runs.load_outputs(key)
         if hit is not None:
             return hit
-    outputs = list(tflm.invoke(target.tflite_bytes, samples, workers=2))
+    outputs = list(tflm.invoke(model, list(samples), workers=2, period=options.tflm_timeout))
     runs.save_outputs(key, outputs)
     return outputs

@@ -130,8 +130,12 @@ def plugin_digest() -> str:
     return h.hexdigest()
 
 
-def host_compiler() -> str | None:
-    for name in (os.environ.get("CC", ""), "cc", "gcc", "clang"):
+def host_compiler(cc: str | None = None) -> str | None:
+    """The host C compiler for the plugin: ``cc`` (else ``$CC``, read now), cc, gcc or clang on PATH."""
+    from pytest_tinyml.options import Environment
+
+    preferred = cc if cc is not None else Environment.read().host_cc
+    for name in (preferred or "", "cc", "gcc", "clang"):
         if name and shutil.which(name):
             return name
     return None

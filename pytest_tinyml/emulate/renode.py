@@ -21,7 +21,6 @@ SysTick and sleeps with interrupts masked (``cpsid i; wfi``), and the counter st
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -29,9 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_tinyml.emulate.toolchain import RENODE, RenodePlatform
+from pytest_tinyml.options import child_environment
 
 if TYPE_CHECKING:
-    from pytest_tinyml.emulate.run import EmulatorRun
+    from pytest_tinyml.emulate.runner import EmulatorRun
 
 MIPS = 1
 SYSTICK_HZ = 1_000_000
@@ -70,7 +70,7 @@ def renode_command(script: Path) -> list[str]:
 def renode_run(repl: str, elf: Path, block: Path, block_addr: int, serial: Path, cwd: Path, timeout: float, *,
                max_bytes: int, vector_table: int | None = None) -> tuple[list[str], EmulatorRun, int]:
     """Run the firmware under Renode; returns (command, EmulatorRun, executed instructions or 0)."""
-    from pytest_tinyml.emulate.run import run_emulator
+    from pytest_tinyml.emulate.runner import run_emulator
     from pytest_tinyml.emulate.toolchain import RENODE_PLATFORMS
 
     platform = RENODE_PLATFORMS[repl]
@@ -78,7 +78,7 @@ def renode_run(repl: str, elf: Path, block: Path, block_addr: int, serial: Path,
     script.write_text(renode_script(repl, elf, block, block_addr, serial, platform.uart_name, vector_table))
     tmpdir = serial.parent / "renode-tmp"
     tmpdir.mkdir(exist_ok=True)
-    env = dict(os.environ, TMPDIR=str(tmpdir))
+    env = child_environment(TMPDIR=str(tmpdir))
     cmd = renode_command(script)
     executed: list[int] = []
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_tinyml.boards import MemoryMap, Region
+from pytest_tinyml.kinds import Emulator
 
 APT_HINT = (
     "apt-get install -y --no-install-recommends gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
@@ -36,7 +37,7 @@ class ToolStatus:
 
 def toolchain_status(emulator: str = "qemu") -> ToolStatus:
     """Which of the cross compiler and the emulator are on PATH (``ok`` when all needed ones are)."""
-    needed = [GCC, QEMU] if emulator == "qemu" else [GCC, RENODE]
+    needed = [GCC, QEMU] if emulator == Emulator.QEMU else [GCC, RENODE]
     missing = [tool for tool in needed if shutil.which(tool) is None]
     hints = []
     if GCC in missing or QEMU in missing:
