@@ -215,6 +215,7 @@ class Measurements:
             stages=stages,
             progress=self.options.progress,
             extra_loaders=self.options.extra_loaders,
+            tflm_timeout=self.options.tflm_timeout,
         )
 
     # --- firmware: the values decided here, the run in pytest_tinyml.emulate.firmware ----------------------

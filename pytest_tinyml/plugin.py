@@ -160,10 +160,6 @@ def pytest_configure(config: pytest.Config) -> None:
     boards = invocation.collect_boards(config)
     board_override = invocation.board_override(config, boards)
     options = invocation.run_options(config)
-    from pytest_tinyml.analysis import tflm
-
-    # every host-TFLM child's timeout comes from this setting (until it is passed down from the options)
-    tflm.configure(timeout=options.tflm_timeout)
     session = TinyMLSession(
         config=config,
         specs=specs,

@@ -31,8 +31,7 @@ DRIVER = textwrap.dedent(
     from pathlib import Path
     signal.signal(signal.SIGINT, signal.default_int_handler)
     from pytest_tinyml.analysis import tflm
-    tflm.configure(timeout=1000)
-    tflm.allocate(Path(sys.argv[1]).read_bytes())  # the factory's int8_cnn(), written by the test
+    tflm.allocate(Path(sys.argv[1]).read_bytes(), timeout=1000)  # the factory's int8_cnn(), written by the test
     """
 )
 
@@ -92,21 +91,16 @@ def test_no_orphan_when_the_parent_is_interrupted_or_killed(
 def test_allocate_and_invoke_take_the_configured_timeout(
     tflite_factory: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    saved = tflm.current_timeout()
-    try:
-        tflm.configure(timeout=2)
-        monkeypatch.setenv(FAULT_ENV, "hang")
-        start = time.monotonic()
-        alloc = tflm.allocate(tflite_factory.int8_cnn())
-        assert alloc.timed_out and "timed out after 2 s" in (alloc.reason or "")
-        assert time.monotonic() - start < 30
-        import numpy as np
+    monkeypatch.setenv(FAULT_ENV, "hang")
+    start = time.monotonic()
+    alloc = tflm.allocate(tflite_factory.int8_cnn(), timeout=2)
+    assert alloc.timed_out and "timed out after 2 s" in (alloc.reason or "")
+    assert time.monotonic() - start < 30
+    import numpy as np
 
-        monkeypatch.setenv(FAULT_ENV, "hang:invoke")
-        with pytest.raises(tflm.TflmError, match=r"timed out after 2\.004 s"):  # 2 s x (1 + 2/1000 samples)
-            tflm.invoke(tflite_factory.int8_cnn(), [np.zeros((1, 8, 8, 1), np.int8)] * 2)
-        for bad in (0, -1, float("nan"), float("inf")):
-            with pytest.raises(ValueError):
-                tflm.configure(timeout=bad)
-    finally:
-        tflm.configure(timeout=saved)
+    monkeypatch.setenv(FAULT_ENV, "hang:invoke")
+    with pytest.raises(tflm.TflmError, match=r"timed out after 2\.004 s"):  # 2 s x (1 + 2/1000 samples)
+        tflm.invoke(tflite_factory.int8_cnn(), [np.zeros((1, 8, 8, 1), np.int8)] * 2, period=2)
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            tflm.check_timeout(bad)

@@ -57,21 +57,18 @@ DEFAULT_HOST_ARENA = 256 << 20
 #: Address-space cap for the child (``RLIMIT_AS``).
 DEFAULT_MEMORY_LIMIT = 4 << 30
 
-#: Seconds an allocation may take (``tinyml_tflm_timeout``); see :func:`configure`.
-_TIMEOUT = 60.0
+#: Seconds an allocation may take when the caller passes none (the plugin passes ini
+#: ``tinyml_tflm_timeout`` from its options).
+DEFAULT_TIMEOUT = 60.0
 #: Samples per extra timeout period for an invoke run.
 SAMPLES_PER_PERIOD = 1000
 
-def configure(*, timeout: float) -> None:
-    """Set the timeout every allocation and invoke uses when the caller passes none (the ini option)."""
-    global _TIMEOUT
+
+def check_timeout(timeout: float) -> float:
+    """``timeout`` in seconds if it is a positive, finite number; ValueError otherwise."""
     if not 0 < timeout < 1e7:  # also refuses NaN and infinity
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    _TIMEOUT = float(timeout)
-
-
-def current_timeout() -> float:
-    return _TIMEOUT
+    return float(timeout)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -95,9 +92,9 @@ def allocate(
     smallest arena that allocates (``details["host_min_arena_bytes"]``; it exceeds the total by the
     temporary allocations made during Prepare). On failure ``reason`` holds TFLM's own stderr lines,
     ``signal`` the signal that killed the child, ``timed_out`` whether it was killed after ``timeout``
-    (default: the configured ``tinyml_tflm_timeout``).
+    (default :data:`DEFAULT_TIMEOUT`).
     """
-    timeout = _TIMEOUT if timeout is None else timeout
+    timeout = DEFAULT_TIMEOUT if timeout is None else check_timeout(timeout)
     workdir = Path(tempfile.mkdtemp(prefix="tinyml-tflm-"))
     try:
         request: dict[str, Any] = {
@@ -233,7 +230,7 @@ def invoke(
     bounds = [round(i * len(samples) / workers) for i in range(workers + 1)]
     if timeout is None:  # the allocation timeout (``period``), plus as much again per 1,000 samples a child runs
         per_child = max(b - a for a, b in zip(bounds, bounds[1:], strict=False))
-        timeout = (_TIMEOUT if period is None else period) * (1 + per_child / SAMPLES_PER_PERIOD)
+        timeout = (DEFAULT_TIMEOUT if period is None else check_timeout(period)) * (1 + per_child / SAMPLES_PER_PERIOD)
     root = Path(tempfile.mkdtemp(prefix="tinyml-tflm-"))
     try:
         workdirs = []
@@ -290,8 +287,7 @@ __all__ = [
     "TflmError",
     "allocate",
     "arena_32bit",
-    "configure",
-    "current_timeout",
+    "check_timeout",
     "invoke",
     "parse_print_allocations",
     "tflm_op_report",

@@ -301,6 +301,7 @@ def evaluate_accuracy(
     stages: tuple[str, ...] | list[str] = ("litert",),
     progress: Progress = None,
     extra_loaders: Mapping[str, Any] | None = None,
+    tflm_timeout: float | None = None,
 ) -> AccuracyReport:
     """Accuracy of ``mode``'s .tflite on the test split per stage (litert, tflm), paired with the float model.
 
@@ -349,7 +350,7 @@ def evaluate_accuracy(
         labels = [int(v) for v in y]
         t_stage = time.perf_counter()
         try:
-            pred = evaluate.stage_predictions(model, x, stage)
+            pred = evaluate.stage_predictions(model, x, stage, tflm_timeout)
         except Exception as exc:
             reason = _runtime_reason(exc)
             if reason is None:

@@ -249,16 +249,26 @@ def run_litert(model: bytes, x: np.ndarray, *, reference: bool = True) -> np.nda
     return pred
 
 
-def run_tflm(model: bytes, x: np.ndarray, *, workers: int = 2) -> np.ndarray:
-    """Predicted class per image with host TFLM (child processes; the images split over ``workers``)."""
+def run_tflm(model: bytes, x: np.ndarray, *, workers: int = 2, timeout: float | None = None) -> np.ndarray:
+    """Predicted class per image with host TFLM (child processes; the images split over ``workers``;
+    ``timeout``: the allocation timeout, ini ``tinyml_tflm_timeout``)."""
     from pytest_tinyml.analysis import tflm
 
     inputs = prepare_inputs(model, x)
-    outs = tflm.invoke(model, inputs, workers=max(1, min(workers, len(inputs) // 50 or 1)))
+    outs = tflm.invoke(model, inputs, workers=max(1, min(workers, len(inputs) // 50 or 1)), period=timeout)
     return np.asarray([int(np.argmax(np.asarray(o).reshape(-1))) for o in outs], dtype=np.int16)
 
 
-STAGE_RUNNERS: dict[str, Callable[[bytes, np.ndarray], np.ndarray]] = {"litert": run_litert, "tflm": run_tflm}
+def _run_litert(model: bytes, x: np.ndarray, timeout: float | None) -> np.ndarray:
+    return run_litert(model, x)
+
+
+def _run_tflm(model: bytes, x: np.ndarray, timeout: float | None) -> np.ndarray:
+    return run_tflm(model, x, timeout=timeout)
+
+
+STAGE_RUNNERS: dict[str, Callable[[bytes, np.ndarray, float | None], np.ndarray]] = {
+    "litert": _run_litert, "tflm": _run_tflm}
 
 
 def eval_key(tflite_sha256: str, dataset_checksum: str, stage: str) -> str:
@@ -267,12 +277,12 @@ def eval_key(tflite_sha256: str, dataset_checksum: str, stage: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def stage_predictions(model: bytes, x: np.ndarray, stage: str) -> np.ndarray:
+def stage_predictions(model: bytes, x: np.ndarray, stage: str, tflm_timeout: float | None = None) -> np.ndarray:
     try:
         runner = STAGE_RUNNERS[stage]
     except KeyError:
         raise BuildError(f"unknown accuracy stage {stage!r}", fix=f"use {', '.join(STAGE_RUNNERS)}") from None
-    return runner(model, x)
+    return runner(model, x, tflm_timeout)
 
 
 def make_report(mode: str, y: np.ndarray, float_pred: np.ndarray | None, preds: dict[str, np.ndarray],
