@@ -169,6 +169,7 @@ def target_record(m: Measurements) -> TargetRecord:
     """What the reports need of a target, from its description and what was already measured (never
     computes a measurement)."""
     from pytest_tinyml.emulate.firmware import export_arena_bytes
+    from pytest_tinyml.emulate.policy import UNCHOSEN
     from pytest_tinyml.measurements import Measurements as M
 
     target = m.target
@@ -205,7 +206,7 @@ def target_record(m: Measurements) -> TargetRecord:
         choice = M.firmware_runtime_choice.peek(m)
         chosen = None if choice is None or isinstance(choice, BaseException) else choice.runtime
         options = target.options
-        runtime = str(chosen or options.firmware_runtime or options.environment.firmware_runtime or "tinyml")
+        runtime = str(chosen or options.firmware_runtime or options.environment.firmware_runtime or UNCHOSEN)
     return TargetRecord(
         label=target.label,
         kind="spec" if target.spec is not None or target.mode is not None else "model",

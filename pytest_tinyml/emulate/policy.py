@@ -15,9 +15,13 @@ from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.kinds import Runtime
 from pytest_tinyml.options import RUNTIME_ENV, Environment, Progress
 
-__all__ = ["RUNTIMES", "RUNTIME_ENV", "RuntimeChoice", "choose_runtime", "resolve_runtime"]
+__all__ = ["RUNTIMES", "RUNTIME_ENV", "UNCHOSEN", "RuntimeChoice", "choose_runtime", "resolve_runtime"]
 
 RUNTIMES = Runtime.values()
+#: The runtime a direct library call builds, and the one a record names when no firmware item chose one:
+#: the project's own (a library call never downloads TFLM by itself). The plugin's choice,
+#: :func:`choose_runtime`, prefers real TFLM and falls back to this one with the reason.
+UNCHOSEN = Runtime.TINYML
 
 
 def resolve_runtime(runtime: str | None = None, environment: Environment | None = None) -> Runtime:
@@ -25,7 +29,7 @@ def resolve_runtime(runtime: str | None = None, environment: Environment | None 
     else ``$TINYML_FIRMWARE_RUNTIME`` (``environment``, read now when not given), else ``tinyml`` (a
     library call never downloads TFLM on its own; the plugin decides with :func:`choose_runtime`)."""
     env = environment if environment is not None else Environment.read()
-    value = runtime or env.firmware_runtime or Runtime.TINYML
+    value = runtime or env.firmware_runtime or UNCHOSEN
     if value not in RUNTIMES:
         raise ValueError(f"unknown firmware runtime {value!r}; known: {', '.join(RUNTIMES)}")
     return Runtime(value)
