@@ -12,8 +12,10 @@ the GitHub owner/repo, the commit, and a digest of the file tree at that commit.
 3. A download of ``<mirror>/<owner>/<repo>/archive/<commit>.tar.gz`` (mirror default
    ``https://github.com``; ``$TINYML_TFLM_MIRROR`` or ini ``tinyml_tflm_mirror`` to change it; plain
    ``http`` only to a loopback host), bounded in size, unpacked member by member into the cache (regular
-   files and directories only, no absolute path, no ``..``, no links or devices, at most
-   :data:`~.tflm_fetch.MAX_FILES` files and :data:`~.tflm_fetch.MAX_UNPACKED` bytes), verified against the pin, then patched the way
+   files only, no absolute path, no ``..``, links, devices and FIFOs never created, at most
+   :data:`~.tflm_fetch.MAX_MEMBERS` members of any kind, :data:`~.tflm_fetch.MAX_FILES` files,
+   :data:`~.tflm_fetch.MAX_UNPACKED` bytes, header records refused above :data:`~.tflm_fetch.MAX_HEADER`
+   bytes before they are read), verified against the pin, then patched the way
    TFLM's download script patches it (flatbuffers: ``tensorflow/lite/micro/tools/make/flatbuffers.patch``).
    ``offline=True`` (``--tinyml-offline``, ini ``tinyml_offline``) forbids this step.
 
