@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
 import re
 import socket
 import subprocess
@@ -366,6 +367,72 @@ def test_locate_refuses_a_tampered_cache_entry(tmp_path: Path, server: _Server) 
     (cache / table["ruy"].dirname / "src/a.c").write_bytes(b"int evil;\n")
     with pytest.raises(ts.SourcesUnavailable, match="does not match the pinned tree digest of ruy"):
         ts.locate_sources(cache, kernels="reference", offline=True, table=table, tflm_root="")
+
+
+@pytest.mark.parametrize(("odd", "what"), [("link-file", "symbolic link"), ("link-dir", "symbolic link"),
+                                           ("fifo", "FIFO")])
+def test_locate_refuses_a_cache_entry_holding_a_link_or_fifo(tmp_path: Path, odd: str, what: str) -> None:
+    """The tree digest ignores links (it is defined on regular files), so the cache refuses them instead."""
+    table = _table(tmp_path)
+    cache = tmp_path / "cache"
+    for pin in table.values():
+        _tree(FILES, cache / pin.dirname)
+    entry = cache / table["ruy"].dirname
+    outside = _tree({"evil.cc": b"int evil;\n"}, tmp_path / "outside")
+    if odd == "link-file":
+        (entry / "src/evil.cc").symlink_to(outside / "evil.cc")
+    elif odd == "link-dir":
+        (entry / "src/evil.cc").symlink_to(outside)
+    else:
+        os.mkfifo(entry / "src/evil.cc")
+    message = (f"source cache entry {entry} holds src/evil.cc, a {what}: a verified tree holds only regular files "
+               "and directories; to enable: delete that directory to download it again, or set TFLM_ROOT")
+    with pytest.raises(ts.SourcesUnavailable) as info:
+        ts.locate_sources(cache, kernels="reference", offline=True, table=table, tflm_root="")
+    assert str(info.value) == message
+
+
+TFLM_FILES = {
+    **FILES,
+    "tensorflow/lite/micro/micro_interpreter.cc": b"int i;\n",
+    "tensorflow/lite/micro/kernels/add.cc": b"int add;\n",
+    "tensorflow/lite/core/api/error_reporter.cc": b"int e;\n",
+    "Source/BasicMathFunctions/arm_add.c": b"int a;\n",
+}
+
+
+def test_build_compiles_only_the_verified_manifest(tmp_path: Path) -> None:
+    """Files that appear in a verified cache entry later in the same run (a symlinked .cc, a new kernel, an
+    optimized kernel that would replace a reference one) are never compiled; the next run refuses the entry."""
+    from pytest_tinyml.emulate import tflm_build
+
+    table = {n: _pin(tmp_path, n, TFLM_FILES) for n in ts.projects_for("cmsis_nn")}
+    cache = tmp_path / "cache"
+    for pin in table.values():
+        _tree(TFLM_FILES, cache / pin.dirname)
+    src = ts.locate_sources(cache, kernels="cmsis_nn", offline=True, table=table, tflm_root="")
+    before = tflm_build.tree_from_sources(src, "cmsis_nn", "cortex-m4")
+    assert [p.name for p in before.kernel_sources] == ["add.cc"]
+    assert {p.name for p in before.core_sources} == {"micro_interpreter.cc", "error_reporter.cc"}
+    assert [p.name for p in before.library_sources] == ["arm_add.c"]
+    outside = _tree({"evil.cc": b"int evil;\n"}, tmp_path / "outside")
+    added = {
+        "tensorflow/lite/micro/kernels/evil.cc": b"int evil;\n",
+        "tensorflow/lite/micro/kernels/cmsis_nn/add.cc": b"int evil;\n",
+        "tensorflow/lite/micro/evil.cc": b"int evil;\n",
+        "tensorflow/lite/core/evil.c": b"int evil;\n",
+        "Source/BasicMathFunctions/evil.c": b"int evil;\n",
+    }
+    for project in ("tflite-micro", "cmsis_nn"):
+        _tree(added, cache / table[project].dirname)
+    (cache / table["tflite-micro"].dirname / "tensorflow/lite/micro/link.cc").symlink_to(outside / "evil.cc")
+    again = ts.locate_sources(cache, kernels="cmsis_nn", offline=True, table=table, tflm_root="")
+    after = tflm_build.tree_from_sources(again, "cmsis_nn", "cortex-m4")
+    assert (after.core_sources, after.kernel_sources, after.library_sources) == (
+        before.core_sources, before.kernel_sources, before.library_sources)
+    tflm_pins._verified.cache_clear()  # the next run checks the entry again
+    with pytest.raises(ts.SourcesUnavailable, match="tflite-micro-.* holds tensorflow/lite/micro/link.cc, a symbolic"):
+        ts.locate_sources(cache, kernels="cmsis_nn", offline=True, table=table, tflm_root="")
 
 
 def test_tflm_root_wins_and_says_what_is_missing(tmp_path: Path) -> None:
