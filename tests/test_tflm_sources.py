@@ -324,6 +324,15 @@ def test_sparse_and_unknown_members_reject_the_archive(tmp_path: Path, kind: byt
         tflm_fetch.safe_unpack(archive, tmp_path / "out", "proj")
 
 
+@pytest.mark.parametrize("second", ["README", "README/inside"])
+def test_member_written_twice_or_under_a_file_rejects_the_archive(tmp_path: Path, second: str) -> None:
+    top = f"proj-{COMMIT}"
+    archive = _gz([_header(f"{top}/README", size=0), _header(f"{top}/{second}", size=0)], tmp_path / "twice.tar.gz")
+    with pytest.raises(ts.SourcesUnavailable, match=f"^proj: archive member '{top}/{second}' appears twice"):
+        tflm_fetch.safe_unpack(archive, tmp_path / "out", "proj")
+    assert not (tmp_path / "out").exists()
+
+
 def test_archive_size_limit(tmp_path: Path, server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tflm_fetch, "MAX_ARCHIVE", 100)
     pin = _pin(tmp_path)

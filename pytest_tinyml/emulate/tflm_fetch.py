@@ -75,7 +75,7 @@ class _BoundedStream(io.RawIOBase):
     size the record claims; outside member data (``data`` False) a read is refused *before* it happens when
     it would take more than :data:`MAX_HEADER` bytes since the last member, or more than
     :data:`MAX_HEADERS_TOTAL` over the archive; no read or seek goes past :data:`MAX_UNPACKED` plus the
-    header bytes."""
+    header bytes; it only moves forward."""
 
     def __init__(self, raw: BinaryIO) -> None:
         super().__init__()
@@ -98,9 +98,10 @@ class _BoundedStream(io.RawIOBase):
             raise _Refused(f"archive unpacks to more than {_mb(MAX_UNPACKED + MAX_HEADERS_TOTAL)}")
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        target = offset if whence == io.SEEK_SET else self._raw.tell() + offset if whence == io.SEEK_CUR else -1
-        if target < 0:
-            raise _Refused("archive reader asked for an unsupported seek")
+        here = self._raw.tell()
+        target = offset if whence == io.SEEK_SET else here + offset if whence == io.SEEK_CUR else -1
+        if target < here:  # gzip would decompress again from the start
+            raise _Refused("archive reader asked to seek backwards")
         self._check_end(target)
         return self._raw.seek(target)
 
@@ -188,7 +189,10 @@ def safe_unpack(archive: Path, dest: Path, name: str) -> int:
                             "check the mirror",
                         )
                     target = dest.joinpath(*parts[1:])
-                    target.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                    except (FileExistsError, NotADirectoryError):
+                        raise _unsafe(name, raw_name, "appears twice") from None  # a file is on its path
                     if target.parent.is_symlink() or target.exists():
                         raise _unsafe(name, raw_name, "appears twice")
                     src = tar.extractfile(member)
