@@ -23,7 +23,7 @@ the GitHub owner/repo, the commit, and a digest of the file tree at that commit.
 Tree digest (format ``tinyml-tree-1``), defined so that it can be computed from any copy of the commit (a
 GitHub archive, ``git archive``, a checkout without ``.git``): take every *regular file* under the
 project's top directory (symbolic links and other non-regular entries are ignored, directories contribute
-nothing by themselves), name it by its path relative to the top directory with ``/`` separators, encoded
+nothing by themselves; a cache entry holding a non-regular entry is refused before its digest is taken), name it by its path relative to the top directory with ``/`` separators, encoded
 as UTF-8, and sort by those bytes. The digest is the SHA-256 of the concatenation, for each file, of
 ``path + b"\\0" + str(size).encode() + b"\\0" + contents``. None of the pinned commits has export-ignore
 rules, so GitHub's archive and ``git archive`` of the commit hold the same files. ``sha256`` in the pins is
