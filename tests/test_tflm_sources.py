@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
+import re
 import socket
+import subprocess
+import sys
 import tarfile
 import threading
+import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -216,6 +222,118 @@ def test_file_count_limit(tmp_path: Path, server: _Server, monkeypatch: pytest.M
         ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
 
 
+def _header(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0) -> bytes:
+    """One ustar header block written by hand (tarfile's writer is too slow for 100,000 of them)."""
+    block = bytearray(512)
+    raw = name.encode()
+    block[: len(raw)] = raw
+    block[100:108] = b"0000644\0"
+    block[108:124] = b"0000000\0" * 2
+    block[124:136] = b"%011o\0" % size
+    block[136:148] = b"00000000000\0"
+    block[148:156] = b" " * 8
+    block[156:157] = kind
+    block[257:265] = b"ustar\x0000"
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def _gz(chunks: Iterator[bytes] | list[bytes], path: Path) -> Path:
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    with path.open("wb") as out:
+        for chunk in chunks:
+            out.write(packer.compress(chunk))
+        out.write(packer.compress(bytes(1024)) + packer.flush())
+    return path
+
+
+def test_100000_directories_are_refused_soon_after_the_member_limit(tmp_path: Path) -> None:
+    top = f"proj-{COMMIT}"
+    archive = _gz([_header(top + "/", tarfile.DIRTYPE)]
+                  + [_header(f"{top}/d{i}/", tarfile.DIRTYPE) for i in range(100_000)], tmp_path / "dirs.tar.gz")
+    start = time.monotonic()
+    with pytest.raises(ts.SourcesUnavailable, match=r"^proj: archive has more than 50,000 members \(files, "):
+        tflm_fetch.safe_unpack(archive, tmp_path / "out", "proj")
+    assert time.monotonic() - start < 20
+    assert not (tmp_path / "out").exists()  # nothing left behind, not even the directory it was given
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE,
+                                  tarfile.FIFOTYPE, tarfile.DIRTYPE])
+def test_every_kind_of_member_counts_against_the_limit(
+    tmp_path: Path, server: _Server, monkeypatch: pytest.MonkeyPatch, kind: bytes
+) -> None:
+    monkeypatch.setattr(tflm_fetch, "MAX_MEMBERS", 10)
+    pin = _pin(tmp_path)
+    extra = []
+    for i in range(10):
+        info = tarfile.TarInfo(f"proj-{COMMIT}/m{i}")
+        info.type, info.linkname = kind, "README"
+        extra.append(info)
+    _serve(server, pin, _targz(f"proj-{COMMIT}", FILES, extra))
+    with pytest.raises(ts.SourcesUnavailable, match="more than 10 members"):
+        ts.fetch_project(pin, tmp_path / "cache", server.url, lambda _m: None)
+    assert not list((tmp_path / "cache").iterdir())
+
+
+def test_long_name_record_claiming_512_mib_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """The record is really there (512 MiB of zeros, 2 MB compressed): reading it would cost 512 MiB."""
+    size = 512 << 20
+    zeros = bytes(1 << 20)
+    chunks = [_header("././@LongLink", tarfile.GNUTYPE_LONGNAME, size), *(zeros for _ in range(size >> 20)),
+              _header(f"proj-{COMMIT}/README", size=0)]
+    archive = _gz(iter(chunks), tmp_path / "bomb.tar.gz")
+    child = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from pytest_tinyml.emulate import tflm_fetch\n"
+        "try:\n"
+        "    tflm_fetch.safe_unpack(Path(sys.argv[1]), Path(sys.argv[2]), 'proj')\n"
+        "except tflm_fetch.SourcesUnavailable as exc:\n"
+        "    print(exc)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", child, str(archive), str(tmp_path / "out")], capture_output=True,
+                         text=True, timeout=120, check=True).stdout.splitlines()
+    assert out[0] == ("proj: archive header record of 536,870,912 bytes (long name, pax header or sparse map) "
+                      "is above the 65,536-byte bound; to enable: check the mirror")
+    assert int(out[1]) < 150 * 1024  # KiB: the interpreter, not the record
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGLINK])
+def test_oversized_pax_and_long_link_records_are_refused(tmp_path: Path, kind: bytes) -> None:
+    archive = _gz([_header("pax", kind, 1 << 20), bytes(1 << 20), _header(f"proj-{COMMIT}/README")],
+                  tmp_path / "pax.tar.gz")
+    with pytest.raises(ts.SourcesUnavailable, match=r"header record of 1,048,576 bytes .* 65,536-byte bound"):
+        tflm_fetch.safe_unpack(archive, tmp_path / "out", "proj")
+    assert not (tmp_path / "out").exists()
+
+
+def test_header_bytes_of_an_archive_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tflm_fetch, "MAX_HEADERS_TOTAL", 4096)
+    archive = _gz([_header(f"proj-{COMMIT}/f{i}") for i in range(20)], tmp_path / "many.tar.gz")
+    with pytest.raises(ts.SourcesUnavailable, match="archive headers take more than"):
+        tflm_fetch.safe_unpack(archive, tmp_path / "out", "proj")
+
+
+@pytest.mark.parametrize(("kind", "why"), [(tarfile.GNUTYPE_SPARSE, "is a sparse file"),
+                                           (b"Z", "has the unknown tar type b'Z'")])
+def test_sparse_and_unknown_members_reject_the_archive(tmp_path: Path, kind: bytes, why: str) -> None:
+    archive = _gz([_header(f"proj-{COMMIT}/odd", kind, 512), bytes(512)], tmp_path / "odd.tar.gz")
+    with pytest.raises(ts.SourcesUnavailable, match=f"archive member 'proj-{COMMIT}/odd' {re.escape(why)}"):
+        tflm_fetch.safe_unpack(archive, tmp_path / "out", "proj")
+
+
+@pytest.mark.parametrize("second", ["README", "README/inside"])
+def test_member_written_twice_or_under_a_file_rejects_the_archive(tmp_path: Path, second: str) -> None:
+    top = f"proj-{COMMIT}"
+    archive = _gz([_header(f"{top}/README", size=0), _header(f"{top}/{second}", size=0)], tmp_path / "twice.tar.gz")
+    with pytest.raises(ts.SourcesUnavailable, match=f"^proj: archive member '{top}/{second}' appears twice"):
+        tflm_fetch.safe_unpack(archive, tmp_path / "out", "proj")
+    assert not (tmp_path / "out").exists()
+
+
 def test_archive_size_limit(tmp_path: Path, server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tflm_fetch, "MAX_ARCHIVE", 100)
     pin = _pin(tmp_path)
@@ -259,6 +377,72 @@ def test_locate_refuses_a_tampered_cache_entry(tmp_path: Path, server: _Server) 
     (cache / table["ruy"].dirname / "src/a.c").write_bytes(b"int evil;\n")
     with pytest.raises(ts.SourcesUnavailable, match="does not match the pinned tree digest of ruy"):
         ts.locate_sources(cache, kernels="reference", offline=True, table=table, tflm_root="")
+
+
+@pytest.mark.parametrize(("odd", "what"), [("link-file", "symbolic link"), ("link-dir", "symbolic link"),
+                                           ("fifo", "FIFO")])
+def test_locate_refuses_a_cache_entry_holding_a_link_or_fifo(tmp_path: Path, odd: str, what: str) -> None:
+    """The tree digest ignores links (it is defined on regular files), so the cache refuses them instead."""
+    table = _table(tmp_path)
+    cache = tmp_path / "cache"
+    for pin in table.values():
+        _tree(FILES, cache / pin.dirname)
+    entry = cache / table["ruy"].dirname
+    outside = _tree({"evil.cc": b"int evil;\n"}, tmp_path / "outside")
+    if odd == "link-file":
+        (entry / "src/evil.cc").symlink_to(outside / "evil.cc")
+    elif odd == "link-dir":
+        (entry / "src/evil.cc").symlink_to(outside)
+    else:
+        os.mkfifo(entry / "src/evil.cc")
+    message = (f"source cache entry {entry} holds src/evil.cc, a {what}: a verified tree holds only regular files "
+               "and directories; to enable: delete that directory to download it again, or set TFLM_ROOT")
+    with pytest.raises(ts.SourcesUnavailable) as info:
+        ts.locate_sources(cache, kernels="reference", offline=True, table=table, tflm_root="")
+    assert str(info.value) == message
+
+
+TFLM_FILES = {
+    **FILES,
+    "tensorflow/lite/micro/micro_interpreter.cc": b"int i;\n",
+    "tensorflow/lite/micro/kernels/add.cc": b"int add;\n",
+    "tensorflow/lite/core/api/error_reporter.cc": b"int e;\n",
+    "Source/BasicMathFunctions/arm_add.c": b"int a;\n",
+}
+
+
+def test_build_compiles_only_the_verified_manifest(tmp_path: Path) -> None:
+    """Files that appear in a verified cache entry later in the same run (a symlinked .cc, a new kernel, an
+    optimized kernel that would replace a reference one) are never compiled; the next run refuses the entry."""
+    from pytest_tinyml.emulate import tflm_build
+
+    table = {n: _pin(tmp_path, n, TFLM_FILES) for n in ts.projects_for("cmsis_nn")}
+    cache = tmp_path / "cache"
+    for pin in table.values():
+        _tree(TFLM_FILES, cache / pin.dirname)
+    src = ts.locate_sources(cache, kernels="cmsis_nn", offline=True, table=table, tflm_root="")
+    before = tflm_build.tree_from_sources(src, "cmsis_nn", "cortex-m4")
+    assert [p.name for p in before.kernel_sources] == ["add.cc"]
+    assert {p.name for p in before.core_sources} == {"micro_interpreter.cc", "error_reporter.cc"}
+    assert [p.name for p in before.library_sources] == ["arm_add.c"]
+    outside = _tree({"evil.cc": b"int evil;\n"}, tmp_path / "outside")
+    added = {
+        "tensorflow/lite/micro/kernels/evil.cc": b"int evil;\n",
+        "tensorflow/lite/micro/kernels/cmsis_nn/add.cc": b"int evil;\n",
+        "tensorflow/lite/micro/evil.cc": b"int evil;\n",
+        "tensorflow/lite/core/evil.c": b"int evil;\n",
+        "Source/BasicMathFunctions/evil.c": b"int evil;\n",
+    }
+    for project in ("tflite-micro", "cmsis_nn"):
+        _tree(added, cache / table[project].dirname)
+    (cache / table["tflite-micro"].dirname / "tensorflow/lite/micro/link.cc").symlink_to(outside / "evil.cc")
+    again = ts.locate_sources(cache, kernels="cmsis_nn", offline=True, table=table, tflm_root="")
+    after = tflm_build.tree_from_sources(again, "cmsis_nn", "cortex-m4")
+    assert (after.core_sources, after.kernel_sources, after.library_sources) == (
+        before.core_sources, before.kernel_sources, before.library_sources)
+    tflm_pins._verified.cache_clear()  # the next run checks the entry again
+    with pytest.raises(ts.SourcesUnavailable, match="tflite-micro-.* holds tensorflow/lite/micro/link.cc, a symbolic"):
+        ts.locate_sources(cache, kernels="cmsis_nn", offline=True, table=table, tflm_root="")
 
 
 def test_tflm_root_wins_and_says_what_is_missing(tmp_path: Path) -> None:

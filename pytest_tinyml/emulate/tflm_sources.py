@@ -7,20 +7,23 @@ the GitHub owner/repo, the commit, and a digest of the file tree at that commit.
    TFLM's own download scripts fetch (``flatbuffers``, ``gemmlowp``, ``ruy``, ``cmsis_nn``, ``cmsis``,
    ``cmsis/Cortex_DFP``). Used as it is: it is the user's tree, not ours to judge.
 2. The source cache (ini ``tinyml_tflm_sources``, default ``<cache>/tflm-sources``): one directory per
-   project, ``<name>-<commit>``, accepted only when its tree digest matches the pin (checked once per
-   process).
+   project, ``<name>-<commit>``, accepted only when it holds nothing but regular files and directories
+   and its tree digest matches the pin (checked once per process). The build compiles only the files of
+   that verified manifest (:func:`tree_files`), never what a directory holds when it is compiled.
 3. A download of ``<mirror>/<owner>/<repo>/archive/<commit>.tar.gz`` (mirror default
    ``https://github.com``; ``$TINYML_TFLM_MIRROR`` or ini ``tinyml_tflm_mirror`` to change it; plain
    ``http`` only to a loopback host), bounded in size, unpacked member by member into the cache (regular
-   files and directories only, no absolute path, no ``..``, no links or devices, at most
-   :data:`~.tflm_fetch.MAX_FILES` files and :data:`~.tflm_fetch.MAX_UNPACKED` bytes), verified against the pin, then patched the way
+   files only, no absolute path, no ``..``, links, devices and FIFOs never created, at most
+   :data:`~.tflm_fetch.MAX_MEMBERS` members of any kind, :data:`~.tflm_fetch.MAX_FILES` files,
+   :data:`~.tflm_fetch.MAX_UNPACKED` bytes, header records refused above :data:`~.tflm_fetch.MAX_HEADER`
+   bytes before they are read), verified against the pin, then patched the way
    TFLM's download script patches it (flatbuffers: ``tensorflow/lite/micro/tools/make/flatbuffers.patch``).
    ``offline=True`` (``--tinyml-offline``, ini ``tinyml_offline``) forbids this step.
 
 Tree digest (format ``tinyml-tree-1``), defined so that it can be computed from any copy of the commit (a
 GitHub archive, ``git archive``, a checkout without ``.git``): take every *regular file* under the
 project's top directory (symbolic links and other non-regular entries are ignored, directories contribute
-nothing by themselves), name it by its path relative to the top directory with ``/`` separators, encoded
+nothing by themselves; a cache entry holding a non-regular entry is refused before its digest is taken), name it by its path relative to the top directory with ``/`` separators, encoded
 as UTF-8, and sort by those bytes. The digest is the SHA-256 of the concatenation, for each file, of
 ``path + b"\\0" + str(size).encode() + b"\\0" + contents``. None of the pinned commits has export-ignore
 rules, so GitHub's archive and ``git archive`` of the commit hold the same files. ``sha256`` in the pins is
@@ -33,12 +36,13 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from pytest_tinyml._util.download import is_loopback
 from pytest_tinyml.emulate.tflm_fetch import DOWNLOAD_DEADLINE, fetch_project
-from pytest_tinyml.emulate.tflm_pins import Pin, SourcesUnavailable, cache_entry_ok, pins
+from pytest_tinyml.emulate.tflm_pins import Pin, SourcesUnavailable, cache_entry_ok, check_entry, pins
 from pytest_tinyml.kinds import KernelSet
 from pytest_tinyml.options import MIRROR_ENV, TFLM_ROOT_ENV
 
@@ -51,7 +55,7 @@ CMSIS_PROJECTS = ("cmsis_nn", "cmsis", "cortex_dfp")
 Progress = Callable[[str], None]
 
 __all__ = ["Pin", "SourceSet", "SourcesUnavailable", "cache_entry_ok", "fetch_project", "locate_sources",
-           "mirror_url", "pins", "projects_for"]
+           "mirror_url", "pins", "projects_for", "tree_files", "tree_has"]
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,30 @@ class SourceSet:
     cmsis: Path | None = None
     cortex_dfp: Path | None = None
     commit: str = ""  # the TFLM commit when pinned, else "" (a user's TFLM_ROOT)
+    # pinned sources: every regular file of the verified trees (the manifest); None: a user's TFLM_ROOT
+    files: frozenset[Path] | None = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
         where = f"{self.origin} {self.tflm}"
         return f"TFLM {self.commit[:7]} from {where}" if self.commit else f"TFLM from {where}"
+
+
+def tree_files(src: SourceSet, directory: Path, suffixes: tuple[str, ...], *, recursive: bool) -> list[Path]:
+    """The files directly in ``directory`` (or anywhere below it when ``recursive``) whose suffix is one of
+    ``suffixes``, sorted. For pinned sources only files of the verified manifest: a file that appears in
+    the cache after verification is never compiled. For a user's TFLM_ROOT, what is on disk."""
+    if src.files is None:
+        found = directory.rglob("*") if recursive else directory.glob("*")
+        return sorted(p for p in found if p.suffix in suffixes and p.is_file())
+    if recursive:
+        return sorted(p for p in src.files if p.suffix in suffixes and p.is_relative_to(directory))
+    return sorted(p for p in src.files if p.suffix in suffixes and p.parent == directory)
+
+
+def tree_has(src: SourceSet, path: Path) -> bool:
+    """``path`` is a file of the sources: in the verified manifest for pinned sources, on disk for a
+    user's TFLM_ROOT."""
+    return path.is_file() if src.files is None else path in src.files
 
 
 def mirror_url(mirror: str | None = None) -> str:
@@ -144,14 +168,9 @@ def locate_sources(
     table = table or pins()
     wanted = [table[n] for n in projects_for(kernels)]
     missing = [p for p in wanted if not cache_entry_ok(cache_root, p)]
-    stale = [p for p in missing if (cache_root / p.dirname).exists()]
+    stale = [p for p in missing if os.path.lexists(cache_root / p.dirname)]
     if stale:
-        p = stale[0]
-        raise SourcesUnavailable(
-            f"source cache entry {cache_root / p.dirname} does not match the pinned tree digest of {p.name} "
-            f"{p.commit[:7]}",
-            "delete that directory to download it again, or set TFLM_ROOT",
-        )
+        _refuse_entry(cache_root, stale[0], check_entry(cache_root, stale[0]).problem)
     if missing and offline:
         names = ", ".join(p.name for p in missing)
         raise SourcesUnavailable(
@@ -172,8 +191,20 @@ def locate_sources(
                                              "delete the tflite-micro entry of the source cache to download it again") from None
             fetch_project(pin, cache_root, base, say, patch_text, deadline)
     d = {p.name: cache_root / p.dirname for p in wanted}
+    files: set[Path] = set()
+    for pin in wanted:
+        verdict = check_entry(cache_root, pin)
+        if verdict.problem:  # changed since it was checked or fetched
+            _refuse_entry(cache_root, pin, verdict.problem)
+        files.update(d[pin.name] / rel for rel in verdict.files)
     return SourceSet(
         "download" if missing else "source cache",
         d["tflite-micro"], d["flatbuffers"], d["gemmlowp"], d["ruy"],
         d.get("cmsis_nn"), d.get("cmsis"), d.get("cortex_dfp"), commit=table["tflite-micro"].commit,
+        files=frozenset(files),
     )
+
+
+def _refuse_entry(cache_root: Path, pin: Pin, problem: str) -> NoReturn:
+    raise SourcesUnavailable(f"source cache entry {cache_root / pin.dirname} {problem}",
+                             "delete that directory to download it again, or set TFLM_ROOT")

@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_tinyml.emulate.tflm_sources import SourceSet, locate_sources
+from pytest_tinyml.emulate.tflm_sources import SourceSet, locate_sources, tree_files, tree_has
 from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.kinds import KernelSet
 from pytest_tinyml.options import Environment, Progress
@@ -71,7 +71,8 @@ def _is_test(path: Path) -> bool:
     return path.stem.endswith("_test") or "benchmark" in path.stem
 
 
-def _kernel_sources(root: Path, kernels: str) -> list[Path]:
+def _kernel_sources(src: SourceSet, kernels: str) -> list[Path]:
+    root = src.tflm
     sources_inc = root / "tensorflow/lite/micro/tools/make/sources.inc"
     found: list[Path] = []
     if sources_inc.is_file():
@@ -81,21 +82,23 @@ def _kernel_sources(root: Path, kernels: str) -> list[Path]:
             block = text[start : text.find("\n\n", start) if "\n\n" in text[start:] else len(text)]
             found = [root / rel for rel in _KERNEL_RE.findall(block)]
     if not found:  # older/newer layout: every non-test kernel file
-        found = [p for p in sorted((root / "tensorflow/lite/micro/kernels").glob("*.cc")) if not _is_test(p)]
+        found = [p for p in tree_files(src, root / "tensorflow/lite/micro/kernels", (".cc",), recursive=False)
+                 if not _is_test(p)]
     if kernels == KernelSet.CMSIS_NN:  # TFLM's Makefile: an optimized kernels/<dir>/X.cc replaces kernels/X.cc
         opt = root / "tensorflow/lite/micro/kernels/cmsis_nn"
-        found = [opt / p.name if (opt / p.name).is_file() else p for p in found]
-    return [p for p in found if p.is_file()]
+        found = [opt / p.name if tree_has(src, opt / p.name) else p for p in found]
+    return [p for p in found if tree_has(src, p)]
 
 
-def _core_sources(root: Path) -> list[Path]:
+def _core_sources(src: SourceSet) -> list[Path]:
+    root = src.tflm
     out: list[Path] = []
     for sub in _SUBDIRS:
-        out += [p for p in sorted((root / sub).glob("*.cc")) if not _is_test(p)]
+        out += [p for p in tree_files(src, root / sub, (".cc",), recursive=False) if not _is_test(p)]
     tf = root / "tensorflow"
     skip = (tf / "lite/micro", tf / "lite/experimental")
-    for path in sorted(tf.rglob("*")):
-        if path.suffix not in (".cc", ".c") or any(path.is_relative_to(s) for s in skip):
+    for path in tree_files(src, tf, (".cc", ".c"), recursive=True):
+        if any(path.is_relative_to(s) for s in skip):
             continue
         if path == tf / "lite/array.cc" or _is_test(path):
             continue
@@ -103,10 +106,10 @@ def _core_sources(root: Path) -> list[Path]:
     return out
 
 
-def _cmsis_nn_sources(cmsis_nn: Path) -> list[Path]:
+def _cmsis_nn_sources(src: SourceSet, cmsis_nn: Path) -> list[Path]:
     """CMSIS-NN ``Source/**/*.c`` as TFLM's cmsis_nn.inc selects them with F16/F32 off."""
     out = []
-    for path in sorted((cmsis_nn / "Source").rglob("*.c")):
+    for path in tree_files(src, cmsis_nn / "Source", (".c",), recursive=True):
         if path.name.endswith(("_f16.c", "_f32.c")) or path.name == "arm_nntables_flt.c":
             continue
         out.append(path)
@@ -127,9 +130,9 @@ def tree_from_sources(src: SourceSet, kernels: str, core: str) -> TflmTree:
             includes.append(src.cortex_dfp / f"Device/ARMC{token}/Include")
         defines += ["-DCMSIS_NN", "-DARM_NN_ENABLE_F16=0", "-DARM_NN_ENABLE_F32=0", f"-DCPU_{token}=1",
                     f"-DARMC{token}", f'-DCMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE="ARMC{token}.h"']
-        library = _cmsis_nn_sources(src.cmsis_nn)
+        library = _cmsis_nn_sources(src, src.cmsis_nn)
     return TflmTree(
-        src.tflm, tuple(includes), tuple(_core_sources(src.tflm)), tuple(_kernel_sources(src.tflm, kernels)),
+        src.tflm, tuple(includes), tuple(_core_sources(src)), tuple(_kernel_sources(src, kernels)),
         kernels, src, tuple(library), tuple(defines),
     )
 
