@@ -414,14 +414,14 @@ TFLM_FILES = {
 def test_build_compiles_only_the_verified_manifest(tmp_path: Path) -> None:
     """Files that appear in a verified cache entry later in the same run (a symlinked .cc, a new kernel, an
     optimized kernel that would replace a reference one) are never compiled; the next run refuses the entry."""
-    from pytest_tinyml.emulate import tflm_build
+    from pytest_tinyml.emulate.tflm_tree import tree_from_sources
 
     table = {n: _pin(tmp_path, n, TFLM_FILES) for n in ts.projects_for("cmsis_nn")}
     cache = tmp_path / "cache"
     for pin in table.values():
         _tree(TFLM_FILES, cache / pin.dirname)
     src = ts.locate_sources(cache, kernels="cmsis_nn", offline=True, table=table, tflm_root="")
-    before = tflm_build.tree_from_sources(src, "cmsis_nn", "cortex-m4")
+    before = tree_from_sources(src, "cmsis_nn", "cortex-m4")
     assert [p.name for p in before.kernel_sources] == ["add.cc"]
     assert {p.name for p in before.core_sources} == {"micro_interpreter.cc", "error_reporter.cc"}
     assert [p.name for p in before.library_sources] == ["arm_add.c"]
@@ -437,7 +437,7 @@ def test_build_compiles_only_the_verified_manifest(tmp_path: Path) -> None:
         _tree(added, cache / table[project].dirname)
     (cache / table["tflite-micro"].dirname / "tensorflow/lite/micro/link.cc").symlink_to(outside / "evil.cc")
     again = ts.locate_sources(cache, kernels="cmsis_nn", offline=True, table=table, tflm_root="")
-    after = tflm_build.tree_from_sources(again, "cmsis_nn", "cortex-m4")
+    after = tree_from_sources(again, "cmsis_nn", "cortex-m4")
     assert (after.core_sources, after.kernel_sources, after.library_sources) == (
         before.core_sources, before.kernel_sources, before.library_sources)
     tflm_pins._verified.cache_clear()  # the next run checks the entry again
