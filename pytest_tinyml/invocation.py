@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pytest_tinyml._util.files import target_key
 from pytest_tinyml.boards import BoardRegistry, board_from_mapping
 from pytest_tinyml.checks.base import CANONICAL_NAMES, Check
 from pytest_tinyml.errors import SpecError
@@ -35,14 +36,14 @@ def expand(patterns: list[str], option: str, want: tuple[str, ...]) -> list[Path
         path = Path(pattern).expanduser()
         if not path.is_absolute():
             path = Path.cwd() / path
-        if glob.has_magic(pattern):
+        if path.exists():  # a literal path that exists wins over glob interpretation: model[v2].tflite
+            matches = [path]
+        elif glob.has_magic(pattern):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             if not matches:
                 raise pytest.UsageError(f"{option} {pattern}: the pattern matches no file (fix: check the pattern)")
         else:
-            if not path.exists():
-                raise pytest.UsageError(f"{option} {pattern}: no such file (fix: check the path)")
-            matches = [path]
+            raise pytest.UsageError(f"{option} {pattern}: no such file (fix: check the path)")
         for match in matches:
             if match.is_dir():
                 raise pytest.UsageError(
@@ -54,20 +55,22 @@ def expand(patterns: list[str], option: str, want: tuple[str, ...]) -> list[Path
                     + ("--tinyml-model for .tflite files" if option == "--tinyml-spec" else "--tinyml-spec for YAML specs")
                     + ")"
                 )
-            resolved = match.resolve()
+            # not a regular file (FIFO, device, socket, a symlink to one): kept, its item fails saying so
+            resolved = target_key(match)
             if resolved not in out:
                 out.append(resolved)
     return out
 
 
 def arg_file(arg: str) -> Path | None:
-    """The file a command-line argument names (``models/a.tflite::size`` -> ``models/a.tflite``), resolved."""
+    """The file a command-line argument names (``models/a.tflite::size`` -> ``models/a.tflite``) as
+    :func:`~pytest_tinyml._util.files.target_key` names it (a FIFO or device too: its item fails)."""
     part = arg.split("::", 1)[0]
     if not part or part.startswith("-"):
         return None
     try:
-        path = Path(part).expanduser().resolve()
-        return path if path.is_file() else None
+        path = Path(part).expanduser()
+        return target_key(path) if path.exists() and not path.is_dir() else None
     except (OSError, ValueError):
         return None
 
