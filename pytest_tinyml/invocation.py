@@ -209,16 +209,42 @@ def cache_dir(config: pytest.Config) -> Path:
     return Path(str(config.rootpath)) / ".pytest_cache" / "d" / "tinyml"
 
 
-def tflm_timeout(config: pytest.Config) -> float:
-    """ini ``tinyml_tflm_timeout`` in seconds (a positive, finite number)."""
-    text = config.getini("tinyml_tflm_timeout")
+#: The timeouts' accepted range: more than 0 and less than this many seconds (NaN and infinity refused).
+MAX_TIMEOUT_SECONDS = 1e7
+_DURATION_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def ini_seconds(config: pytest.Config, name: str) -> float:
+    """ini ``name``, a timeout: a number of seconds, optionally with a unit (``90``, ``90s``, ``5min``,
+    ``1.5h``), more than 0 and less than :data:`MAX_TIMEOUT_SECONDS`; else a one-line UsageError that says
+    so."""
+    import re
+
+    text = str(config.getini(name))
     try:
-        value = float(text)
+        value = float(text)  # a bare number of seconds, as float() reads it
     except ValueError:
-        value = 0.0
-    if not 0 < value < 1e7:  # also refuses NaN and infinity
-        raise pytest.UsageError(f"tinyml_tflm_timeout = {text!r}: expected a positive number of seconds")
+        found = re.fullmatch(r"\s*([0-9][0-9._]*(?:[eE][+-]?[0-9]+)?)\s*(s|min|h)\s*", text[:100])
+        try:
+            value = float(found.group(1)) * _DURATION_UNITS[found.group(2)] if found else 0.0
+        except ValueError:
+            value = 0.0
+    if not 0 < value < MAX_TIMEOUT_SECONDS:  # also refuses NaN and infinity
+        raise pytest.UsageError(
+            f"{name} = {text[:100]!r}: expected a positive number of seconds below {MAX_TIMEOUT_SECONDS:,.0f}, "
+            "optionally with a unit s, min or h (e.g. 60, 90s, 5min)"
+        )
     return value
+
+
+def tflm_timeout(config: pytest.Config) -> float:
+    """ini ``tinyml_tflm_timeout`` in seconds (:func:`ini_seconds`)."""
+    return ini_seconds(config, "tinyml_tflm_timeout")
+
+
+def emulator_timeout(config: pytest.Config) -> float:
+    """ini ``tinyml_emulator_timeout`` in seconds (:func:`ini_seconds`): how long one emulator run may take."""
+    return ini_seconds(config, "tinyml_emulator_timeout")
 
 
 def inputs_keep_bytes(config: pytest.Config) -> int:
@@ -235,6 +261,7 @@ def run_options(config: pytest.Config, environment: Environment | None = None) -
     """The :class:`RunOptions` of this invocation (``environment``: as read now when not given)."""
     cache = cache_dir(config)
     timeout = tflm_timeout(config)
+    emulator_seconds = emulator_timeout(config)
     keep = inputs_keep_bytes(config)
     export = config.getoption("tinyml_export")
     report_dir = config.getoption("tinyml_report")
@@ -259,6 +286,7 @@ def run_options(config: pytest.Config, environment: Environment | None = None) -
         inputs_keep_bytes=keep,
         report_dir=Path(report_dir) if report_dir else None,
         baseline=Path(baseline) if baseline else None,
+        emulator_timeout=emulator_seconds,
     )
 
 
