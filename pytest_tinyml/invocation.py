@@ -10,6 +10,7 @@ pytest's hooks; the precedence between explicit settings and the environment is
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 from typing import Any
 
@@ -109,15 +110,42 @@ def explicit_args(config: pytest.Config) -> bool:
     return config.args_source == pytest.Config.ArgsSource.ARGS
 
 
-def point_args(config: pytest.Config, wanted: list[Path]) -> None:
-    """Make pytest collect ``wanted`` (besides what the command line names, or instead of testpaths)."""
+def point_args(config: pytest.Config, wanted: list[Path]) -> list[Path]:
+    """Make pytest collect ``wanted`` (besides what the command line names, or instead of testpaths).
+
+    pytest refuses a path argument with ``[`` (it reads it as parametrization): such a target is collected
+    through the nearest directory above it whose path has none. Returns those directories (under them
+    only the targets are collected: :func:`pytest_tinyml.items.pytest_ignore_collect`)."""
     if not wanted:
-        return
+        return []
     if explicit_args(config):
         named = {arg_file(arg) for arg in config.args}
-        config.args.extend(display(p) for p in wanted if p not in named)
+        extra = [p for p in wanted if p not in named]
     else:
-        config.args[:] = [display(p) for p in wanted]
+        extra = list(wanted)
+        config.args[:] = []
+    roots: list[Path] = []
+    for path in extra:
+        if "[" not in display(path):
+            config.args.append(display(path))
+            continue
+        root = next(d for d in path.parents if "[" not in display(d))
+        if root not in roots:
+            roots.append(root)
+            config.args.append(display(root))
+    return roots
+
+
+def user_paths(config: pytest.Config) -> list[Path]:
+    """The paths the command line named itself (before :func:`point_args`), absolute."""
+    if not explicit_args(config):
+        return []
+    out = []
+    for arg in config.args:
+        part = arg.split("::", 1)[0]
+        if part and not part.startswith("-"):
+            out.append(Path(os.path.abspath(Path(part).expanduser())))
+    return out
 
 
 # --- what plugins register ------------------------------------------------------------------------

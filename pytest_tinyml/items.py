@@ -33,6 +33,24 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under a directory collected only for targets whose path pytest cannot take (``model[v2].tflite``):
+    everything but the targets and the directories leading to them, unless the command line named it."""
+    session: TinyMLSession | None = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.collect_roots:
+        return None
+    path = Path(os.path.abspath(collection_path))
+    if not any(root in path.parents for root in session.collect_roots):
+        return None
+    if any(arg == path or arg in path.parents for arg in session.user_args):
+        return None
+    targets = session.models or session.specs
+    if target_key(path) in targets or any(path == t.parent or path in t.parents for t in targets):
+        return None
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """pytest's directory walk offers only regular files to ``pytest_collect_file``: a directory holding a
     spec or model that is not one (a FIFO, a device, a symlink to one) is collected by a directory node

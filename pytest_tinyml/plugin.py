@@ -187,7 +187,8 @@ def pytest_configure(config: pytest.Config) -> None:
         problem = reports.check_baseline(options.baseline)
         if problem:
             raise pytest.UsageError(problem)
-    invocation.point_args(config, models if models else specs)
+    session.user_args = invocation.user_paths(config)
+    session.collect_roots = invocation.point_args(config, models if models else specs)
 
 
 # --- reports and export (on the controller) ---------------------------------------------------------------------

@@ -46,6 +46,10 @@ class TinyMLSession:
     results: list[ItemRecord] = field(default_factory=list)
     report_outcome: Any = None
     notes: list[str] = field(default_factory=list)  # lines for the terminal summary (export)
+    # directories given to pytest for targets whose path it cannot take ("[" reads as parametrization):
+    # under them, only the targets (and the directories leading to them) are collected
+    collect_roots: list[Path] = field(default_factory=list)
+    user_args: list[Path] = field(default_factory=list)  # the paths the command line named itself
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
