@@ -110,12 +110,14 @@ class TargetsDir(pytest.Directory):
 def file_nodeid(path: Path, rootpath: Path) -> str:
     """The node id of a spec or model file: its path relative to the rootdir, or its absolute path when it
     lies outside (pytest would give such a file an empty id: ``::size`` for every model, which loses items
-    under ``--dist loadfile`` and breaks ``--lf``, ``-k`` and JUnit classnames)."""
+    under ``--dist loadfile`` and breaks ``--lf``, ``-k`` and JUnit classnames). Through the one name
+    sanitizer (:func:`~pytest_tinyml._util.text.printable`)."""
     absolute = Path(os.path.normpath(path.absolute()))
     try:
-        return absolute.relative_to(rootpath).as_posix()
+        nodeid = absolute.relative_to(rootpath).as_posix()
     except ValueError:
-        return absolute.as_posix()
+        nodeid = absolute.as_posix()
+    return printable(nodeid)  # a file name is data: control characters shown escaped (terminal, JUnit)
 
 
 class TinyMLFailure(Exception):
@@ -183,6 +185,10 @@ class TinyMLItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, self.line, f"{self.measurements.label}::{self.name}"
 
+    @property
+    def location(self) -> tuple[str, int | None, str]:
+        return sanitized_location(super().location)
+
 
 class SpecErrorItem(pytest.Item):
     """Stands in for a spec that cannot be read: fails with the one-line error, other specs still run."""
@@ -201,6 +207,16 @@ class SpecErrorItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, 0, f"{printable(self.path.name)}::{self.name}"
+
+    @property
+    def location(self) -> tuple[str, int | None, str]:
+        return sanitized_location(super().location)
+
+
+def sanitized_location(location: tuple[str, int | None, str]) -> tuple[str, int | None, str]:
+    """An item's location (file, line, head line) with the file name through the one name sanitizer:
+    pytest writes it into reports and the JUnit ``file`` attribute."""
+    return printable(location[0]), location[1], printable(location[2])
 
 
 def constraint_lines(spec: Spec | None, checks: list[Check]) -> dict[str, int]:

@@ -27,6 +27,9 @@ RECORD_VERSION = 1
 MAX_TEXT = 4096
 #: At most this many list entries per list in a record.
 MAX_LIST = 1000
+#: The fact a record carries when its file's name has control characters (its label shows them escaped).
+ESCAPED_NAME = "escaped_name"
+ESCAPED_NAME_NOTE = "the file name has control characters; shown with them escaped (\\x1b, \\n)"
 
 
 @dataclass

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pytest_tinyml._util.text import printable
 from pytest_tinyml.boards import DEFAULT_BOARD, Board, BoardRegistry
 from pytest_tinyml.checks.base import Check
 from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
@@ -126,7 +127,7 @@ class TinyMLSession:
         board = self.board(spec.board, where=spec.where("board"))
         artifacts = self.spec_artifacts(spec) if spec.builds else None
         return self._remember(
-            spec_targets(spec, name=display(path), board=board, options=self.options, artifacts=artifacts)
+            spec_targets(spec, name=printable(display(path)), board=board, options=self.options, artifacts=artifacts)
         )
 
     def model_target(self, path: Path) -> Target:
@@ -135,8 +136,8 @@ class TinyMLSession:
         spec = self.spec(self.specs[0]) if self.specs else None
         board = self.board(spec.board if spec else None, where=spec.where("board") if spec else None)
         name = display(path)
-        target = model_target(
-            Path(name), name=name, board=board, options=self.options,
+        target = model_target(  # the label through the one name sanitizer; the file read is the real one
+            Path(name), name=printable(name), board=board, options=self.options,
             constraints=spec.constraints if spec else None,
         )
         return self._remember([target])[0]

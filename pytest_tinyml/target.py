@@ -21,6 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml._util.text import has_unsafe, printable
 from pytest_tinyml.boards import Board
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.spec.model import AUDIT_DEFAULTS, Constraints, FirmwareSpec, Spec
@@ -286,7 +287,7 @@ class Target:
 
     def record(self) -> TargetRecord:
         """What the reports need of this target, from what was already computed (never computes)."""
-        from pytest_tinyml.records import TargetRecord, plain
+        from pytest_tinyml.records import ESCAPED_NAME, ESCAPED_NAME_NOTE, TargetRecord, plain
 
         facts: dict[str, Any] = {}
         arena = self.computed("arena")
@@ -316,6 +317,8 @@ class Target:
             value = self.computed(name)
             if isinstance(value, BaseException):
                 facts.setdefault("not_measured", {})[name] = str(value)
+        if self.path is not None and has_unsafe(str(self.path)):  # its label shows them escaped
+            facts[ESCAPED_NAME] = ESCAPED_NAME_NOTE
         path = self.computed("tflite_path")
         model_path = path if path is not None and not isinstance(path, BaseException) else self.model_path
         regression = {k: v for k, v in asdict(self.constraints.regression).items() if v is not None}
@@ -329,7 +332,7 @@ class Target:
             kind="spec" if self.spec is not None or self.mode is not None else "model",
             board=self.board.name,
             spec=self.source if self.spec is not None else None,
-            spec_name=self.spec.name if self.spec is not None else None,
+            spec_name=printable(self.spec.name) if self.spec is not None else None,
             mode=self.mode,
             runtime=runtime,
             model_path=str(model_path) if model_path is not None else None,
