@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_tinyml._util.files import target_key
+from pytest_tinyml._util.text import printable
 from pytest_tinyml.boards import BoardRegistry, board_from_mapping
 from pytest_tinyml.checks.base import CANONICAL_NAMES, Check
 from pytest_tinyml.errors import SpecError
@@ -37,22 +38,25 @@ def expand(patterns: list[str], option: str, want: tuple[str, ...]) -> list[Path
         path = Path(pattern).expanduser()
         if not path.is_absolute():
             path = Path.cwd() / path
-        if path.exists():  # a literal path that exists wins over glob interpretation: model[v2].tflite
+        if _exists(path):  # a literal path that exists wins over glob interpretation: model[v2].tflite
             matches = [path]
         elif glob.has_magic(pattern):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             if not matches:
-                raise pytest.UsageError(f"{option} {pattern}: the pattern matches no file (fix: check the pattern)")
+                raise pytest.UsageError(
+                    f"{option} {printable(pattern)}: the pattern matches no file (fix: check the pattern)"
+                )
         else:
-            raise pytest.UsageError(f"{option} {pattern}: no such file (fix: check the path)")
+            raise pytest.UsageError(f"{option} {printable(pattern)}: no such file (fix: check the path)")
         for match in matches:
             if match.is_dir():
                 raise pytest.UsageError(
-                    f"{option} {match}: is a directory (fix: name a file, or a glob such as {display(match)}/*{want[0]})"
+                    f"{option} {printable(str(match))}: is a directory (fix: name a file, or a glob such as "
+                    f"{printable(display(match))}/*{want[0]})"
                 )
             if match.is_file() and match.suffix.lower() not in want:
                 raise pytest.UsageError(
-                    f"{option} {match}: expected a {' or '.join(want)} file (fix: use "
+                    f"{option} {printable(str(match))}: expected a {' or '.join(want)} file (fix: use "
                     + ("--tinyml-model for .tflite files" if option == "--tinyml-spec" else "--tinyml-spec for YAML specs")
                     + ")"
                 )
@@ -61,6 +65,13 @@ def expand(patterns: list[str], option: str, want: tuple[str, ...]) -> list[Path
             if resolved not in out:
                 out.append(resolved)
     return out
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not a file that exists
+        return False
 
 
 def arg_file(arg: str) -> Path | None:

@@ -28,7 +28,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if session is None:
         return None
     if target_key(file_path) in (session.models or session.specs):
-        return TinyMLFile.from_parent(parent, path=file_path, nodeid=file_nodeid(file_path, parent.config.rootpath))
+        return TinyMLFile.from_parent(parent, path=file_path, name=printable(file_path.name),
+                                      nodeid=file_nodeid(file_path, parent.config.rootpath))
     return None
 
 

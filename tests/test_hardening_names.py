@@ -112,3 +112,6 @@ def test_control_characters_in_a_model_file_name_are_shown_escaped_everywhere(tm
     assert "the file name has control characters; shown with them escaped (\\x1b, \\n)" in target["notes"]
     good = next(t for t in report["targets"] if t["label"] == "good.tflite")
     assert not any("control characters" in n for n in good["notes"])
+    outcome, out = fh.run_pytest(["--tinyml-model", "*.tflite", "--co", "-v"], tmp_path)  # the collection tree
+    assert outcome.kind == "pytest_exit_0", out
+    assert f"<TinyMLFile {SHOWN}>" in out and not any(ch in out for ch in CONTROL)

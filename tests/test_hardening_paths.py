@@ -110,6 +110,17 @@ def test_a_fifo_spec_for_models_fails_their_items_without_waiting(tmp_path: Path
     assert "limits.yaml: not a regular file: a FIFO (named pipe) (fix: name the spec YAML file itself)" in out, out
 
 
+def test_usage_errors_show_the_pattern_escaped(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    outcome, out = fh.run_pytest(["--tinyml-model", "nope\x1b[2J*.tflite"], tmp_path)
+    assert outcome.kind == "pytest_exit_4", out
+    assert ("ERROR: --tinyml-model nope\\x1b[2J*.tflite: the pattern matches no file (fix: check the pattern)"
+            in out.splitlines()), out
+    outcome, out = fh.run_pytest(["--tinyml-model", "x" * 5000 + "*.tflite"], tmp_path)  # too long to stat
+    assert outcome.kind == "pytest_exit_4", out
+    assert "the pattern matches no file" in out
+
+
 def test_file_checks_never_open_or_wait(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo")
     (tmp_path / "zero").symlink_to("/dev/zero")
