@@ -187,3 +187,15 @@ def test_emulator_timeout_reaches_the_run_options(tmp_path: Path) -> None:
     assert outcome.kind == "pytest_exit_4", out
     assert ("ERROR: tinyml_emulator_timeout = 'later': expected a positive number of seconds below 10,000,000, "
             "optionally with a unit s, min or h (e.g. 60, 90s, 5min)") in out
+
+
+def test_a_baseline_that_is_not_a_regular_file_is_one_line_without_waiting(tmp_path: Path) -> None:
+    (tmp_path / "good.tflite").write_bytes(factory.int8_cnn(0))
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    for name, kind in (("fifo.json", "a FIFO (named pipe)"), ("zero.json", "a symbolic link to /dev/zero, a character device")):
+        outcome, out = fh.run_pytest(["--tinyml-model", "good.tflite", "--tinyml-baseline", name], tmp_path, timeout=60)
+        assert outcome.kind == "pytest_exit_4", out
+        assert f"ERROR: {name}: not a regular file: {kind} (fix: pass a report.json written by --tinyml-report, or drop " \
+               "--tinyml-baseline)" in out, out
