@@ -74,7 +74,8 @@ def test_models_that_are_not_regular_files_fail_their_own_item(tmp_path: Path) -
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     kinds = odd_files(tmp_path, ".tflite")
     start = time.monotonic()
-    for args in (["--tinyml-model", "*.tflite"], [a for name in ["good.tflite", *kinds] for a in ("--tinyml-model", name)]):
+    for args in (["--tinyml-model", "*.tflite"], [a for name in ["good.tflite", *kinds] for a in ("--tinyml-model", name)],
+                 ["good.tflite", *kinds]):  # named as test paths on the command line
         outcome, out = fh.run_pytest([*args, *NOT_FIRMWARE], tmp_path, timeout=120)
         assert outcome.kind == "pytest_exit_1", out
         assert sorted(lines_starting(out, "PASSED")) == sorted(f"PASSED good.tflite::{n}" for n in AUDIT), out
