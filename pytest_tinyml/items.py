@@ -66,11 +66,28 @@ def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Col
         return None
     if not odd:
         return None
-    if (path / "__init__.py").is_file():
-        return None  # a Python package: pytest's own node (its odd file is then pytest's "not found")
+    if (path / "__init__.py").is_file():  # a Python package: pytest's own node, plus the odd files
+        package: TargetsPackage = TargetsPackage.from_parent(parent, path=path)
+        package.odd_names = frozenset(odd)
+        return package
     node: TargetsDir = TargetsDir.from_parent(parent, path=path)
     node.odd_names = frozenset(odd)
     return node
+
+
+class TargetsPackage(pytest.Package):
+    """A Python package directory as pytest collects it, then the spec or model files in it that are not
+    regular files."""
+
+    odd_names: frozenset[str] = frozenset()
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        yield from super().collect()
+        for name in sorted(self.odd_names):
+            path = self.path / name
+            if self.session.isinitpath(path) or not self.ihook.pytest_ignore_collect(collection_path=path,
+                                                                                     config=self.config):
+                yield from self.ihook.pytest_collect_file(file_path=path, parent=self)
 
 
 class TargetsDir(pytest.Directory):

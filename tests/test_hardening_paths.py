@@ -87,6 +87,20 @@ def test_models_that_are_not_regular_files_fail_their_own_item(tmp_path: Path) -
     assert time.monotonic() - start < 110  # nothing waited on the FIFO
 
 
+def test_a_fifo_model_in_a_python_package_fails_its_own_item(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "test_a.py").write_text("def test_a():\n    pass\n")
+    (pkg / "good.tflite").write_bytes(factory.int8_cnn(0))
+    os.mkfifo(pkg / "fifo.tflite")
+    outcome, out = fh.run_pytest(["pkg", "--tinyml-model", "pkg/*.tflite", *NOT_FIRMWARE], tmp_path, timeout=120)
+    assert outcome.kind == "pytest_exit_1", out
+    assert "PASSED pkg/test_a.py::test_a" in out and "PASSED pkg/good.tflite::size" in out
+    assert "FAILED pkg/fifo.tflite::model - pkg/fifo.tflite: not a regular file: a FIFO" in out, out
+
+
 def test_specs_that_are_not_regular_files_fail_their_own_item(tmp_path: Path) -> None:
     (tmp_path / "good.tflite").write_bytes(factory.int8_cnn(0))
     (tmp_path / "good.yaml").write_text("version: 1\nname: good\nmodel: {tflite: good.tflite}\n"
