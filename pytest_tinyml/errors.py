@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_tinyml._util.text import printable
+
 
 class TinyMLError(Exception):
     """A user-facing error whose ``str()`` is one complete line."""
@@ -20,7 +22,8 @@ class TinyMLError(Exception):
         super().__init__(self.one_line())
 
     def one_line(self) -> str:
-        text = f"{self.where}: {self.message}" if self.where else self.message
+        # the location is a name (a file the user gave): control characters in it are shown escaped
+        text = f"{printable(self.where)}: {self.message}" if self.where else self.message
         if self.fix:
             text += f" (fix: {self.fix})"
         return " ".join(text.split())

@@ -10,11 +10,14 @@ pytest's hooks; the precedence between explicit settings and the environment is
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_tinyml._util.files import target_key
+from pytest_tinyml._util.text import printable
 from pytest_tinyml.boards import BoardRegistry, board_from_mapping
 from pytest_tinyml.checks.base import CANONICAL_NAMES, Check
 from pytest_tinyml.errors import SpecError
@@ -35,39 +38,51 @@ def expand(patterns: list[str], option: str, want: tuple[str, ...]) -> list[Path
         path = Path(pattern).expanduser()
         if not path.is_absolute():
             path = Path.cwd() / path
-        if glob.has_magic(pattern):
+        if _exists(path):  # a literal path that exists wins over glob interpretation: model[v2].tflite
+            matches = [path]
+        elif glob.has_magic(pattern):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             if not matches:
-                raise pytest.UsageError(f"{option} {pattern}: the pattern matches no file (fix: check the pattern)")
+                raise pytest.UsageError(
+                    f"{option} {printable(pattern)}: the pattern matches no file (fix: check the pattern)"
+                )
         else:
-            if not path.exists():
-                raise pytest.UsageError(f"{option} {pattern}: no such file (fix: check the path)")
-            matches = [path]
+            raise pytest.UsageError(f"{option} {printable(pattern)}: no such file (fix: check the path)")
         for match in matches:
             if match.is_dir():
                 raise pytest.UsageError(
-                    f"{option} {match}: is a directory (fix: name a file, or a glob such as {display(match)}/*{want[0]})"
+                    f"{option} {printable(str(match))}: is a directory (fix: name a file, or a glob such as "
+                    f"{printable(display(match))}/*{want[0]})"
                 )
             if match.is_file() and match.suffix.lower() not in want:
                 raise pytest.UsageError(
-                    f"{option} {match}: expected a {' or '.join(want)} file (fix: use "
+                    f"{option} {printable(str(match))}: expected a {' or '.join(want)} file (fix: use "
                     + ("--tinyml-model for .tflite files" if option == "--tinyml-spec" else "--tinyml-spec for YAML specs")
                     + ")"
                 )
-            resolved = match.resolve()
+            # not a regular file (FIFO, device, socket, a symlink to one): kept, its item fails saying so
+            resolved = target_key(match)
             if resolved not in out:
                 out.append(resolved)
     return out
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte: not a file that exists
+        return False
+
+
 def arg_file(arg: str) -> Path | None:
-    """The file a command-line argument names (``models/a.tflite::size`` -> ``models/a.tflite``), resolved."""
+    """The file a command-line argument names (``models/a.tflite::size`` -> ``models/a.tflite``) as
+    :func:`~pytest_tinyml._util.files.target_key` names it (a FIFO or device too: its item fails)."""
     part = arg.split("::", 1)[0]
     if not part or part.startswith("-"):
         return None
     try:
-        path = Path(part).expanduser().resolve()
-        return path if path.is_file() else None
+        path = Path(part).expanduser()
+        return target_key(path) if path.exists() and not path.is_dir() else None
     except (OSError, ValueError):
         return None
 
@@ -106,15 +121,42 @@ def explicit_args(config: pytest.Config) -> bool:
     return config.args_source == pytest.Config.ArgsSource.ARGS
 
 
-def point_args(config: pytest.Config, wanted: list[Path]) -> None:
-    """Make pytest collect ``wanted`` (besides what the command line names, or instead of testpaths)."""
+def point_args(config: pytest.Config, wanted: list[Path]) -> list[Path]:
+    """Make pytest collect ``wanted`` (besides what the command line names, or instead of testpaths).
+
+    pytest refuses a path argument with ``[`` (it reads it as parametrization): such a target is collected
+    through the nearest directory above it whose path has none. Returns those directories (under them
+    only the targets are collected: :func:`pytest_tinyml.items.pytest_ignore_collect`)."""
     if not wanted:
-        return
+        return []
     if explicit_args(config):
         named = {arg_file(arg) for arg in config.args}
-        config.args.extend(display(p) for p in wanted if p not in named)
+        extra = [p for p in wanted if p not in named]
     else:
-        config.args[:] = [display(p) for p in wanted]
+        extra = list(wanted)
+        config.args[:] = []
+    roots: list[Path] = []
+    for path in extra:
+        if "[" not in display(path):
+            config.args.append(display(path))
+            continue
+        root = next(d for d in path.parents if "[" not in display(d))
+        if root not in roots:
+            roots.append(root)
+            config.args.append(display(root))
+    return roots
+
+
+def user_paths(config: pytest.Config) -> list[Path]:
+    """The paths the command line named itself (before :func:`point_args`), absolute."""
+    if not explicit_args(config):
+        return []
+    out = []
+    for arg in config.args:
+        part = arg.split("::", 1)[0]
+        if part and not part.startswith("-"):
+            out.append(Path(os.path.abspath(Path(part).expanduser())))
+    return out
 
 
 # --- what plugins register ------------------------------------------------------------------------
@@ -206,16 +248,42 @@ def cache_dir(config: pytest.Config) -> Path:
     return Path(str(config.rootpath)) / ".pytest_cache" / "d" / "tinyml"
 
 
-def tflm_timeout(config: pytest.Config) -> float:
-    """ini ``tinyml_tflm_timeout`` in seconds (a positive, finite number)."""
-    text = config.getini("tinyml_tflm_timeout")
+#: The timeouts' accepted range: more than 0 and less than this many seconds (NaN and infinity refused).
+MAX_TIMEOUT_SECONDS = 1e7
+_DURATION_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
+
+
+def ini_seconds(config: pytest.Config, name: str) -> float:
+    """ini ``name``, a timeout: a number of seconds, optionally with a unit (``90``, ``90s``, ``5min``,
+    ``1.5h``), more than 0 and less than :data:`MAX_TIMEOUT_SECONDS`; else a one-line UsageError that says
+    so."""
+    import re
+
+    text = str(config.getini(name))
     try:
-        value = float(text)
+        value = float(text)  # a bare number of seconds, as float() reads it
     except ValueError:
-        value = 0.0
-    if not 0 < value < 1e7:  # also refuses NaN and infinity
-        raise pytest.UsageError(f"tinyml_tflm_timeout = {text!r}: expected a positive number of seconds")
+        found = re.fullmatch(r"\s*([0-9][0-9._]*(?:[eE][+-]?[0-9]+)?)\s*(s|min|h)\s*", text[:100])
+        try:
+            value = float(found.group(1)) * _DURATION_UNITS[found.group(2)] if found else 0.0
+        except ValueError:
+            value = 0.0
+    if not 0 < value < MAX_TIMEOUT_SECONDS:  # also refuses NaN and infinity
+        raise pytest.UsageError(
+            f"{name} = {text[:100]!r}: expected a positive number of seconds below {MAX_TIMEOUT_SECONDS:,.0f}, "
+            "optionally with a unit s, min or h (e.g. 60, 90s, 5min)"
+        )
     return value
+
+
+def tflm_timeout(config: pytest.Config) -> float:
+    """ini ``tinyml_tflm_timeout`` in seconds (:func:`ini_seconds`)."""
+    return ini_seconds(config, "tinyml_tflm_timeout")
+
+
+def emulator_timeout(config: pytest.Config) -> float:
+    """ini ``tinyml_emulator_timeout`` in seconds (:func:`ini_seconds`): how long one emulator run may take."""
+    return ini_seconds(config, "tinyml_emulator_timeout")
 
 
 def inputs_keep_bytes(config: pytest.Config) -> int:
@@ -232,6 +300,7 @@ def run_options(config: pytest.Config, environment: Environment | None = None) -
     """The :class:`RunOptions` of this invocation (``environment``: as read now when not given)."""
     cache = cache_dir(config)
     timeout = tflm_timeout(config)
+    emulator_seconds = emulator_timeout(config)
     keep = inputs_keep_bytes(config)
     export = config.getoption("tinyml_export")
     report_dir = config.getoption("tinyml_report")
@@ -256,6 +325,7 @@ def run_options(config: pytest.Config, environment: Environment | None = None) -
         inputs_keep_bytes=keep,
         report_dir=Path(report_dir) if report_dir else None,
         baseline=Path(baseline) if baseline else None,
+        emulator_timeout=emulator_seconds,
     )
 
 

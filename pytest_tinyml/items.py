@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from pytest_tinyml import records
+from pytest_tinyml._util.files import not_regular, target_key
+from pytest_tinyml._util.text import printable
 from pytest_tinyml.checks.base import Check, Verdict, check_info
-from pytest_tinyml.errors import NotEvaluable, TinyMLError
+from pytest_tinyml.errors import ModelFileError, NotEvaluable, SpecError, TinyMLError
 from pytest_tinyml.measurements import Measurements as Target
-from pytest_tinyml.session import SESSION_KEY, TinyMLSession
+from pytest_tinyml.session import SESSION_KEY, TinyMLSession, display
 from pytest_tinyml.spec.model import Spec
 
 
@@ -25,22 +27,115 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     session: TinyMLSession | None = parent.config.stash.get(SESSION_KEY, None)
     if session is None:
         return None
-    resolved = file_path.resolve()
-    nodeid = file_nodeid(file_path, parent.config.rootpath)
-    if resolved in (session.models or session.specs):
-        return TinyMLFile.from_parent(parent, path=file_path, nodeid=nodeid)
+    if target_key(file_path) in (session.models or session.specs):
+        return TinyMLFile.from_parent(parent, path=file_path, name=printable(file_path.name),
+                                      nodeid=file_nodeid(file_path, parent.config.rootpath))
     return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under a directory collected only for targets whose path pytest cannot take (``model[v2].tflite``):
+    everything but the targets and the directories leading to them, unless the command line named it."""
+    session: TinyMLSession | None = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.collect_roots:
+        return None
+    path = Path(os.path.abspath(collection_path))
+    if not any(root in path.parents for root in session.collect_roots):
+        return None
+    if any(arg == path or arg in path.parents for arg in session.user_args):
+        return None
+    targets = session.models or session.specs
+    if target_key(path) in targets or any(path == t.parent or path in t.parents for t in targets):
+        return None
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """pytest's directory walk offers only regular files to ``pytest_collect_file``: a directory holding a
+    spec or model that is not one (a FIFO, a device, a symlink to one) is collected by a directory node
+    that offers it as well, so that file fails its own item instead of pytest's "not found"."""
+    session: TinyMLSession | None = parent.config.stash.get(SESSION_KEY, None)
+    if session is None:
+        return None
+    try:
+        here = path.resolve()
+        odd = [t.name for t in (session.models or session.specs) if t.parent == here and not t.is_file()]
+    except OSError:
+        return None
+    if not odd:
+        return None
+    if (path / "__init__.py").is_file():  # a Python package: pytest's own node, plus the odd files
+        package: TargetsPackage = TargetsPackage.from_parent(parent, path=path)
+        package.odd_names = frozenset(odd)
+        return package
+    node: TargetsDir = TargetsDir.from_parent(parent, path=path)
+    node.odd_names = frozenset(odd)
+    return node
+
+
+class TargetsPackage(pytest.Package):
+    """A Python package directory as pytest collects it, then the spec or model files in it that are not
+    regular files."""
+
+    odd_names: frozenset[str] = frozenset()
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        yield from super().collect()
+        for name in sorted(self.odd_names):
+            path = self.path / name
+            if self.session.isinitpath(path) or not self.ihook.pytest_ignore_collect(collection_path=path,
+                                                                                     config=self.config):
+                yield from self.ihook.pytest_collect_file(file_path=path, parent=self)
+
+
+class TargetsDir(pytest.Directory):
+    """A directory as pytest's own node collects it, plus the spec or model files in it that are not
+    regular files (offered to ``pytest_collect_file`` like the others, never opened here)."""
+
+    odd_names: frozenset[str] = frozenset()
+
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        ihook = self.ihook
+        try:
+            entries = sorted(os.scandir(self.path), key=lambda entry: entry.name)
+        except OSError:
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+                is_file = entry.is_file() or entry.name in self.odd_names
+            except OSError:
+                continue
+            if is_dir:
+                if not self.session.isinitpath(path, with_parents=True) and ihook.pytest_ignore_collect(
+                    collection_path=path, config=self.config
+                ):
+                    continue
+                col = ihook.pytest_collect_directory(path=path, parent=self)
+                if col is not None:
+                    yield col
+            elif is_file:
+                if not self.session.isinitpath(path) and ihook.pytest_ignore_collect(
+                    collection_path=path, config=self.config
+                ):
+                    continue
+                yield from ihook.pytest_collect_file(file_path=path, parent=self)
 
 
 def file_nodeid(path: Path, rootpath: Path) -> str:
     """The node id of a spec or model file: its path relative to the rootdir, or its absolute path when it
     lies outside (pytest would give such a file an empty id: ``::size`` for every model, which loses items
-    under ``--dist loadfile`` and breaks ``--lf``, ``-k`` and JUnit classnames)."""
+    under ``--dist loadfile`` and breaks ``--lf``, ``-k`` and JUnit classnames). Through the one name
+    sanitizer (:func:`~pytest_tinyml._util.text.printable`)."""
     absolute = Path(os.path.normpath(path.absolute()))
     try:
-        return absolute.relative_to(rootpath).as_posix()
+        nodeid = absolute.relative_to(rootpath).as_posix()
     except ValueError:
-        return absolute.as_posix()
+        nodeid = absolute.as_posix()
+    return printable(nodeid)  # a file name is data: control characters shown escaped (terminal, JUnit)
 
 
 class TinyMLFailure(Exception):
@@ -108,6 +203,10 @@ class TinyMLItem(pytest.Item):
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, self.line, f"{self.measurements.label}::{self.name}"
 
+    @property
+    def location(self) -> tuple[str, int | None, str]:
+        return sanitized_location(super().location)
+
 
 class SpecErrorItem(pytest.Item):
     """Stands in for a spec that cannot be read: fails with the one-line error, other specs still run."""
@@ -125,7 +224,17 @@ class SpecErrorItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, 0, f"{self.path.name}::spec"
+        return self.path, 0, f"{printable(self.path.name)}::{self.name}"
+
+    @property
+    def location(self) -> tuple[str, int | None, str]:
+        return sanitized_location(super().location)
+
+
+def sanitized_location(location: tuple[str, int | None, str]) -> tuple[str, int | None, str]:
+    """An item's location (file, line, head line) with the file name through the one name sanitizer:
+    pytest writes it into reports and the JUnit ``file`` attribute."""
+    return printable(location[0]), location[1], printable(location[2])
 
 
 def constraint_lines(spec: Spec | None, checks: list[Check]) -> dict[str, int]:
@@ -175,6 +284,16 @@ class TinyMLFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         session: TinyMLSession = self.config.stash[SESSION_KEY]
+        kind = not_regular(self.path)
+        if kind is not None:  # never opened: a FIFO would block, /dev/zero never end
+            where = display(self.path)
+            if session.models:
+                yield SpecErrorItem.from_parent(self, name="model", error=ModelFileError(
+                    f"not a regular file: {kind}", where=where, fix="pass the .tflite file itself"))
+            else:
+                yield SpecErrorItem.from_parent(self, name="spec", error=SpecError(
+                    f"not a regular file: {kind}", where=where, fix="name the spec YAML file itself"))
+            return
         path = self.path.resolve()
         try:
             targets = [session.model_target(path)] if session.models else session.spec_targets(path)

@@ -330,6 +330,7 @@ class Measurements:
             flash_cache=firmware.flash_cache(board),
             arena_bytes=0,  # real TFLM: all free RAM; the firmware bisects the smallest arena that allocates
             runtime_note=choice.note,
+            timeout=self.options.emulator_timeout,
         )
 
     @measurement

@@ -99,6 +99,7 @@ class RunOptions:
     report_dir: Path | None = None  # --tinyml-report: write report.json, report.md and report.html here
     baseline: Path | None = None  # --tinyml-baseline: an earlier report.json to compare with
     environment: Environment = field(default_factory=Environment)
+    emulator_timeout: float = 300.0  # seconds one emulator run may take (ini tinyml_emulator_timeout)
 
     @classmethod
     def resolve(cls, environment: Environment, **settings: Any) -> RunOptions:

@@ -102,8 +102,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "tinyml_tflm_timeout",
         "seconds one host-TFLM allocation may take in its child; an invoke run gets as much again per 1,000 samples "
-        "(default 60)",
+        "(default 60; a unit s, min or h may follow: 90s, 5min)",
         default="60",
+    )
+    parser.addini(
+        "tinyml_emulator_timeout",
+        "how long one emulator run (QEMU or Renode: all the firmware samples of a target) may take, in seconds; "
+        "a unit s, min or h may follow: 600s, 10min (default 300)",
+        default="300",
     )
     parser.addini("tinyml_tflm_sources", "TFLM source cache directory (default: <cache dir>/tflm-sources)", default="")
     parser.addini("tinyml_tflm_mirror", "base URL of TFLM source archives (default https://github.com)", default="")
@@ -177,7 +183,8 @@ def pytest_configure(config: pytest.Config) -> None:
         problem = reports.check_baseline(options.baseline)
         if problem:
             raise pytest.UsageError(problem)
-    invocation.point_args(config, models if models else specs)
+    session.user_args = invocation.user_paths(config)
+    session.collect_roots = invocation.point_args(config, models if models else specs)
 
 
 # --- reports and export (on the controller) ---------------------------------------------------------------------

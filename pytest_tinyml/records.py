@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pytest_tinyml.measurements import Measurements
 
 from pytest_tinyml._util.jsonsafe import jsonsafe
+from pytest_tinyml._util.text import has_unsafe, printable
 from pytest_tinyml.kinds import ItemStatus
 
 #: The user property that carries a record.
@@ -30,6 +31,9 @@ RECORD_VERSION = 1
 MAX_TEXT = 4096
 #: At most this many list entries per list in a record.
 MAX_LIST = 1000
+#: The fact a record carries when its file's name has control characters (its label shows them escaped).
+ESCAPED_NAME = "escaped_name"
+ESCAPED_NAME_NOTE = "the file name has control characters; shown with them escaped (\\x1b, \\n)"
 
 
 @dataclass
@@ -199,6 +203,8 @@ def target_record(m: Measurements) -> TargetRecord:
     for name, value in (("arena", arena), ("flash", flash), ("accuracy", accuracy), ("tflite_path", path)):
         if isinstance(value, BaseException):
             facts.setdefault("not_measured", {})[name] = str(value)
+    if target.path is not None and has_unsafe(str(target.path)):  # its label shows them escaped
+        facts[ESCAPED_NAME] = ESCAPED_NAME_NOTE
     model_path = path if path is not None and not isinstance(path, BaseException) else target.model_path
     regression = {k: v for k, v in asdict(target.constraints.regression).items() if v is not None}
     runtime = None
@@ -212,7 +218,7 @@ def target_record(m: Measurements) -> TargetRecord:
         kind="spec" if target.spec is not None or target.mode is not None else "model",
         board=target.board.name,
         spec=target.source if target.spec is not None else None,
-        spec_name=target.spec.name if target.spec is not None else None,
+        spec_name=printable(target.spec.name) if target.spec is not None else None,
         mode=target.mode,
         runtime=runtime,
         model_path=str(model_path) if model_path is not None else None,

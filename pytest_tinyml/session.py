@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pytest_tinyml._util.text import printable
 from pytest_tinyml.boards import DEFAULT_BOARD, Board, BoardRegistry
 from pytest_tinyml.checks.base import Check
 from pytest_tinyml.errors import NotEvaluable, SpecError, TinyMLError
@@ -47,6 +48,10 @@ class TinyMLSession:
     results: list[ItemRecord] = field(default_factory=list)
     report_outcome: Any = None
     notes: list[str] = field(default_factory=list)  # lines for the terminal summary (export)
+    # directories given to pytest for targets whose path it cannot take ("[" reads as parametrization):
+    # under them, only the targets (and the directories leading to them) are collected
+    collect_roots: list[Path] = field(default_factory=list)
+    user_args: list[Path] = field(default_factory=list)  # the paths the command line named itself
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -130,7 +135,7 @@ class TinyMLSession:
         board = self.board(spec.board, where=spec.where("board"))
         artifacts = self.spec_artifacts(spec) if spec.builds else None
         return self._remember(
-            spec_targets(spec, name=display(path), board=board, options=self.options, artifacts=artifacts)
+            spec_targets(spec, name=printable(display(path)), board=board, options=self.options, artifacts=artifacts)
         )
 
     def model_target(self, path: Path) -> Measurements:
@@ -139,8 +144,8 @@ class TinyMLSession:
         spec = self.spec(self.specs[0]) if self.specs else None
         board = self.board(spec.board if spec else None, where=spec.where("board") if spec else None)
         name = display(path)
-        target = model_target(
-            Path(name), name=name, board=board, options=self.options,
+        target = model_target(  # the label through the one name sanitizer; the file read is the real one
+            Path(name), name=printable(name), board=board, options=self.options,
             constraints=spec.constraints if spec else None,
         )
         return self._remember([target])[0]

@@ -24,7 +24,9 @@ from __future__ import annotations
 import os
 import stat
 import struct
+from pathlib import Path
 
+from pytest_tinyml._util.files import NotRegularFile, not_regular, read_regular
 from pytest_tinyml.analysis._fb import BudgetError, FlatbufferError, Reader
 from pytest_tinyml.analysis.modelinfo import ModelInfo
 from pytest_tinyml.analysis.schema import Schema
@@ -74,7 +76,8 @@ def _read_file(path: str | os.PathLike[str]) -> bytes:
         )
     if not stat.S_ISREG(st.st_mode):
         raise ModelFileError(
-            "is not a regular file (device, pipe or socket)", where=where, fix="pass a .tflite file"
+            f"not a regular file: {not_regular(Path(where)) or 'a device, pipe or socket'}",
+            where=where, fix="pass the .tflite file itself",
         )
     if st.st_size == 0:
         raise ModelFileError(
@@ -90,8 +93,9 @@ def _read_file(path: str | os.PathLike[str]) -> bytes:
             fix="check this is the right file, or shrink the model (quantize, prune, fewer parameters)",
         )
     try:
-        with open(where, "rb") as fh:
-            data = fh.read(MAX_MODEL_BYTES + 1)
+        data = read_regular(Path(where), MAX_MODEL_BYTES + 1)  # O_NONBLOCK: a FIFO swapped in never blocks
+    except NotRegularFile as exc:
+        raise ModelFileError(f"not a regular file: {exc.kind}", where=where, fix="pass the .tflite file itself") from None
     except OSError as exc:
         raise ModelFileError(
             f"cannot read the model file: {exc.strerror}", where=where, fix="check the file permissions"

@@ -13,34 +13,14 @@ lines nor rewrite what the terminal shows.
 
 from __future__ import annotations
 
+from pytest_tinyml._util.text import printable
+
+__all__ = ["MAX_DESCRIPTION_CHARS", "MAX_NAME_CHARS", "clip", "printable"]
+
 #: Characters of a name kept by the parser (and so in JSON reports).
 MAX_NAME_CHARS = 256
 #: Characters of a model description kept by the parser.
 MAX_DESCRIPTION_CHARS = 1024
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    if ch == "\n":
-        return "\\n"
-    if ch == "\t":
-        return "\\t"
-    if ch == "\r":
-        return "\\r"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def _unsafe(ch: str) -> bool:
-    code = ord(ch)
-    return code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029) or 0x202A <= code <= 0x202E \
-        or 0x2066 <= code <= 0x2069 or code == 0x200E or code == 0x200F
-
-
-def printable(text: str) -> str:
-    """``text`` with control, line-separator and bidi-override characters written as escapes."""
-    if not any(_unsafe(ch) for ch in text):
-        return text
-    return "".join(_escape(ch) if _unsafe(ch) else ch for ch in text)
 
 
 def clip(text: str, limit: int = MAX_NAME_CHARS) -> str:

@@ -26,3 +26,15 @@ class FirmwareError(TinyMLError):
         tail = " | ".join(line.strip() for line in self.output[-3:] if line.strip())
         full = f"firmware {stage}: {message}" + (f" [last output: {tail}]" if tail and tail not in message else "")
         super().__init__(full, where=where, fix=fix)
+
+
+def emulator_timeout(limit: float, output: list[str] | None = None) -> FirmwareError:
+    """The error of an emulator run that did not finish within ``limit`` seconds (ini
+    ``tinyml_emulator_timeout``), naming the option."""
+    return FirmwareError(
+        f"emulator did not finish within {limit:g} s",
+        stage="timeout",
+        output=output,
+        fix=f"raise ini tinyml_emulator_timeout (now {limit:g} s; e.g. tinyml_emulator_timeout = 10min) "
+            "or run fewer samples",
+    )

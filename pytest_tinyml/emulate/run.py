@@ -28,7 +28,7 @@ import numpy as np
 
 from pytest_tinyml.emulate.blocks import use_block
 from pytest_tinyml.emulate.build import board_script, build_app, elf_symbols, footprint
-from pytest_tinyml.emulate.errors import FirmwareError
+from pytest_tinyml.emulate.errors import FirmwareError, emulator_timeout
 from pytest_tinyml.emulate.ops import unsupported_ops
 from pytest_tinyml.emulate.placement import check_args, resolve_target
 from pytest_tinyml.emulate.policy import resolve_runtime
@@ -198,8 +198,7 @@ def execute(request: FirmwareRequest, *, cache_dir: Path, progress: Any = None,
                 max_uart = 64 * 1024 + max_data * 3 + (hi - lo) * 64
                 left = deadline - time.perf_counter()
                 if left <= 0:
-                    raise FirmwareError(f"emulator did not finish within {timeout:g} s", stage="timeout",
-                                        fix="raise the timeout or run fewer samples")
+                    raise emulator_timeout(timeout)
                 if target.emulator == Emulator.QEMU:
                     counts_file = io_dir / "tm_classes.txt"
                     args = tuple(extra_args)
@@ -211,15 +210,26 @@ def execute(request: FirmwareRequest, *, cache_dir: Path, progress: Any = None,
                         args += tuple(plugin_args(counting, counts_file, flash=flash, line_bytes=line, lines=lines,
                                                   ways=ways))
                     cmd = qemu_command(machine, built.elf, block, block_addr, serial, args)
-                    run = run_emulator(cmd, cwd, serial, left, max_bytes=max_uart,
-                                       memory_limit=QEMU_MEMORY_LIMIT + MACHINES[machine].fixed_ram_bytes)
+                    try:
+                        run = run_emulator(cmd, cwd, serial, left, max_bytes=max_uart,
+                                           memory_limit=QEMU_MEMORY_LIMIT + MACHINES[machine].fixed_ram_bytes)
+                    except FirmwareError as exc:  # the message names the whole run's limit, not what was left
+                        if exc.stage != "timeout":
+                            raise
+                        raise emulator_timeout(timeout, exc.output) from None
                     if counting is not None:
                         counts_runs.append(read_counts(counts_file))
                 else:
                     from pytest_tinyml.emulate.renode import renode_run
 
-                    cmd, run, count_executed = renode_run(target.name, built.elf, block, block_addr, serial, cwd, left,
-                                                          max_bytes=max_uart, vector_table=target.memory.flash.origin)
+                    try:
+                        cmd, run, count_executed = renode_run(target.name, built.elf, block, block_addr, serial, cwd,
+                                                              left, max_bytes=max_uart,
+                                                              vector_table=target.memory.flash.origin)
+                    except FirmwareError as exc:
+                        if exc.stage != "timeout":
+                            raise
+                        raise emulator_timeout(timeout, exc.output) from None
                     executed += count_executed
                     script_text = script_text or (io_dir / "tinyml.resc").read_text()
             if not command:  # the recorded command is the first run's: its block can be written again

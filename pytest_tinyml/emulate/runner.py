@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_tinyml._util.proc import Child, read_bounded
-from pytest_tinyml.emulate.errors import FirmwareError
+from pytest_tinyml.emulate.errors import FirmwareError, emulator_timeout
 from pytest_tinyml.emulate.qemu import QEMU_MEMORY_LIMIT
 
 #: Free-text lines after which the firmware never reaches its end marker: TFLM's TFLITE_ABORT (built with
@@ -65,12 +65,7 @@ def run_emulator(cmd: list[str], cwd: Path, serial: Path, timeout: float, *, max
             if rc is not None:
                 break
             if time.perf_counter() - start > timeout:
-                raise FirmwareError(
-                    f"emulator did not finish within {timeout:g} s",
-                    stage="timeout",
-                    output=data.decode("latin-1").splitlines()[-20:],
-                    fix="raise the timeout or run fewer samples",
-                )
+                raise emulator_timeout(timeout, data.decode("latin-1").splitlines()[-20:])
             time.sleep(0.005 if time.perf_counter() - start < 1 else 0.02)
     stderr = read_bounded(errlog, 64 << 10).decode("latin-1").splitlines()[-40:]
     return EmulatorRun(data, rc, stderr, time.perf_counter() - start)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_tinyml._util.files import NotRegularFile, not_regular, read_regular
 from pytest_tinyml.analysis.names import clip
 from pytest_tinyml.checks.base import Metric
 from pytest_tinyml.checks.registry import builtin_metrics
@@ -101,7 +102,16 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"baseline report is {size:,} bytes, too large to be a report", where=where, fix=_FIX
         )
     try:
-        doc = _parse_json(p.read_text(encoding="utf-8"))
+        raw = read_regular(p, MAX_BASELINE_BYTES + 1)  # O_NONBLOCK: a FIFO never blocks, /dev/zero is refused
+    except NotRegularFile as exc:
+        raise BaselineError(f"not a regular file: {not_regular(p) or exc.kind}", where=where, fix=_FIX) from None
+    except OSError as exc:
+        raise BaselineError(f"cannot read the baseline report: {exc.strerror}", where=where, fix=_FIX) from None
+    if len(raw) > MAX_BASELINE_BYTES:
+        raise BaselineError(f"baseline report is over {MAX_BASELINE_BYTES:,} bytes, too large to be a report",
+                            where=where, fix=_FIX)
+    try:
+        doc = _parse_json(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise BaselineError("baseline report is not UTF-8 text", where=where, fix=_FIX) from None
     except json.JSONDecodeError as exc:

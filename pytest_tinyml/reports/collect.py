@@ -22,7 +22,7 @@ from pytest_tinyml.checks.base import Metric, metrics_of
 from pytest_tinyml.checks.registry import builtin_metrics
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.kinds import ItemStatus, Runtime
-from pytest_tinyml.records import ItemRecord, TargetRecord
+from pytest_tinyml.records import ESCAPED_NAME, ItemRecord, TargetRecord
 from pytest_tinyml.reports._format import item_order, one_line
 from pytest_tinyml.reports.profile import target_latency
 
@@ -335,6 +335,8 @@ def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = Tru
     for name, why in (info.facts.get("not_measured") or {}).items():
         if name not in checks:  # an item of that name already says why
             notes.append(f"{name}: not measured ({one_line(why, 200)})")
+    if info.facts.get(ESCAPED_NAME):
+        notes.append(str(info.facts[ESCAPED_NAME]))
     path = Path(info.model_path) if info.model_path else None
     data = _guard(notes, "model file", lambda: read_model(path)) if read else None
     if data is None and not any("model" in n for n in notes):

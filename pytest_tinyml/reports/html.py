@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pytest_tinyml._util.text import printable
 from pytest_tinyml.kinds import ItemStatus
 from pytest_tinyml.reports import compare_table
 from pytest_tinyml.reports._format import (
@@ -62,6 +63,11 @@ _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 def e(text: Any) -> str:
     """Escape any value for HTML text and attribute contexts."""
     return html.escape("" if text is None else str(text), quote=True)
+
+
+def _name(text: Any) -> Any:
+    """A file name or path through the one name sanitizer (control characters shown escaped)."""
+    return printable(text) if isinstance(text, str) else text
 
 
 def _badge(status: str, text: str | None = None) -> str:
@@ -129,7 +135,7 @@ def _meta(t: dict[str, Any]) -> str:
         ("why that runtime", t.get("runtime_note")),
         ("mode", t.get("mode")),
         ("spec", t.get("spec")),
-        ("model", t.get("model_path")),
+        ("model", _name(t.get("model_path"))),
         ("size", fmt_bytes(t["size_bytes"]) if t.get("size_bytes") is not None else None),
         ("sha256", t.get("sha256")),
     ]
@@ -318,7 +324,7 @@ def render_html(report: dict[str, Any], *, plots: bool = True) -> tuple[str, lis
     base = report.get("baseline")
     if base:
         regs = base.get("regressions") or []
-        inner = f"<h3>Baseline <code>{e(base.get('path'))}</code>"
+        inner = f"<h3>Baseline <code>{e(_name(base.get('path')))}</code>"
         inner += (
             f" <span class=muted>({e(base.get('generated'))})</span></h3>"
             if base.get("generated")

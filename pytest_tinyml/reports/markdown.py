@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_tinyml._util.text import printable
 from pytest_tinyml.kinds import ItemStatus
 from pytest_tinyml.reports import compare_table
 from pytest_tinyml.reports._format import (
@@ -137,9 +138,9 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool, vocab: V
         meta.append(f"firmware runtime {code(t['runtime'])}" + (f" ({md(t['runtime_note'], 300)})" if t.get("runtime_note") else ""))
     if t.get("mode"):
         meta.append(f"mode {code(t['mode'])}")
-    if t.get("model_path") and t["model_path"] != t["label"]:
+    if t.get("model_path") and printable(t["model_path"]) != t["label"]:
         size = f" ({fmt_bytes(t['size_bytes'])})" if t.get("size_bytes") is not None else ""
-        meta.append(f"model {code(t['model_path'])}{size}")
+        meta.append(f"model {code(printable(t['model_path']))}{size}")
     if t.get("sha256"):
         meta.append(f"sha256 {code(t['sha256'][:16])}")
     meta.append(_counts(items))
@@ -234,11 +235,11 @@ def _render(report: dict[str, Any], full: bool) -> str:
         regressions = base.get("regressions") or []
         if regressions:
             lines.append(
-                f"**{len(regressions)} regression{'s' if len(regressions) != 1 else ''}** against baseline {code(base.get('path'))}:"
+                f"**{len(regressions)} regression{'s' if len(regressions) != 1 else ''}** against baseline {code(printable(str(base.get('path'))))}:"
             )
             lines += [f"- {md(r, 400)}" for r in regressions]
         else:
-            lines.append(f"No regressions against baseline {code(base.get('path'))}.")
+            lines.append(f"No regressions against baseline {code(printable(str(base.get('path'))))}.")
         if base.get("missing_targets"):
             lines.append(
                 f"- in the baseline but not in this run: {', '.join(code(x) for x in base['missing_targets'])}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml._util.text import printable
 from pytest_tinyml.fmt import fmt_bytes
 from pytest_tinyml.kinds import Emulator, ItemStatus, Runtime
 from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, item_order, one_line
@@ -124,15 +125,15 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
         if comparison.missing:
             lines.append(f"in the baseline but not in this run: {', '.join(comparison.missing)}")
         if comparison.regressions:
-            lines.append(f"regressions against baseline {comparison.path}:")
+            lines.append(f"regressions against baseline {printable(str(comparison.path))}:")
             lines.extend(f"  {text}" for text in comparison.regressions)
         else:
-            lines.append(f"no regressions against baseline {comparison.path}")
+            lines.append(f"no regressions against baseline {printable(str(comparison.path))}")
     for error in getattr(outcome, "errors", None) or []:
         lines.append(f"report error: {error}")
     written = getattr(outcome, "written", None) or []
     if written:
-        lines.append("reports: " + ", ".join(str(p) for p in written))
+        lines.append("reports: " + ", ".join(printable(str(p)) for p in written))
     return lines
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pytest_tinyml._util.files import NotRegularFile, not_regular, read_regular
 from pytest_tinyml.errors import SpecError
 from pytest_tinyml.spec.model import (
     Constraints,
@@ -390,11 +391,18 @@ def load_spec(path: str | Path, *, model_required: bool = True) -> Spec:
         raise SpecError("spec file not found", where=source, fix="check the path given to --tinyml-spec")
     if p.is_dir():
         raise SpecError("is a directory, not a spec file", where=source, fix="name a .yaml file")
+    kind = not_regular(p)
+    if kind is not None:  # a FIFO would block the read, /dev/zero never end it
+        raise SpecError(f"not a regular file: {kind}", where=source, fix="name the spec YAML file itself")
     try:
         size = p.stat().st_size
         if size > MAX_SPEC_BYTES:
             raise SpecError(f"spec is {size:,} bytes; specs are at most {MAX_SPEC_BYTES:,}", where=source)
-        raw = p.read_bytes()
+        raw = read_regular(p, MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:  # grew since the stat
+            raise SpecError(f"spec is over {MAX_SPEC_BYTES:,} bytes; specs are at most {MAX_SPEC_BYTES:,}", where=source)
+    except NotRegularFile as exc:
+        raise SpecError(f"not a regular file: {exc.kind}", where=source, fix="name the spec YAML file itself") from None
     except OSError as exc:
         raise SpecError(f"cannot read: {exc.strerror}", where=source) from None
     try:
