@@ -281,6 +281,12 @@ def tflm_timeout(config: pytest.Config) -> float:
     return ini_seconds(config, "tinyml_tflm_timeout")
 
 
+def download_deadline(config: pytest.Config) -> float:
+    """ini ``tinyml_download_deadline`` in seconds (:func:`ini_seconds`): the total time one TFLM source
+    archive may take to download (besides the per-read timeout)."""
+    return ini_seconds(config, "tinyml_download_deadline")
+
+
 def emulator_timeout(config: pytest.Config) -> float:
     """ini ``tinyml_emulator_timeout`` in seconds (:func:`ini_seconds`): how long one emulator run may take."""
     return ini_seconds(config, "tinyml_emulator_timeout")
@@ -301,6 +307,7 @@ def run_options(config: pytest.Config, environment: Environment | None = None) -
     cache = cache_dir(config)
     timeout = tflm_timeout(config)
     emulator_seconds = emulator_timeout(config)
+    deadline = download_deadline(config)
     keep = inputs_keep_bytes(config)
     export = config.getoption("tinyml_export")
     report_dir = config.getoption("tinyml_report")
@@ -326,6 +333,7 @@ def run_options(config: pytest.Config, environment: Environment | None = None) -
         report_dir=Path(report_dir) if report_dir else None,
         baseline=Path(baseline) if baseline else None,
         emulator_timeout=emulator_seconds,
+        download_deadline=deadline,
     )
 
 

@@ -298,6 +298,7 @@ class Measurements:
             mirror=options.tflm_mirror or options.environment.tflm_mirror,
             progress=options.progress,
             tflm_root=options.tflm_root or options.environment.tflm_root,
+            deadline=options.download_deadline,
         )
 
     def firmware_request(self) -> FirmwareRequest:

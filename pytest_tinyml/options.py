@@ -100,6 +100,7 @@ class RunOptions:
     baseline: Path | None = None  # --tinyml-baseline: an earlier report.json to compare with
     environment: Environment = field(default_factory=Environment)
     emulator_timeout: float = 300.0  # seconds one emulator run may take (ini tinyml_emulator_timeout)
+    download_deadline: float = 1800.0  # seconds one TFLM source archive may take to download (ini)
 
     @classmethod
     def resolve(cls, environment: Environment, **settings: Any) -> RunOptions:

@@ -111,6 +111,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "a unit s, min or h may follow: 600s, 10min (default 300)",
         default="300",
     )
+    parser.addini(
+        "tinyml_download_deadline",
+        "how long the download of one TFLM source archive may take in total, however slowly it arrives, in "
+        "seconds; a unit s, min or h may follow (default 30min)",
+        default="30min",
+    )
     parser.addini("tinyml_tflm_sources", "TFLM source cache directory (default: <cache dir>/tflm-sources)", default="")
     parser.addini("tinyml_tflm_mirror", "base URL of TFLM source archives (default https://github.com)", default="")
     parser.addini("tinyml_offline", "never download TFLM sources (like --tinyml-offline)", type="bool", default=False)

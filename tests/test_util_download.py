@@ -14,11 +14,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_tinyml._util import download as dl
 from pytest_tinyml.emulate import tflm_sources as ts
+from pytest_tinyml.options import RunOptions
+
+if TYPE_CHECKING:
+    from conftest import PytestRunner
 
 BODY = b"0123456789" * 100
 
@@ -254,3 +260,35 @@ def test_tflm_sources_path_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ts.SourcesUnavailable) as err:
         ts.locate_sources(cache, kernels="reference", mirror="http://127.0.0.1:9", table=table, tflm_root="")
     assert f"TFLM source cache {cache} is not a directory" in str(err.value) and "\n" not in str(err.value)
+
+
+
+def test_ini_download_deadline_ends_a_dripping_mirror_and_names_the_option(
+    tmp_path: Path, serve: Callable[[Answer], _Server], tflite_factory: ModuleType, run_pytest: PytestRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The whole way a user meets it: ini ``tinyml_download_deadline`` ends the pinned download from a mirror
+    that sends a byte every 0.2 s; the firmware items fall back to the project's runtime and say why."""
+    from pytest_tinyml.emulate import toolchain_status
+
+    if not toolchain_status().ok:
+        pytest.skip(f"firmware toolchain missing; to enable: {toolchain_status().hint}")
+    assert RunOptions(cache_dir=tmp_path).download_deadline == 1800.0  # the default: 30 minutes
+    monkeypatch.delenv("TINYML_OFFLINE", raising=False)  # the suite's default; this mirror is on 127.0.0.1
+    stop = threading.Event()
+    srv = serve(_drip(10_000_000, 0.2, stop))
+    (tmp_path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\ntinyml_download_deadline = 1s\n"
+        f"tinyml_tflm_mirror = {srv.url}\ntinyml_tflm_sources = {tmp_path / 'sources'}\n"
+        f"tinyml_cache_dir = {tmp_path / 'c'}\n"
+    )
+    outcome, out = run_pytest.checked(["--tinyml-model", "m.tflite", "-k", "firmware_bitexact", "-rA"], tmp_path,
+                                      timeout=240)
+    stop.set()
+    assert outcome.kind == "pytest_exit_0", out
+    line = next(x for x in out.splitlines() if x.startswith("real TFLM unavailable (tflite-micro: cannot download"))
+    assert "not finished after 1 s" in line and "the total deadline" in line
+    assert "fix: raise ini tinyml_download_deadline (now 1 s)" in line
+    assert "PASSED m.tflite::firmware_bitexact" in out  # judged on the project's runtime, as the line says
+    assert [p.name for p in (tmp_path / "sources").iterdir() if not p.name.endswith(".lock")] == []

@@ -76,6 +76,15 @@ class Truncated(DownloadError):
         self.expected = expected
 
 
+class DeadlineExceeded(DownloadError):
+    """The whole download took longer than its total deadline (``seconds``)."""
+
+    def __init__(self, seconds: float, got: int, elapsed: float) -> None:
+        super().__init__(f"not finished after {seconds:g} s ({got:,} bytes at {_rate(got, elapsed)}): "
+                         "the total deadline")
+        self.seconds = seconds
+
+
 class ChecksumMismatch(DownloadError):
     def __init__(self, algorithm: str, actual: str) -> None:
         super().__init__(f"checksum mismatch ({algorithm} {actual})")
@@ -195,8 +204,7 @@ def download(
                         h.update(chunk)
                     now = clock()
                     if now - start > deadline:
-                        raise DownloadError(f"not finished after {deadline:g} s ({got:,} bytes at "
-                                            f"{_rate(got, now - start)}): the total deadline")
+                        raise DeadlineExceeded(deadline, got, now - start)
                     if progress is not None and now - last >= progress_every:
                         last = now
                         total = f" of {length / 1e6:.1f} MB" if length else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_tinyml.emulate.tflm_fetch import DOWNLOAD_DEADLINE
 from pytest_tinyml.emulate.tflm_tree import TflmTree, resolve_kernels, tflm_tree
 from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.kinds import Runtime
@@ -60,6 +61,7 @@ def choose_runtime(
     mirror: str | None = None,
     progress: Progress | None = None,
     tflm_root: Path | None = None,
+    deadline: float = DOWNLOAD_DEADLINE,
 ) -> RuntimeChoice:
     """``tflm`` when TFLM sources and ``arm-none-eabi-g++`` are available, else ``tinyml`` with the reason.
 
@@ -73,7 +75,8 @@ def choose_runtime(
     if exc is None:
         try:
             tree = tflm_tree(tflm_root, kernels=kset, core=core, cache_dir=sources_dir, offline=offline,
-                             mirror=mirror, progress=progress, environment=Environment())
+                             mirror=mirror, progress=progress, environment=Environment(),
+                             deadline=deadline)
             return RuntimeChoice(Runtime.TFLM, tree, kset, "")
         except NotEvaluable as err:
             exc = _UNAVAILABLE[memo] = err

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
 
-from pytest_tinyml._util.download import DownloadError, HTTPStatusError, TooLarge, Truncated, download
+from pytest_tinyml._util.download import (
+    DeadlineExceeded,
+    DownloadError,
+    HTTPStatusError,
+    TooLarge,
+    Truncated,
+    download,
+)
 from pytest_tinyml.emulate.tflm_patch import PatchError, apply_patch
 from pytest_tinyml.emulate.tflm_pins import Pin, SourcesUnavailable, cache_entry_ok, tree_digest
 
@@ -54,6 +61,11 @@ def _download(url: str, dest: Path, name: str, progress: Progress, deadline: flo
         ) from None
     except HTTPStatusError as exc:
         raise SourcesUnavailable(f"{name}: {url} answered HTTP {exc.code}", _NET_FIX) from None
+    except DeadlineExceeded as exc:
+        raise SourcesUnavailable(
+            f"{name}: cannot download {url}: {exc.reason}",
+            f"raise ini tinyml_download_deadline (now {exc.seconds:g} s) for a slow link, or {_NET_FIX}",
+        ) from None
     except DownloadError as exc:
         raise SourcesUnavailable(f"{name}: cannot download {url}: {exc.reason}", _NET_FIX) from None
 

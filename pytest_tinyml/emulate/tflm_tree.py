@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_tinyml.emulate.tflm_fetch import DOWNLOAD_DEADLINE
 from pytest_tinyml.emulate.tflm_sources import SourceSet, locate_sources, tree_files, tree_has
 from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.kinds import KernelSet
@@ -147,11 +148,12 @@ def tflm_tree(
     mirror: str | None = None,
     progress: Progress | None = None,
     environment: Environment | None = None,
+    deadline: float = DOWNLOAD_DEADLINE,
 ) -> TflmTree:
     """Locate TFLM sources (``root``, the source cache ``cache_dir``, or a download) for a ``kernels`` build;
     raises NotEvaluable saying exactly what is missing. What is not given comes from ``environment``
     (``$TFLM_ROOT``, ``$TINYML_TFLM_SOURCES``, ``$TINYML_OFFLINE``, ``$TINYML_TFLM_MIRROR``; read now when
-    not given)."""
+    not given); ``deadline``: seconds each archive's download may take in total."""
     env = environment if environment is not None else Environment.read()
     if shutil.which(GXX) is None:
         raise NotEvaluable(f"{GXX} not found", "apt-get install -y g++-arm-none-eabi libstdc++-arm-none-eabi-newlib")
@@ -168,5 +170,6 @@ def tflm_tree(
         mirror=mirror or env.tflm_mirror,
         progress=progress,
         tflm_root=root if root is not None else "",
+        deadline=deadline,
     )
     return tree_from_sources(src, kernels, core)
