@@ -515,6 +515,19 @@ for _name, _answer, _first, _bound, _words in (
     case("drip", _name)(_drip_case)
 
 
+def _tls_drip(conn: socket.socket, path: str) -> None:
+    conn.sendall(b"\x16\x03\x03\x40\x00")  # a TLS handshake record that promises 16 KB, then a byte at a time
+    while True:
+        conn.sendall(b"\x02")
+        time.sleep(DRIP_EVERY)
+
+
+case("drip", "tls_handshake_one_byte_every_0.25s")(
+    lambda w: _timed_refusal(f"https://127.0.0.1:{Server(_tls_drip, read_request=False).port}/x", w, _BOUND))
+case("drip", "https_to_a_plain_http_server")(
+    lambda w: _timed_refusal(f"https://127.0.0.1:{Server(routes({'/x': BODY}, {})).port}/x", w, _BOUND))
+
+
 @case("drip", "no_length_close_with_digest")
 def _no_length(work: Path) -> Result:
     from pytest_tinyml._util.download import DownloadError, download
