@@ -13,7 +13,14 @@ Stages (cases are ``(seed, index)`` -> bytes, reproducible with tests/fuzz_mutat
 3. firmware: a sample of the cases TFLM allocates through the flash / firmware checks (QEMU);
 4. pytest: a sample (TFLM crashes first, then parse errors and allocations) through
    ``pytest --tinyml-model case.tflite`` in a subprocess; spec cases through ``pytest --tinyml-spec``;
-5. specs: mutated spec YAML through ``load_spec``.
+5. specs: mutated spec YAML through ``load_spec``;
+6. issue-13 hostile classes (tests/fuzz_hostile.py, ``--hostile N``);
+7. issue-19 supply-chain and edge classes (bench/fuzz_supply.py): ``redirect``, ``drip``, ``archive``,
+   ``tamper``, ``names``, each case in its own process under a time bound, with its peak RSS; one table
+   (class, cases, ok, crashes, hangs, silent passes, peak MB).
+
+``--only CLASS[,CLASS...]`` runs only some of them: ``models`` (stages 1-5), ``hostile``, or the issue-19
+class names (``supply`` for all five), e.g. ``python bench/bench_fuzz.py --only supply``.
 
 Bases: the flatbuffer models of tests/tflite_factory.py and two TensorFlow-converted int8 models cached by
 bench/_tf_models.py (generated once, in a child process). Cases classified as BUG are written to
@@ -39,6 +46,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import fuzz_harness as fh  # noqa: E402
 import fuzz_mutate as fm  # noqa: E402
+import fuzz_supply as fs  # noqa: E402
+
+GROUPS = ("models", "hostile", *fs.CLASSES)
 
 _BASES: list[fm.Base] = []
 _WORK: Path | None = None
@@ -121,7 +131,21 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=20.0, help="per-case TFLM child timeout, seconds")
     ap.add_argument("--no-tf", action="store_true", help="skip the TensorFlow-converted bases")
     ap.add_argument("--out", default=None, help="where BUG cases are written (default: a temp dir)")
+    ap.add_argument("--only", default="", metavar="CLASS[,CLASS]",
+                    help=f"run only these: {', '.join(GROUPS)}, or supply (the five issue-19 classes)")
     args = ap.parse_args()
+    only = {c for part in args.only.split(",") if part for c in (fs.CLASSES if part == "supply" else (part,))}
+    if only - set(GROUPS):
+        ap.error(f"--only: unknown {', '.join(sorted(only - set(GROUPS)))}; known: {', '.join(GROUPS)}, supply")
+    selected = only or set(GROUPS)
+    if "models" not in selected:
+        args.cases = args.specs = args.tflm = args.firmware = args.pytest = args.pytest_specs = 0
+        args.no_tf = True
+    if "hostile" not in selected:
+        args.hostile = 0
+    supply_classes = [c for c in fs.CLASSES if c in selected]
+    if not {"models", "hostile"} & selected:
+        return run_supply(supply_classes, Path(tempfile.mkdtemp(prefix="tinyml-fuzz-")), time.perf_counter())
 
     t_start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="tinyml-fuzz-"))
@@ -287,6 +311,9 @@ def main() -> int:
     t_pytest = time.perf_counter() - t
     counters["pytest"] = pytest_counts
 
+    # 7. issue-19 classes ------------------------------------------------------------------------------
+    supply = fs.run_classes(supply_classes, work) if supply_classes else []
+
     # summary ----------------------------------------------------------------------------------------
     wall = time.perf_counter() - t_start
     n_bug = {k: sum(v for kind, v in c.items() if kind.startswith("BUG")) for k, c in counters.items()}
@@ -320,16 +347,47 @@ def main() -> int:
     print(f"cases run: {args.cases + args.hostile + len(tflm_sample) + n_fw + n_pytest + args.specs:,} "
           f"(model {args.cases:,} + hostile {args.hostile:,} + TFLM {len(tflm_sample):,} + firmware {n_fw} + "
           f"pytest {n_pytest} + spec {args.specs:,})")
-    print(f"BUG crashes (pytest process, or an exception escaping a hostile case): {crashes}")
+    if supply:
+        show_supply(supply, work)
+    crashes += sum(o.kind == "crash" for o in supply)
+    hangs += sum(o.kind == "hang" for o in supply)
+    print(f"BUG crashes (pytest process, or an exception escaping a hostile or issue-19 case): {crashes}")
     print(f"BUG hangs: {hangs}")
     silent = sum(v for c in counters.values() for kind, v in c.items() if kind == "BUG:silent_pass")
+    silent += sum(o.kind == "silent_pass" for o in supply)
     print(f"BUG silent passes: {silent}")
     print(f"BUG uncaught tracebacks / multi-line errors: {tracebacks}")
-    print(f"BUG total: {sum(n_bug.values())} (per stage: {n_bug}); cases written to {out_dir}")
+    n_supply = sum(o.kind != "ok" for o in supply)
+    print(f"BUG total: {sum(n_bug.values()) + n_supply} (per stage: {n_bug}, issue-19 classes {n_supply}); "
+          f"cases written to {out_dir}")
     print(f"wall time: {wall:.1f} s")
     for name, detail in bugs[:10]:
         print(f"--- {name}\n{detail[:1500]}")
-    return 1 if bugs else 0
+    return 1 if bugs or n_supply else 0
+
+
+def show_supply(outcomes: list[fs.Outcome], work: Path) -> None:
+    for o in outcomes:
+        if o.kind != "ok":
+            print(f"--- BUG:{o.kind} {o.cls} {o.name} (python bench/fuzz_supply.py {o.cls} -v): {o.detail[:1500]}")
+    print(f"issue-19 classes: {len(outcomes)} cases, each in its own process (peak MB: its peak RSS, or its "
+          "pytest child's)")
+    print(fs.table(outcomes))
+    print(fs.heaviest(outcomes))
+    print(f"  (a case process that only imports the modules peaks at {fs.baseline_mb(work):.0f} MB)")
+
+
+def run_supply(classes: list[str], work: Path, t_start: float) -> int:
+    """Only the issue-19 classes (``--only`` without models or hostile)."""
+    outcomes = fs.run_classes(classes, work)
+    show_supply(outcomes, work)
+    bad = {k: sum(o.kind == k for o in outcomes) for k in ("crash", "hang", "silent_pass")}
+    print(f"BUG crashes: {bad['crash']}; BUG hangs: {bad['hang']}; BUG silent passes: {bad['silent_pass']}")
+    print(f"wall time: {time.perf_counter() - t_start:.1f} s")
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return 1 if any(bad.values()) else 0
 
 
 if __name__ == "__main__":

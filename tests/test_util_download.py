@@ -201,6 +201,31 @@ def test_drip_server_hits_the_total_deadline(tmp_path: Path, serve: Callable[[An
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("where", ["status line", "headers"])
+def test_server_dripping_its_head_hits_the_total_deadline(tmp_path: Path, serve: Callable[[Answer], _Server],
+                                                          where: str) -> None:
+    """urlopen reads the status line and headers before download() sees a byte of the body: the deadline
+    must end those reads too (each byte comes well within the read timeout)."""
+    stop = threading.Event()
+
+    def answer(conn: socket.socket, path: str) -> None:
+        head = b"HTTP/1.1 200 OK" + b" " * 1000 if where == "status line" else b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 60000
+        for i in range(len(head)):
+            if stop.is_set():
+                return
+            conn.sendall(head[i : i + 1])
+            time.sleep(0.05)
+
+    srv = serve(answer)
+    started = time.monotonic()
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download(f"{srv.url}/f", tmp_path / "f", max_bytes=10_000, read_timeout=5, deadline=0.8)
+    stop.set()
+    assert time.monotonic() - started < 4
+    assert str(err.value) == "not finished after 0.8 s: the total deadline"
+    assert _leftovers(tmp_path) == []
+
+
 def test_progress_is_reported_by_time(tmp_path: Path, serve: Callable[[Answer], _Server]) -> None:
     srv = serve(_drip(20, 0.05))
     lines: list[str] = []
@@ -235,6 +260,7 @@ def test_truncated_body_is_one_line(tmp_path: Path, serve: Callable[[Answer], _S
 
 
 @pytest.mark.parametrize("url, words", [("http://127.0.0.1:abc/f", "invalid URL"),
+                                        ("http://[::1/f", "invalid URL (Invalid IPv6 URL)"),
                                         ("ftp://127.0.0.1/f", "not an http(s) URL"),
                                         ("127.0.0.1/f", "not an http(s) URL")])
 def test_bad_urls_are_one_line(tmp_path: Path, url: str, words: str) -> None:
@@ -250,6 +276,13 @@ def test_tflm_non_http_mirror_and_bad_port_are_one_line(tmp_path: Path, serve: C
         with pytest.raises(ts.SourcesUnavailable) as err:
             ts.fetch_project(pin, tmp_path / "cache", ts.mirror_url(mirror), lambda _m: None)
         assert "cannot download" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tflm_mirror_that_is_not_a_url_is_one_line() -> None:
+    with pytest.raises(ts.SourcesUnavailable) as err:
+        ts.mirror_url("http://[::1")
+    assert str(err.value).startswith("TFLM source mirror 'http://[::1' is not a valid URL (Invalid IPv6 URL)")
+    assert "\n" not in str(err.value)
 
 
 def test_tflm_sources_path_that_is_a_file_is_one_line(tmp_path: Path) -> None:

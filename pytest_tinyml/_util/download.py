@@ -4,7 +4,8 @@
 
 - **bounded**: at most ``max_bytes`` (a larger ``Content-Length`` is refused before reading), every read
   within ``read_timeout`` seconds and the whole download within ``deadline`` seconds (a server dripping a
-  byte at a time ends at the deadline, late by at most one read);
+  byte at a time, in its body or in its status line and headers, ends at the deadline: a watchdog shuts
+  the download's sockets down then);
 - **verified**: an optional ``(algorithm, hex digest)`` the file must have, and a body as long as the
   ``Content-Length`` it announced;
 - **atomic**: written into a temporary file next to ``dest`` and renamed into place only when complete
@@ -24,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import ipaddress
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -137,6 +140,74 @@ class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
+class _Watchdog:
+    """Ends the whole exchange at the deadline: a server that drips its status line or headers (which
+    ``urlopen`` reads before :func:`download` sees a byte) is cut off too. Every socket opened for the
+    download is tracked; when the timer fires they are shut down, which ends a blocked read at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
+
+    def _cut(self, sock: socket.socket) -> None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, under any TLS layer
+        except OSError:
+            pass
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._socks:
+                self._cut(sock)
+
+    def track(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._socks.append(sock)
+            if self.fired:
+                self._cut(sock)
+
+    def tracked(self, base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+        dog = self
+
+        class Connection(base):  # type: ignore[misc,valid-type]
+            def connect(self) -> None:
+                super().connect()
+                dog.track(self.sock)
+
+        return Connection
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, dog: _Watchdog) -> None:
+        super().__init__()
+        self.dog = dog
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self.dog.tracked(http.client.HTTPConnection), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, dog: _Watchdog) -> None:
+        super().__init__()
+        self.dog = dog
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self.dog.tracked(http.client.HTTPSConnection), req)
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, http.client.InvalidURL):
         return f"invalid URL ({_line(exc)})"
@@ -152,6 +223,10 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return _line(exc) or "timed out"
     return _line(exc) or type(exc).__name__
+
+
+def _late(deadline: float) -> DownloadError:
+    return DownloadError(f"not finished after {deadline:g} s: the total deadline")
 
 
 def _rate(n: int, seconds: float) -> str:
@@ -175,13 +250,17 @@ def download(
 
     ``progress`` receives ``tinyml: downloading <label>: <MB>[ of <MB>] (<rate>)`` every ``progress_every``
     seconds while bytes arrive."""
-    scheme = urllib.parse.urlsplit(url).scheme
+    try:
+        scheme = urllib.parse.urlsplit(url).scheme
+    except ValueError as exc:
+        raise DownloadError(f"invalid URL ({_line(exc)})") from None
     if scheme not in ("http", "https"):
         raise DownloadError(f"not an http(s) URL (scheme {scheme or 'missing'!r})")
     start = clock()
-    opener = urllib.request.build_opener(_RedirectPolicy(url))
+    dog = _Watchdog(deadline)
+    opener = urllib.request.build_opener(_RedirectPolicy(url), _HTTPHandler(dog), _HTTPSHandler(dog))
     try:
-        with opener.open(url, timeout=min(read_timeout, deadline)) as resp:
+        with dog, opener.open(url, timeout=min(read_timeout, deadline)) as resp:
             length = int(resp.headers.get("Content-Length") or 0)
             if length > max_bytes:
                 raise TooLarge(max_bytes, length)
@@ -193,8 +272,12 @@ def download(
                     try:
                         chunk = resp.read1(CHUNK)
                     except http.client.IncompleteRead as exc:
+                        if dog.fired:
+                            raise _late(deadline) from None
                         raise Truncated(got + len(exc.partial), length or got + len(exc.partial)) from None
                     if not chunk:
+                        if dog.fired:  # the watchdog ended the read: not the end of the body
+                            raise _late(deadline)
                         break
                     got += len(chunk)
                     if got > max_bytes:
@@ -218,9 +301,11 @@ def download(
             return got
     except DownloadError:
         raise
-    except urllib.error.HTTPError as exc:
-        raise HTTPStatusError(exc.code, _line(exc.reason)) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        if dog.fired:
+            raise _late(deadline) from None
+        if isinstance(exc, urllib.error.HTTPError):
+            raise HTTPStatusError(exc.code, _line(exc.reason)) from None
         raise DownloadError(_reason(exc)) from None
 
 

@@ -101,7 +101,12 @@ def mirror_url(mirror: str | None = None) -> str:
     """The base URL archives are fetched from (``https``; ``http`` only to a loopback address); ``mirror``
     is the ini's or ``$TINYML_TFLM_MIRROR`` (None: the default, GitHub)."""
     value = (mirror or DEFAULT_MIRROR).rstrip("/")
-    url = urllib.parse.urlsplit(value)
+    try:
+        url = urllib.parse.urlsplit(value)
+    except ValueError as exc:  # "http://[::1": an unclosed IPv6 bracket
+        raise SourcesUnavailable(f"TFLM source mirror {value!r} is not a valid URL ({exc})",
+                                 f"set {MIRROR_ENV} / ini tinyml_tflm_mirror to https://github.com or an https mirror",
+                                 ) from None
     host = url.hostname or ""
     if url.scheme == "https" and host:
         return value
