@@ -18,6 +18,7 @@ import pytest
 from pytest_tinyml import __version__, cli, reports
 from pytest_tinyml.kinds import ItemStatus
 from pytest_tinyml.records import ItemRecord, TargetRecord
+from pytest_tinyml.reports.baseline import annotate, compare
 from pytest_tinyml.reports.collect import build_report
 
 if TYPE_CHECKING:
@@ -132,7 +133,10 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 def test_merge_in_process_recounts_the_summary_and_orders_targets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    one = _shard(tmp_path / "one", _report("z.tflite", "a.tflite"))
+    compared = _report("z.tflite", "a.tflite")  # a shard run with --tinyml-baseline: its comparison is dropped
+    annotate(compared, compare(compared, _report("a.tflite", size=900), "old.json"))
+    assert compared["baseline"] is not None and compared["targets"][0]["baseline"] is not None
+    one = _shard(tmp_path / "one", compared)
     two = _shard(tmp_path / "two", _report("m.tflite"))
     code, out, err = _run(capsys, str(tmp_path / "out"), str(one), str(two))
     assert (code, err) == (0, ""), out
