@@ -45,8 +45,9 @@ def _merge_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_merged_shards_equal_one_run(
     run_pytest: PytestRunner, tflite_factory: ModuleType, pytester: pytest.Pytester
 ) -> None:
-    """One run over 3 models and the merge of 2 shards (one under pytest-xdist when it is installed) write
-    the same report.json, report.md and report.html, byte for byte but the timestamps."""
+    """One run over 3 models and the merge of 2 shards write the same report.json, report.md and report.html,
+    byte for byte but the timestamps: split by model file (one shard under pytest-xdist when it is installed)
+    and split by check (each model's items in both shards)."""
     for i in range(3):
         (pytester.path / f"m{i}.tflite").write_bytes(tflite_factory.int8_cnn(i, filters=4 + 4 * i))
     pytester.makeini("[pytest]\n")
@@ -72,6 +73,15 @@ def test_merged_shards_equal_one_run(
     doc = json.loads((pytester.path / "merged" / "report.json").read_text())
     jsonschema.Draft202012Validator(reports.schema()).validate(doc)
     assert [t["label"] for t in doc["targets"]] == ["m0.tflite", "m1.tflite", "m2.tflite"]
+    # a split by item (as pytest-split makes): every target's items in both shards, joined again
+    for shard, keep in (("by-check-1", "size or arena"), ("by-check-2", "not (size or arena)")):
+        part = run_pytest("--tinyml-model=m*.tflite", *common, "-k", keep, "--tinyml-report", shard, report=None)
+        assert part.ret == 0, part.stdout.str()
+        assert len(json.loads((pytester.path / shard / "report.json").read_text())["targets"]) == 3
+    done = _merge_cli("joined", "by-check-1", "by-check-2", cwd=pytester.path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("report.json", "report.md", "report.html"):
+        assert _masked(pytester.path / "joined" / name) == _masked(pytester.path / "all" / name), name
 
 
 def test_merge_gates_on_a_regression_against_the_baseline(
@@ -197,14 +207,21 @@ def test_duplicate_items_are_refused(tmp_path: Path, capsys: pytest.CaptureFixtu
                     str(one / "report.json"))
 
 
-def test_one_target_split_over_shards_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Items of one file in two shards: each shard's target would be only part of the one run's target."""
-    one = _shard(tmp_path / "one", _report("a.tflite"))
-    doc = _report("a.tflite")
-    doc["targets"][0]["items"][0]["nodeid"] = "a.tflite::arena"
-    two = _shard(tmp_path / "two", doc)
+@pytest.mark.parametrize("key, mine, theirs", [("sha256", "0" * 64, "1" * 64), ("board", "nrf52840", "stm32f746")])
+def test_one_target_judged_differently_in_two_shards_is_refused(
+    key: str, mine: str, theirs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Items of one target in two shards are joined, but only when both judged the same file on the same board."""
+    docs = []
+    for value, check in ((mine, "size"), (theirs, "arena")):
+        doc = _report("a.tflite")
+        doc["targets"][0][key] = value
+        doc["targets"][0]["items"][0].update(nodeid=f"a.tflite::{check}", name=check, check=check)
+        docs.append(doc)
+    one, two = _shard(tmp_path / "one", docs[0]), _shard(tmp_path / "two", docs[1])
     code, out, err = _run(capsys, str(tmp_path / "out"), str(one), str(two))
-    _assert_refused(code, out, err, "target a.tflite is also in", "by spec or model file")
+    _assert_refused(code, out, err, str(two / "report.json"), f"target a.tflite has another {key} than in",
+                    str(one / "report.json"))
 
 
 def test_shards_declaring_other_metrics_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,8 +3,9 @@
 The merged document is the one a single run over all the shards' items would have written: targets in
 the order :func:`~pytest_tinyml.reports.collect.build_report` puts them (sorted by label), the summary
 counted again from the items, a new ``generated`` time, and the baseline comparison (if any) made on the
-merged result, exactly as ``--tinyml-baseline`` does in a run. Each target is taken whole from the one
-shard that judged it: a shard is a set of spec or model files, never part of one file's items.
+merged result, exactly as ``--tinyml-baseline`` does in a run. A target whose items ran in several shards
+(a split by item, as pytest-split makes) is joined again: its items together, each section from the shard
+that measured it.
 
 Shards are input anyone can edit: each is read with the checks a baseline gets
 (:func:`~pytest_tinyml.reports.baseline.load_report`: size, JSON, depth, report.schema.json), and shards
@@ -22,9 +23,10 @@ from typing import Any
 
 from pytest_tinyml._util.jsonsafe import jsonsafe
 from pytest_tinyml.analysis.names import clip
+from pytest_tinyml.checks.base import Metric
 from pytest_tinyml.errors import TinyMLError
 from pytest_tinyml.kinds import ItemStatus
-from pytest_tinyml.reports._format import BAD
+from pytest_tinyml.reports._format import BAD, item_order
 from pytest_tinyml.reports.baseline import (
     BaselineError,
     Comparison,
@@ -32,6 +34,7 @@ from pytest_tinyml.reports.baseline import (
     compare,
     load_baseline,
     load_report,
+    metric_table,
 )
 from pytest_tinyml.reports.collect import SCHEMA_ID, SCHEMA_VERSION
 
@@ -89,6 +92,56 @@ def read_shard(path: str | os.PathLike[str]) -> Shard:
     return Shard(str(file), doc)
 
 
+#: What identifies a target: shards that judged parts of one target must agree on these.
+_IDENTITY = ("kind", "spec", "spec_name", "mode", "board", "regression_thresholds")
+#: Sections measured once per target: any shard that measured them has the same value.
+_SECTIONS = ("runtime", "runtime_note", "model_path", "sha256", "size_bytes", "model", "arena", "flash",
+             "accuracy", "latency")
+
+
+def _join(label: str, parts: list[tuple[str, dict[str, Any]]], metrics: dict[str, Metric]) -> dict[str, Any]:
+    """One target from the parts of it that several shards judged (a split by item, e.g. pytest-split): the
+    target :func:`~pytest_tinyml.reports.collect.build_report` makes from all its items' records. Each
+    section comes from a shard that measured it; a metric from the shard that ran its check."""
+    first_path, first = parts[0]
+    if len(parts) == 1:
+        return {**first, "baseline": None}
+    out = {**first, "baseline": None}
+    for path, target in parts[1:]:
+        for key in (*_IDENTITY, "sha256"):
+            mine, theirs = first.get(key), target.get(key)
+            if mine != theirs and not (key == "sha256" and (mine is None or theirs is None)):
+                raise MergeError(
+                    f"target {clip(label, 200)} has another {key} than in {clip(first_path, 200)} "
+                    f"({clip(repr(theirs), 80)}, not {clip(repr(mine), 80)})",
+                    where=path,
+                    fix="run every shard over the same files, board and specs",
+                )
+    for key in _SECTIONS:
+        out[key] = next((t[key] for _, t in parts if t.get(key) is not None), None)
+    items = [item for _, t in parts for item in t.get("items") or []]
+    out["items"] = sorted(items, key=lambda i: item_order(str(i["check"]), str(i["name"])))
+    checks = {str(i["check"]) for i in items}
+    values: dict[str, Any] = {}
+    for name in first.get("metrics") or {}:
+        metric = metrics.get(name)
+        ran = [t for _, t in parts if metric is not None and any(i["check"] == metric.check for i in t["items"])]
+        found = [(t.get("metrics") or {}).get(name) for t in ran + [t for _, t in parts]]
+        values[name] = next((v for v in found if v is not None), None)
+    out["metrics"] = values
+    notes: list[str] = []
+    for _, t in parts:
+        for note in t.get("notes") or []:
+            check = note.split(": not measured (", 1)[0] if ": not measured (" in note else None
+            if note in notes or (check is not None and check in checks):
+                continue  # an item of that name ran in another shard
+            if note.startswith("model facts left out: the model was not built") and out.get("model") is not None:
+                continue
+            notes.append(note)
+    out["notes"] = notes
+    return out
+
+
 def _version(shard: Shard) -> str:
     return str((shard.report.get("tool") or {}).get("version"))
 
@@ -116,8 +169,7 @@ def combine(shards: list[Shard], *, generated: datetime | None = None) -> dict[s
                 fix="run every shard with the same plugins and conftest checks",
             )
     owner: dict[str, str] = {}  # node id -> shard path
-    by_label: dict[str, dict[str, Any]] = {}
-    label_owner: dict[str, str] = {}
+    parts: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # label -> (shard path, target) per shard
     for shard in shards:
         for target in shard.report["targets"]:
             for item in target.get("items") or []:
@@ -126,19 +178,12 @@ def combine(shards: list[Shard], *, generated: datetime | None = None) -> dict[s
                     raise MergeError(
                         f"item {clip(nodeid, 200)} is also in {clip(owner[nodeid], 200)}",
                         where=shard.path,
-                        fix="give every shard different spec or model files (each item must run in one shard)",
+                        fix="give every shard different items (each item must run in exactly one shard)",
                     )
                 owner[nodeid] = shard.path
-            label = target["label"]
-            if label in by_label:
-                raise MergeError(
-                    f"target {clip(label, 200)} is also in {clip(label_owner[label], 200)}: shards must split "
-                    "the suite by spec or model file, not one file's items",
-                    where=shard.path,
-                    fix="select whole files per shard (--tinyml-model/--tinyml-spec lists, or a split by file)",
-                )
-            by_label[label] = {**target, "baseline": None}
-            label_owner[label] = shard.path
+            parts.setdefault(target["label"], []).append((shard.path, target))
+    metrics = metric_table(first.report)
+    by_label = {label: _join(label, found, metrics) for label, found in parts.items()}
     targets = [by_label[label] for label in sorted(by_label)]  # the order build_report gives
     counts: dict[str, int] = {s: 0 for s in ItemStatus}
     for target in targets:
