@@ -288,3 +288,52 @@ def test_an_unreadable_baseline_is_refused_in_one_line(tmp_path: Path, capsys: p
 def test_console_script_is_declared() -> None:
     text = (REPO / "pyproject.toml").read_text()
     assert '[project.scripts]\npytest-tinyml = "pytest_tinyml.cli:main"' in text
+
+
+_ODD = [None, -1, 0, 1.5, "x", "", [], {}, True, "a" * 5000, [None], {"a": 1}, "\x1b[31m\n", 10**20]
+
+
+def _mutated(doc: dict[str, Any], rng: Any) -> dict[str, Any]:
+    """``doc`` with 1 to 3 values anywhere in it replaced by an odd value or deleted (seeded)."""
+    def walk(value: Any, path: tuple[Any, ...] = ()) -> Any:
+        yield path
+        children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, child in children:
+            yield from walk(child, (*path, key))
+
+    spots = list(walk(doc))[1:]
+    for _ in range(rng.randint(1, 3)):
+        path = rng.choice(spots)
+        parent: Any = doc
+        try:
+            for key in path[:-1]:
+                parent = parent[key]
+            if rng.random() < 0.15 and isinstance(parent, dict):
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = json.loads(json.dumps(rng.choice(_ODD)))
+        except (KeyError, IndexError, TypeError):
+            pass  # an earlier mutation removed or replaced the way there
+    return doc
+
+
+def test_mutated_shards_give_one_line_or_a_report_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """200 seeded mutations of a shard (merged with another shard that holds part of the same target)."""
+    import random
+
+    good = _report("a.tflite")
+    good["targets"][0]["items"][0].update(nodeid="a.tflite::arena", name="arena", check="arena")
+    other = _shard(tmp_path / "other", good)
+    codes: dict[int, int] = {}
+    for seed in range(200):
+        bad = _shard(tmp_path / "bad", _mutated(_report("a.tflite", "b.tflite"), random.Random(seed)))
+        code, out, err = _run(capsys, str(tmp_path / "out"), str(bad), str(other), "--no-plots")
+        codes[code] = codes.get(code, 0) + 1
+        assert "Traceback" not in out + err, (seed, err)
+        if code == 2:
+            _assert_refused(code, out, err)
+        else:
+            assert code == 0 and err == "", (seed, code, err)
+    assert codes.get(2, 0) > 50 and codes.get(0, 0) > 5, codes
