@@ -125,15 +125,17 @@ def _join(label: str, parts: list[tuple[str, dict[str, Any]]], metrics: dict[str
     values: dict[str, Any] = {}
     for name in first.get("metrics") or {}:
         metric = metrics.get(name)
-        ran = [t for _, t in parts if metric is not None and any(i["check"] == metric.check for i in t["items"])]
+        ran = [t for _, t in parts
+               if metric is not None and any(i["check"] == metric.check for i in t.get("items") or [])]
         found = [(t.get("metrics") or {}).get(name) for t in ran + [t for _, t in parts]]
         values[name] = next((v for v in found if v is not None), None)
     out["metrics"] = values
     notes: list[str] = []
-    for _, t in parts:
+    for n, (_, t) in enumerate(parts):
+        seen = set(notes)  # a note another shard already gave (the first shard's are all kept)
         for note in t.get("notes") or []:
             check = note.split(": not measured (", 1)[0] if ": not measured (" in note else None
-            if note in notes or (check is not None and check in checks):
+            if (n and note in seen) or (check is not None and check in checks):
                 continue  # an item of that name ran in another shard
             if note.startswith("model facts left out: the model was not built") and out.get("model") is not None:
                 continue
