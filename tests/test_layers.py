@@ -21,7 +21,7 @@ FLOORS: dict[str, int] = {
     "checks": 6,
     "records": 7, "reports": 7, "builtin": 7, "hookspecs": 7,
     "session": 8, "items": 8, "fixtures": 8, "invocation": 8,
-    "plugin": 9,
+    "plugin": 9, "cli": 9,
 }
 #: Parts of one floor that may not import each other at all.
 APART = {frozenset({"pipeline", "emulate"})}

@@ -81,82 +81,89 @@ class BaselineError(TinyMLError):
 
 def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check a baseline ``report.json``. Raises :class:`BaselineError` (one line, with the fix)."""
+    return load_report(path)
+
+
+def load_report(path: str | os.PathLike[str], *, role: str = "baseline", fix: str = _FIX) -> dict[str, Any]:
+    """Read and check a ``report.json`` someone hands in (``role`` names it in the errors: ``baseline``,
+    ``shard``). Raises :class:`BaselineError` (one line naming the file, with ``fix``)."""
     where = os.fspath(path)
+    what = f"{role} report"
     p = Path(where)
     try:
         size = p.stat().st_size
     except FileNotFoundError:
-        raise BaselineError("baseline report not found", where=where, fix=_FIX) from None
+        raise BaselineError(f"{what} not found", where=where, fix=fix) from None
     except OSError as exc:
         raise BaselineError(
-            f"cannot read the baseline report: {exc.strerror}", where=where, fix=_FIX
+            f"cannot read the {what}: {exc.strerror}", where=where, fix=fix
         ) from None
     if p.is_dir():
         raise BaselineError(
-            "is a directory; the baseline is the report.json inside it",
+            f"is a directory; the {role} is the report.json inside it",
             where=where,
             fix=f"pass {p / 'report.json'}",
         )
     if size > MAX_BASELINE_BYTES:
         raise BaselineError(
-            f"baseline report is {size:,} bytes, too large to be a report", where=where, fix=_FIX
+            f"{what} is {size:,} bytes, too large to be a report", where=where, fix=fix
         )
     try:
         raw = read_regular(p, MAX_BASELINE_BYTES + 1)  # O_NONBLOCK: a FIFO never blocks, /dev/zero is refused
     except NotRegularFile as exc:
-        raise BaselineError(f"not a regular file: {not_regular(p) or exc.kind}", where=where, fix=_FIX) from None
+        raise BaselineError(f"not a regular file: {not_regular(p) or exc.kind}", where=where, fix=fix) from None
     except OSError as exc:
-        raise BaselineError(f"cannot read the baseline report: {exc.strerror}", where=where, fix=_FIX) from None
+        raise BaselineError(f"cannot read the {what}: {exc.strerror}", where=where, fix=fix) from None
     if len(raw) > MAX_BASELINE_BYTES:
-        raise BaselineError(f"baseline report is over {MAX_BASELINE_BYTES:,} bytes, too large to be a report",
-                            where=where, fix=_FIX)
+        raise BaselineError(f"{what} is over {MAX_BASELINE_BYTES:,} bytes, too large to be a report",
+                            where=where, fix=fix)
     try:
         doc = _parse_json(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise BaselineError("baseline report is not UTF-8 text", where=where, fix=_FIX) from None
+        raise BaselineError(f"{what} is not UTF-8 text", where=where, fix=fix) from None
     except json.JSONDecodeError as exc:
         raise BaselineError(
-            f"baseline report is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+            f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
             where=where,
-            fix=_FIX,
+            fix=fix,
         ) from None
     except RecursionError:
         raise BaselineError(
-            f"baseline report is nested more deeply than Python's JSON reader allows (a report is at most "
+            f"{what} is nested more deeply than Python's JSON reader allows (a report is at most "
             f"{MAX_BASELINE_DEPTH} levels deep)",
             where=where,
-            fix=_FIX,
+            fix=fix,
         ) from None
     except OSError as exc:
         raise BaselineError(
-            f"cannot read the baseline report: {exc.strerror}", where=where, fix=_FIX
+            f"cannot read the {what}: {exc.strerror}", where=where, fix=fix
         ) from None
     problem = _bad_value(doc)
     if problem:
-        raise BaselineError(f"baseline report {problem}", where=where, fix=_FIX)
+        raise BaselineError(f"{what} {problem}", where=where, fix=fix)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
-        raise BaselineError(f'not a pytest-tinyml report (no "schema": "{SCHEMA_ID}")', where=where, fix=_FIX)
+        raise BaselineError(f'not a pytest-tinyml report (no "schema": "{SCHEMA_ID}")', where=where, fix=fix)
     version = doc.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise BaselineError('the report has no integer "version"', where=where, fix=_FIX)
+        raise BaselineError('the report has no integer "version"', where=where, fix=fix)
     if version > SCHEMA_VERSION:
         raise BaselineError(
             f"report version {version} was written by a newer pytest-tinyml (this one reads up to {SCHEMA_VERSION})",
             where=where,
-            fix="upgrade pytest-tinyml, or regenerate the baseline with this version",
+            fix=f"upgrade pytest-tinyml, or regenerate the {role} with this version",
         )
     targets = doc.get("targets")
     if not isinstance(targets, list) or not all(
         isinstance(t, dict) and isinstance(t.get("label"), str) for t in targets
     ):
         raise BaselineError(
-            'the report\'s "targets" is not a list of targets with labels', where=where, fix=_FIX
+            'the report\'s "targets" is not a list of targets with labels', where=where, fix=fix
         )
     if version == SCHEMA_VERSION:
         problem = _schema_problem(doc)
         if problem:
             raise BaselineError(
-                f"baseline report does not match the report schema: {problem}", where=where, fix=_FIX
+                f"{what} does not match the report schema: {problem}", where=where, fix=fix
             )
     return doc
 
