@@ -11,7 +11,13 @@ from types import ModuleType
 
 import pytest
 
-from pytest_tinyml.analysis.vela import NPU_EXTRA, compile_for_npu, parse_fallbacks, vela_available
+from pytest_tinyml.analysis.vela import (
+    NPU_EXTRA,
+    VelaResult,
+    compile_for_npu,
+    parse_fallbacks,
+    vela_available,
+)
 from pytest_tinyml.boards import board_from_mapping, builtin_boards
 from pytest_tinyml.checks.npu import (
     NPU_LIMITS,
@@ -26,6 +32,11 @@ needs_vela = pytest.mark.skipif(vela_available() is None,
                                 reason=f"Arm's Vela is not installed: {NPU_EXTRA}")
 
 U55 = {"accelerator": "ethos-u55-128", "system_config": "Ethos_U55_High_End_Embedded", "memory_mode": "Shared_Sram"}
+
+
+def _u55(model: bytes) -> VelaResult:
+    return compile_for_npu(model, accelerator=U55["accelerator"], system_config=U55["system_config"],
+                           memory_mode=U55["memory_mode"])
 
 
 def test_npu_boards_carry_their_vela_configuration() -> None:
@@ -59,7 +70,7 @@ def test_cpu_fallback_lines_of_both_vela_formats_are_read_with_their_reason() ->
 
 @needs_vela
 def test_vela_places_every_operator_of_an_int8_cnn_on_the_npu(tflite_factory: ModuleType) -> None:
-    v = compile_for_npu(tflite_factory.int8_cnn(0), **U55)
+    v = _u55(tflite_factory.int8_cnn(0))
     assert v.cpu_ops == 0 and not v.fallbacks and v.npu_ops > 0 and v.cpu_op_types == ()
     assert 0 < v.sram_bytes < 4096 and v.flash_bytes > 0 and v.compiled_model_bytes > v.flash_bytes
     assert v.cycles_total > 0 and v.macs > 0
@@ -77,7 +88,7 @@ def test_vela_places_every_operator_of_an_int8_cnn_on_the_npu(tflite_factory: Mo
 
 @needs_vela
 def test_a_model_built_to_need_a_cpu_fallback_gets_vela_s_reason(tflite_factory: ModuleType) -> None:
-    v = compile_for_npu(tflite_factory.int8_cnn(0, float_output=True), **U55)
+    v = _u55(tflite_factory.int8_cnn(0, float_output=True))
     assert v.cpu_ops == 1 and v.cpu_op_types == ("DEQUANTIZE",)
     assert [(f.op, f.tensor, f.reason) for f in v.fallbacks] == [("DEQUANTIZE", "probs_float", "Unsupported opType")]
     npu = next(b for b in builtin_boards() if b.name == "alif_e7_hp").npu
