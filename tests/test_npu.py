@@ -119,6 +119,9 @@ def test_audit_on_an_npu_board_runs_cpu_and_npu_items(tflite_factory: ModuleType
     assert "CPU fallback: DEQUANTIZE (probs_float): Unsupported opType" in text
     report = (pytester.path / "report" / "report.json").read_text()
     assert "npu_latency" in report and "original_op" in report and "not checked bit-exact" in report
+    md = (pytester.path / "report" / "report.md").read_text()
+    assert "NPU latency, Vela's estimate" in md and "| 0 | Conv2D | Conv2D |" in md
+    assert "NPU latency, Vela&#x27;s estimate" in (pytester.path / "report" / "report.html").read_text()
 
 
 @needs_vela
