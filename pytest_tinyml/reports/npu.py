@@ -51,6 +51,21 @@ def markdown_lines(items: list[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def terminal_lines(verdicts: list[Any], indent: str = "  ") -> list[str]:
+    """The NPU headline and Vela's five slowest NPU operations under a target's table in the terminal."""
+    extra = _npu_extra([{"check": v.get("name"), "extra": v.get("extra")} for v in verdicts if isinstance(v, Mapping)])
+    if extra is None:
+        return []
+    lines = [indent + headline(extra), indent + f"({extra.get('limits_note', '')})"]
+    rows = sorted(_rows(extra), key=lambda r: -int(r[3].replace(",", "")))[:5]
+    if rows:
+        table = [_HEAD, *rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(_HEAD))]
+        lines.append(indent + f"slowest NPU operations ({len(rows)} of {len(_rows(extra))}):")
+        lines += [indent + "  " + "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in table]
+    return lines
+
+
 def html_section(items: list[Mapping[str, Any]]) -> str:
     extra = _npu_extra(items)
     if extra is None:
@@ -63,4 +78,4 @@ def html_section(items: list[Mapping[str, Any]]) -> str:
     return "\n".join(parts)
 
 
-__all__ = ["html_section", "markdown_lines"]
+__all__ = ["html_section", "markdown_lines", "terminal_lines"]

@@ -10,6 +10,7 @@ from pytest_tinyml.fmt import fmt_bytes
 from pytest_tinyml.kinds import Emulator, ItemStatus, Runtime
 from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, item_order, one_line
 from pytest_tinyml.reports.collect import firmware_runtime
+from pytest_tinyml.reports.npu import terminal_lines as npu_terminal_lines
 from pytest_tinyml.reports.profile import target_latency
 from pytest_tinyml.reports.profile import terminal_lines as profile_terminal_lines
 
@@ -112,6 +113,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
         section = target_latency(rows)
         if section is not None:
             lines.extend(profile_terminal_lines(section))
+        lines.extend(npu_terminal_lines([r.verdict for r in rows]))
         if comparison is not None:
             rest = [d for d in comparison.deltas.get(target, []) if d.metric not in shown]
             if rest:
