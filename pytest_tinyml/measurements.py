@@ -200,19 +200,17 @@ class Measurements:
     # --- the Ethos-U NPU (Arm's Vela compiler) ----------------------------------------------------------
     @measurement
     def vela(self) -> VelaResult:
-        """Vela's compilation of the model for the board's NPU (NotEvaluable without an NPU or without Vela)."""
+        """Vela's compilation of the model for the board's NPU (NotEvaluable without an NPU or without Vela); a
+        model Vela already compiled is read as it is (its ``ethos-u`` operators' scratch and flash tensors)."""
         from pytest_tinyml.analysis import vela
 
         npu = self.board.npu
         if npu is None:
             raise NotEvaluable(f"board {self.board.name} has no Ethos-U NPU", "pick a board with an npu: section")
+        if vela.ETHOS_U_OP in self.model_info.op_names:  # compiled by Vela already: judged from the file
+            return vela.compiled_model_facts(self.model_info, len(self.tflite_bytes), accelerator=npu.accelerator,
+                                             system_config=npu.system_config, memory_mode=npu.memory_mode)
         vela.require_vela()
-        if vela.ETHOS_U_OP in self.model_info.op_names:
-            raise NotEvaluable(
-                "the model is already compiled by Vela (it holds the ethos-u operator); its NPU SRAM, flash and "
-                "latency are not re-derived from a compiled model here",
-                "judge the model as it was before Vela compiled it",
-            )
         return vela.compile_for_npu(self.tflite_bytes, accelerator=npu.accelerator, system_config=npu.system_config,
                                     memory_mode=npu.memory_mode, config=npu.config)
 

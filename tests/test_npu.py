@@ -11,10 +11,12 @@ from types import ModuleType
 
 import pytest
 
+from pytest_tinyml.analysis.model import parse_model
 from pytest_tinyml.analysis.vela import (
     NPU_EXTRA,
     VelaResult,
     compile_for_npu,
+    compiled_model_facts,
     parse_fallbacks,
     vela_available,
 )
@@ -26,12 +28,21 @@ from pytest_tinyml.checks.npu import (
     judge_npu_ops,
     judge_npu_sram,
 )
-from pytest_tinyml.errors import SpecError
+from pytest_tinyml.errors import NotEvaluable, SpecError
 
 needs_vela = pytest.mark.skipif(vela_available() is None,
                                 reason=f"Arm's Vela is not installed: {NPU_EXTRA}")
 
 U55 = {"accelerator": "ethos-u55-128", "system_config": "Ethos_U55_High_End_Embedded", "memory_mode": "Shared_Sram"}
+
+
+def _vela_cli(tmp_path: Path, model: bytes) -> bytes:
+    """The model compiled by Vela's own command line (ethos-u55-128, Vela's defaults): ``m_vela.tflite``."""
+    (tmp_path / "m.tflite").write_bytes(model)
+    subprocess.run([sys.executable, "-c", "import sys; from ethosu.vela.vela import main; sys.exit(main())",
+                    "m.tflite", "--output-dir", "out", "--accelerator-config", "ethos-u55-128"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    return (tmp_path / "out" / "m_vela.tflite").read_bytes()
 
 
 def _u55(model: bytes) -> VelaResult:
@@ -136,12 +147,35 @@ def test_no_npu_items_on_a_board_without_an_npu(tflite_factory: ModuleType, pyte
 def test_a_vela_compiled_model_on_a_plain_board_needs_an_ethos_u_npu(
     tflite_factory: ModuleType, pytester: pytest.Pytester, tmp_path: Path, run_pytest  # type: ignore[no-untyped-def]
 ) -> None:
-    (tmp_path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0))
-    subprocess.run([sys.executable, "-c", "import sys; from ethosu.vela.vela import main; sys.exit(main())",
-                    "m.tflite", "--output-dir", "out", "--accelerator-config", "ethos-u55-128"],
-                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
-    (pytester.path / "compiled.tflite").write_bytes((tmp_path / "out" / "m_vela.tflite").read_bytes())
+    (pytester.path / "compiled.tflite").write_bytes(_vela_cli(tmp_path, tflite_factory.int8_cnn(0)))
     result = run_pytest("--tinyml-model=compiled.tflite", "-k", "tflm_ops")
     assert run_pytest.outcomes(result)["compiled.tflite::tflm_ops"] == "FAILED"
     text = result.stdout.str()
     assert "compiled by Arm's Vela for an Ethos-U NPU" in text and "alif_e7_hp" in text
+
+
+@needs_vela
+def test_a_vela_compiled_model_on_an_npu_board_is_judged_from_its_ethos_u_operator(
+    tflite_factory: ModuleType, tmp_path: Path
+) -> None:
+    model = tflite_factory.int8_cnn(0, float_output=True)
+    vela = _u55(model)
+    compiled = _vela_cli(tmp_path, model)
+    facts = compiled_model_facts(parse_model(compiled, "compiled"), len(compiled), accelerator=U55["accelerator"],
+                                 system_config=U55["system_config"], memory_mode=U55["memory_mode"])
+    assert facts.precompiled and facts.npu_ops == 1 and facts.cpu_op_types == ("DEQUANTIZE",)
+    assert (facts.sram_bytes, facts.flash_bytes) == (vela.sram_bytes, vela.flash_bytes)  # Vela's own figures
+    npu = next(b for b in builtin_boards() if b.name == "alif_e7_he").npu
+    verdict = judge_npu_ops(facts, npu)
+    assert not verdict.passed and "not stored in the file" in verdict.details[0]
+    with pytest.raises(NotEvaluable, match="not stored"):
+        judge_npu_latency(facts, npu, None)
+
+
+def test_without_vela_the_npu_measurement_skips_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_tinyml.analysis import vela as vela_module
+
+    monkeypatch.setattr(vela_module, "vela_available", lambda: None)
+    with pytest.raises(NotEvaluable) as err:
+        vela_module.require_vela()
+    assert "pytest-tinyml[npu]" in err.value.enable and "not installed" in err.value.reason

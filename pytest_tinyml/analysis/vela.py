@@ -86,6 +86,7 @@ class VelaResult:
     layers: tuple[VelaLayer, ...] = ()
     cpu_op_types: tuple[str, ...] = ()  # operator types left in the compiled model besides ethos-u
     summary: dict[str, str] = field(default_factory=dict)
+    precompiled: bool = False  # read from a model Vela had already compiled (no cycles, no reasons)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,6 +214,34 @@ def compile_for_npu(model: bytes, *, accelerator: str, system_config: str, memor
     )
 
 
+def compiled_model_facts(info: Any, model_size: int, *, accelerator: str, system_config: str,
+                         memory_mode: str) -> VelaResult:
+    """The NPU figures of a model Vela already compiled, read from the model itself: each ``ethos-u``
+    operator's inputs are, in the order Vela's writer gives them, the command stream and the read-only
+    data (both constant: flash), the scratch tensor (the arena) and the fast scratch (SRAM; the same size as
+    the scratch in Shared_Sram mode), then the NPU part's inputs. The SRAM use is the largest fast scratch
+    (else scratch); flash is the read-only data, as Vela's summary counts it (the command streams are in the
+    compiled model's size, which npu_flash judges); no cycles (Vela's estimate is not
+    stored in the file)."""
+    sram = flash = npu_ops = 0
+    for op in info.ops:
+        if op.name != ETHOS_U_OP:
+            continue
+        npu_ops += 1
+        tensors = [info.tensors[i] if 0 <= i < len(info.tensors) else None for i in op.inputs[:4]]
+        sizes = [t.nbytes if t is not None else 0 for t in tensors] + [0] * (4 - len(tensors))
+        flash += sizes[1]  # the read-only area: Vela's own flash figure (the command stream is apart)
+        sram = max(sram, sizes[3] or sizes[2])
+    cpu = tuple(sorted({op.name for op in info.ops} - {ETHOS_U_OP}))
+    return VelaResult(
+        accelerator=accelerator, system_config=system_config, memory_mode=memory_mode,
+        vela_version="(compiled before this run)", sram_bytes=sram, flash_bytes=flash,
+        compiled_model_bytes=model_size, cycles_total=0, inference_seconds=0.0, vela_clock_hz=0.0, macs=0,
+        npu_ops=npu_ops, cpu_ops=sum(1 for op in info.ops if op.name != ETHOS_U_OP), cpu_op_types=cpu,
+        precompiled=True,
+    )
+
+
 def _config_file(config: str) -> Path:
     """``config`` relative to Vela's own ``config_files`` folder (e.g. ``Arm/vela.ini``), or a path."""
     given = Path(config)
@@ -228,5 +257,5 @@ def _config_file(config: str) -> Path:
                       fix="name a file `vela --list-config-files` lists in the board's npu.config")
 
 
-__all__ = ["ETHOS_U_OP", "NPU_EXTRA", "CpuFallback", "VelaLayer", "VelaResult", "compile_for_npu",
+__all__ = ["ETHOS_U_OP", "NPU_EXTRA", "CpuFallback", "VelaLayer", "VelaResult", "compile_for_npu", "compiled_model_facts",
            "parse_fallbacks", "require_vela", "vela_available"]

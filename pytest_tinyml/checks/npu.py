@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict, fmt_bytes
+from pytest_tinyml.errors import NotEvaluable
 
 if TYPE_CHECKING:
     from pytest_tinyml.analysis.vela import VelaResult
@@ -32,6 +33,8 @@ def _vela_facts(v: VelaResult, board_npu: Any) -> dict[str, Any]:
 
 
 def _where(v: VelaResult) -> str:
+    if v.precompiled:
+        return "[a model Vela had already compiled: figures read from its ethos-u operators]"
     return f"[Vela {v.vela_version}, {v.accelerator}, {v.system_config}, {v.memory_mode}]"
 
 
@@ -48,6 +51,9 @@ def judge_npu_ops(v: VelaResult, board_npu: Any) -> Verdict:
                        f"npu_ops: every operator runs on the NPU ({v.npu_ops} NPU operations) {_where(v)}",
                        extra=extra)
     names = ", ".join(sorted({f.op for f in v.fallbacks} | set(v.cpu_op_types)))
+    if v.precompiled:
+        fallbacks = [f"{op}: on the CPU in the compiled model (Vela's reason is not stored in the file)"
+                     for op in v.cpu_op_types]
     return Verdict(
         "npu_ops", False, cpu, 0, "CPU fallbacks",
         f"npu_ops: {cpu} operator(s) fall back to the CPU ({names}); {v.npu_ops} NPU operations {_where(v)}",
@@ -87,6 +93,10 @@ def judge_npu_flash(v: VelaResult, board_npu: Any, limit: int, reserve: int) -> 
 
 
 def judge_npu_latency(v: VelaResult, board_npu: Any, limit: float | None) -> Verdict:
+    if v.precompiled:
+        raise NotEvaluable("the model was compiled by Vela before this run and Vela's cycle estimate is not stored "
+                           "in it; no NPU emulator runs here",
+                           "judge the model as it was before Vela compiled it to get Vela's estimate")
     seconds = v.cycles_total / board_npu.clock_hz
     ms = seconds * 1e3
     layers = [{"original_op": x.original_op, "npu_op": x.npu_op, "cycles": x.cycles, "macs": x.macs,
