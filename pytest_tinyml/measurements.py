@@ -212,7 +212,7 @@ class Measurements:
                                              system_config=npu.system_config, memory_mode=npu.memory_mode)
         vela.require_vela()
         return vela.compile_for_npu(self.tflite_bytes, accelerator=npu.accelerator, system_config=npu.system_config,
-                                    memory_mode=npu.memory_mode, config=npu.config)
+                                    memory_mode=npu.memory_mode, config=npu.config, clock_hz=npu.clock_hz)
 
     # --- accuracy ----------------------------------------------------------------------------------------
     @measurement

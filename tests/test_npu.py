@@ -109,6 +109,16 @@ def test_a_model_built_to_need_a_cpu_fallback_gets_vela_s_reason(tflite_factory:
 
 
 @needs_vela
+def test_vela_compiles_at_the_board_s_npu_clock(tflite_factory: ModuleType) -> None:
+    model = tflite_factory.int8_cnn(0)
+    default = _u55(model)
+    board = compile_for_npu(model, accelerator=U55["accelerator"], system_config=U55["system_config"],
+                            memory_mode=U55["memory_mode"], clock_hz=160_000_000)
+    assert default.vela_clock_hz == 500e6 and board.vela_clock_hz == 160e6  # Vela's own summary says so
+    assert board.inference_seconds == pytest.approx(board.cycles_total / 160e6, rel=1e-3)
+
+
+@needs_vela
 def test_an_ethos_u65_configuration_compiles(tflite_factory: ModuleType) -> None:
     v = compile_for_npu(tflite_factory.int8_cnn(0), accelerator="ethos-u65-256", system_config="Ethos_U65_High_End",
                         memory_mode="Dedicated_Sram_384KB")

@@ -160,14 +160,20 @@ def parse_layers(text: str) -> tuple[VelaLayer, ...]:
 
 
 def compile_for_npu(model: bytes, *, accelerator: str, system_config: str, memory_mode: str,
-                    config: str = "Arm/vela.ini", timeout: float = 120.0,
+                    config: str = "Arm/vela.ini", clock_hz: int | None = None, timeout: float = 120.0,
                     memory_limit: int = 4 << 30) -> VelaResult:
-    """Run Vela on ``model`` in a child process and read back its summary, per-layer CSV and CPU fallbacks."""
+    """Run Vela on ``model`` in a child process and read back its summary, per-layer CSV and CPU fallbacks.
+
+    ``clock_hz``: the board's NPU clock; Vela then compiles with a copy of the configuration file whose
+    system configuration has that ``core_clock`` (its memory latencies and clock scales are kept), so its
+    cycles and ``inference_time`` are for the board's clock."""
     version = require_vela()
     with tempfile.TemporaryDirectory(prefix="tinyml-vela-") as tmp:
         work = Path(tmp)
         (work / "model.tflite").write_bytes(model)
         config_path = _config_file(config)
+        if clock_hz is not None:
+            config_path = _with_clock(config_path, system_config, clock_hz, work / "board_vela.ini")
         cmd = [sys.executable, "-c", "import sys; from ethosu.vela.vela import main; sys.exit(main())",
                "model.tflite", "--output-dir", "out", "--accelerator-config", accelerator,
                "--config", str(config_path), "--system-config", system_config, "--memory-mode", memory_mode,
@@ -240,6 +246,23 @@ def compiled_model_facts(info: Any, model_size: int, *, accelerator: str, system
         npu_ops=npu_ops, cpu_ops=sum(1 for op in info.ops if op.name != ETHOS_U_OP), cpu_op_types=cpu,
         precompiled=True,
     )
+
+
+def _with_clock(source: Path, system_config: str, clock_hz: int, out: Path) -> Path:
+    """A copy of Vela's configuration file ``source`` with ``core_clock`` of ``System_Config.<name>`` set."""
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # Vela's keys are case-sensitive
+    parser.read(source, encoding="utf-8")
+    section = f"System_Config.{system_config}"
+    if not parser.has_section(section):
+        raise TinyMLError(f"Vela configuration {source.name} has no [{section}]",
+                          fix=f"name a system configuration `vela --list-configs {source}` lists")
+    parser.set(section, "core_clock", f"{clock_hz:.6e}")
+    with open(out, "w", encoding="utf-8") as fh:
+        parser.write(fh)
+    return out
 
 
 def _config_file(config: str) -> Path:

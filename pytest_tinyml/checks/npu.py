@@ -104,8 +104,8 @@ def judge_npu_latency(v: VelaResult, board_npu: Any, limit: float | None) -> Ver
     extra = _vela_facts(v, board_npu) | {
         "npu_latency_seconds": seconds, "cycles_total": v.cycles_total, "macs": v.macs,
         "vela_inference_seconds": v.inference_seconds, "vela_clock_hz": v.vela_clock_hz,
-        "method": "Vela's estimate: cycles_total of its summary CSV at the board's NPU clock (Vela's memory "
-                  "timings are its system configuration's)",
+        "method": "Vela's estimate: cycles_total of its summary CSV at the board's NPU clock (Vela ran with its "
+                  "system configuration's memory timings and core_clock set to that clock)",
         "layers": layers,
     }
     head = (f"Vela's estimate {ms:.4f} ms per inference on the NPU ({v.cycles_total:,} cycles at "
