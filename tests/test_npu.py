@@ -189,3 +189,17 @@ def test_without_vela_the_npu_measurement_skips_naming_the_extra(monkeypatch: py
     with pytest.raises(NotEvaluable) as err:
         vela_module.require_vela()
     assert "pytest-tinyml[npu]" in err.value.enable and "not installed" in err.value.reason
+
+
+@needs_vela
+def test_tflm_ops_of_a_vela_compiled_model_on_an_npu_board_judges_its_cpu_part(
+    tflite_factory: ModuleType, pytester: pytest.Pytester, tmp_path: Path, run_pytest  # type: ignore[no-untyped-def]
+) -> None:
+    (pytester.path / "compiled.tflite").write_bytes(_vela_cli(tmp_path, tflite_factory.int8_cnn(0, float_output=True)))
+    result = run_pytest("--tinyml-model=compiled.tflite", "--tinyml-board", "alif_e7_he", "-m", "not firmware")
+    outcomes = run_pytest.outcomes(result)  # skips are listed as "SKIPPED [1] file:line: item: reason"
+    assert outcomes["compiled.tflite::npu_sram"] == outcomes["compiled.tflite::npu_flash"] == "PASSED"
+    assert outcomes["compiled.tflite::npu_ops"] == "FAILED"
+    text = result.stdout.str()
+    assert "tflm_ops: the model was compiled by Vela" in text and "npu_latency: the model was compiled by Vela" in text
+    assert "operators left on the CPU (DEQUANTIZE) all have TFLM kernels" in text
