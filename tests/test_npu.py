@@ -60,6 +60,16 @@ def test_npu_boards_carry_their_vela_configuration() -> None:
     assert boards["stm32f405"].npu is None and "npu" not in boards["stm32f405"].to_dict()
 
 
+def test_the_board_list_names_each_npu() -> None:
+    from pytest_tinyml.boards import BoardRegistry
+    from pytest_tinyml.reports.terminal import board_lines
+
+    lines = board_lines(BoardRegistry(builtin_boards()))
+    assert any(line.startswith("alif_e7_hp: Arm Ethos-U NPU ethos-u55-256 at 400 MHz") for line in lines)
+    assert any(line.startswith("imx93_m33: Arm Ethos-U NPU ethos-u65-256") for line in lines)
+    assert not any(line.startswith("stm32f405:") for line in lines)
+
+
 def test_a_board_with_an_unknown_accelerator_is_refused_naming_the_ones_vela_knows() -> None:
     data = {"core": "cortex-m55", "clock": "100MHz", "flash": "1MiB", "ram": "256KiB",
             "npu": {**U55, "accelerator": "ethos-u99", "clock": "100MHz", "sram": "128KiB", "flash": "1MiB"}}

@@ -215,5 +215,11 @@ def board_lines(boards: BoardRegistry) -> list[str]:
                      fmt_bytes(board.ram_bytes), ", ".join(emulators) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    for board in sorted(boards, key=lambda b: b.name):
+        if board.npu is not None:  # the npu_* items judge these with Arm's Vela
+            npu = board.npu
+            lines.append(f"{board.name}: Arm Ethos-U NPU {npu.accelerator} at {npu.clock_hz / 1e6:g} MHz (Vela "
+                         f"{npu.system_config}, {npu.memory_mode}; NPU SRAM {fmt_bytes(npu.sram_bytes)}, flash "
+                         f"{fmt_bytes(npu.flash_bytes)})")
     lines.append("(figures and datasheet sources: pytest_tinyml/boards.yaml; --tinyml-board NAME selects one)")
     return lines
