@@ -213,3 +213,16 @@ def test_tflm_ops_of_a_vela_compiled_model_on_an_npu_board_judges_its_cpu_part(
     text = result.stdout.str()
     assert "tflm_ops: the model was compiled by Vela" in text and "npu_latency: the model was compiled by Vela" in text
     assert "operators left on the CPU (DEQUANTIZE) all have TFLM kernels" in text
+
+
+@needs_vela
+def test_max_latency_of_a_spec_judges_vela_s_estimate(tflite_factory: ModuleType, pytester: pytest.Pytester,
+                                                      run_pytest) -> None:  # type: ignore[no-untyped-def]
+    (pytester.path / "cnn.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    (pytester.path / "npu.yaml").write_text(
+        "version: 1\nname: npu_cnn\nmodel:\n  tflite: cnn.tflite\nboard: alif_e7_he\n"
+        "constraints:\n  ops: tflm\n  max_latency: 1us\n  firmware: {enabled: false}\n")
+    result = run_pytest("--tinyml-spec", "npu.yaml")
+    outcomes = run_pytest.outcomes(result)
+    assert outcomes["npu.yaml::npu_latency"] == "FAILED" and outcomes["npu.yaml::npu_ops"] == "PASSED"
+    assert "limit 0.001 ms: Vela's estimate" in result.stdout.str()
