@@ -49,6 +49,39 @@ class MemoryMap:
                 f"stack {self.stack_bytes:#x} heap {self.heap_bytes:#x}")
 
 
+#: Vela's accelerator configurations (``vela --accelerator-config``), as ethos-u-vela 5.x accepts them.
+NPU_ACCELERATORS = (
+    "ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256", "ethos-u65-256", "ethos-u65-512",
+    "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", "ethos-u85-2048",
+)
+
+
+@dataclass(frozen=True)
+class NpuConfig:
+    """A board's Arm Ethos-U NPU as Vela compiles for it: ``accelerator`` (``--accelerator-config``),
+    ``system_config`` and ``memory_mode`` (sections of Vela's ``vela.ini``, ``config`` names that file
+    relative to Vela's ``config_files``), the NPU's clock, the SRAM it keeps tensors in (``sram_bytes``) and
+    the flash (or memory) that holds the compiled model (``flash_bytes``), with the datasheet ``source``."""
+
+    accelerator: str
+    system_config: str
+    memory_mode: str
+    clock_hz: int
+    sram_bytes: int
+    flash_bytes: int
+    config: str = "Arm/vela.ini"
+    source: str = ""
+
+    def key(self) -> str:
+        return (f"{self.accelerator} {self.system_config} {self.memory_mode} {self.config} "
+                f"{self.clock_hz} sram {self.sram_bytes} flash {self.flash_bytes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accelerator": self.accelerator, "system_config": self.system_config,
+                "memory_mode": self.memory_mode, "config": self.config, "clock_hz": self.clock_hz,
+                "sram_bytes": self.sram_bytes, "flash_bytes": self.flash_bytes, "source": self.source}
+
+
 @dataclass(frozen=True)
 class Board:
     name: str
@@ -72,6 +105,7 @@ class Board:
     flash_cache_lines: int | None = None
     flash_cache_ways: int | None = None  # 0 or absent: fully associative
     timing_source: str = ""
+    npu: NpuConfig | None = None  # an Arm Ethos-U NPU next to the core (the npu_* items judge it)
 
     @property
     def ram_reserve(self) -> int:
@@ -112,6 +146,7 @@ class Board:
             "flash_wait_states": self.flash_wait_states,
             "ram_wait_states": self.ram_wait_states,
             "timing_source": self.timing_source,
+            **({"npu": self.npu.to_dict()} if self.npu is not None else {}),  # boards without one: unchanged
         }
 
 
@@ -139,6 +174,7 @@ def board_from_mapping(name: str, data: Mapping[str, Any], origin: str = "boards
             flash_cache_lines=_small_int(name, data, "flash_cache_lines", 4096),
             flash_cache_ways=_small_int(name, data, "flash_cache_ways", 4096),
             timing_source=str(data.get("timing_source", "")),
+            npu=_npu(name, data.get("npu"), origin),
         )
     except KeyError as exc:
         raise SpecError(f"board {name!r} lacks field {exc.args[0]!r}", where=origin) from None
@@ -181,6 +217,33 @@ def _memory_map(name: str, value: Any, origin: str) -> MemoryMap | None:
         _region(name, "ram", value["ram"], origin),
         str(value.get("source", "")),
     )
+
+
+def _npu(name: str, value: Any, origin: str) -> NpuConfig | None:
+    """``npu: {accelerator, system_config, memory_mode, clock, sram, flash, config, source}``."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise SpecError(f"board {name!r}: npu must be a mapping", where=origin)
+    for field in ("accelerator", "system_config", "memory_mode", "clock", "sram", "flash"):
+        if field not in value:
+            raise SpecError(f"board {name!r}: npu lacks field {field!r}", where=origin)
+    accelerator = str(value["accelerator"]).lower()
+    if accelerator not in NPU_ACCELERATORS:
+        raise SpecError(f"board {name!r}: npu.accelerator {accelerator!r} is not one Vela knows",
+                        where=origin, fix=f"use one of: {', '.join(NPU_ACCELERATORS)}")
+    return NpuConfig(
+        accelerator=accelerator,
+        system_config=str(value["system_config"]),
+        memory_mode=str(value["memory_mode"]),
+        clock_hz=parse_frequency(value["clock"]),
+        sram_bytes=parse_size(value["sram"]).bytes,
+        flash_bytes=parse_size(value["flash"]).bytes,
+        config=str(value.get("config", "Arm/vela.ini")),
+        source=str(value.get("source", "")),
+    )
+
+
 def _small_int(name: str, data: Mapping[str, Any], key: str, most: int) -> int | None:
     if key not in data or data[key] is None:
         return None

@@ -256,6 +256,8 @@ def items_for(parent: pytest.Collector, checks: list[Check], targets: list[Targe
         lines = constraint_lines(target.spec, checks)
         suffix = f"[{target.mode}]" if target.mode and target.label != target.source else ""  # one mode of several
         for check in checks:
+            if check_info(check).npu and target.board.npu is None:
+                continue  # NPU items only for boards with an Ethos-U NPU
             if check.applies(target.constraints):
                 item = TinyMLItem.from_parent(
                     parent,

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from pytest_tinyml.analysis.flash import FlashEstimate
     from pytest_tinyml.analysis.model import ModelInfo
     from pytest_tinyml.analysis.tflm import Arena32, OpSupport, TflmAllocation
+    from pytest_tinyml.analysis.vela import VelaResult
     from pytest_tinyml.boards import Board
     from pytest_tinyml.emulate.policy import RuntimeChoice
     from pytest_tinyml.emulate.request import FirmwareRequest
@@ -195,6 +196,23 @@ class Measurements:
         from pytest_tinyml.analysis.flash import estimate_flash
 
         return estimate_flash(self.model_info)
+
+    # --- the Ethos-U NPU (Arm's Vela compiler) ----------------------------------------------------------
+    @measurement
+    def vela(self) -> VelaResult:
+        """Vela's compilation of the model for the board's NPU (NotEvaluable without an NPU or without Vela); a
+        model Vela already compiled is read as it is (its ``ethos-u`` operators' scratch and flash tensors)."""
+        from pytest_tinyml.analysis import vela
+
+        npu = self.board.npu
+        if npu is None:
+            raise NotEvaluable(f"board {self.board.name} has no Ethos-U NPU", "pick a board with an npu: section")
+        if vela.ETHOS_U_OP in self.model_info.op_names:  # compiled by Vela already: judged from the file
+            return vela.compiled_model_facts(self.model_info, len(self.tflite_bytes), accelerator=npu.accelerator,
+                                             system_config=npu.system_config, memory_mode=npu.memory_mode)
+        vela.require_vela()
+        return vela.compile_for_npu(self.tflite_bytes, accelerator=npu.accelerator, system_config=npu.system_config,
+                                    memory_mode=npu.memory_mode, config=npu.config, clock_hz=npu.clock_hz)
 
     # --- accuracy ----------------------------------------------------------------------------------------
     @measurement

@@ -219,8 +219,11 @@ def _conv_options(stride: int, padding: int, act: int) -> list[tuple[int, str, f
 
 
 def int8_cnn(seed: int = 0, *, height: int = 8, width: int = 8, filters: int = 4, classes: int = 10,
-             fc_units: int | None = None) -> bytes:
-    """Int8 CONV_2D -> DEPTHWISE_CONV_2D -> MAX_POOL_2D -> RESHAPE -> [FC ->] FC -> SOFTMAX."""
+             fc_units: int | None = None, conv_stride: int = 1, float_output: bool = False) -> bytes:
+    """Int8 CONV_2D -> DEPTHWISE_CONV_2D -> MAX_POOL_2D -> RESHAPE -> [FC ->] FC -> SOFTMAX.
+
+    ``conv_stride``: the CONV_2D's stride. ``float_output``: a DEQUANTIZE to float32 after the SOFTMAX (TFLM
+    runs it; Arm's Vela keeps it on the CPU, which makes a model with one NPU-to-CPU fallback)."""
     rng = np.random.default_rng(seed)
     g = Graph()
     s_in, s_act = 1 / 255, 0.05
@@ -231,10 +234,10 @@ def int8_cnn(seed: int = 0, *, height: int = 8, width: int = 8, filters: int = 4
                  zero_point=(0,) * filters, quantized_dimension=0)
     b1 = g.const("conv/bias", rng.integers(-100, 100, (filters,)), INT32,
                  scale=tuple(s_in * s for s in w_scale), zero_point=(0,) * filters)
-    oh, ow = height - 2, width - 2
+    oh, ow = (height - 3) // conv_stride + 1, (width - 3) // conv_stride + 1
     c1 = g.add(Tensor("conv/out", (1, oh, ow, filters), INT8, scale=(s_act,), zero_point=(-128,)))
     g.ops.append(Op(OP["CONV_2D"], [x, w1, b1], [c1], OPTION_TYPES["Conv2DOptions"],
-                    _conv_options(1, VALID, RELU)))
+                    _conv_options(conv_stride, VALID, RELU)))
     w2 = g.const("dw/filter", rng.integers(-127, 128, (1, 3, 3, filters)), INT8, scale=w_scale,
                  zero_point=(0,) * filters, quantized_dimension=3)
     b2 = g.const("dw/bias", rng.integers(-100, 100, (filters,)), INT32,
@@ -265,6 +268,9 @@ def int8_cnn(seed: int = 0, *, height: int = 8, width: int = 8, filters: int = 4
         prev, prev_n = out, units
     y = g.add(Tensor("probs", (1, classes), INT8, scale=(1 / 256,), zero_point=(-128,)))
     g.ops.append(Op(OP["SOFTMAX"], [prev], [y], OPTION_TYPES["SoftmaxOptions"], [(0, "f", 1.0)]))
+    if float_output:
+        probs, y = y, g.add(Tensor("probs_float", (1, classes), FLOAT32))
+        g.ops.append(Op(OP["DEQUANTIZE"], [probs], [y]))
     g.inputs, g.outputs = [x], [y]
     return g.build()
 

@@ -144,16 +144,13 @@ def tflm_op_report(info: ModelInfo, alloc: TflmAllocation | None = None) -> list
                 reason = what
                 if custom_failed:
                     reason = f"{what}; TFLM: {'; '.join(x for x in lines if _CUSTOM_FAIL_RE.search(x))}"
-                report.append(
-                    OpSupport(
-                        name,
-                        count,
-                        OpStatus.UNSUPPORTED,
-                        reason,
-                        f"register custom op {name} in the firmware's op resolver, or convert without it",
-                        True,
-                    )
-                )
+                fix = f"register custom op {name} in the firmware's op resolver, or convert without it"
+                if name == "ethos-u":  # the command stream Arm's Vela compiler writes
+                    reason = ("the model was compiled by Arm's Vela for an Ethos-U NPU: it needs a board with an "
+                              "Ethos-U NPU and TFLM built with the Ethos-U driver; " + reason)
+                    fix = ("judge it on a board with an Ethos-U NPU (e.g. --tinyml-board alif_e7_hp, alif_e7_he, "
+                           "imx93_m33), or audit the model as it was before Vela compiled it")
+                report.append(OpSupport(name, count, OpStatus.UNSUPPORTED, reason, fix, True))
             continue
         if name not in tflm_ops.TFLM_BUILTIN_OPS:
             hint = tflm_ops.REPLACEMENT_HINTS.get(

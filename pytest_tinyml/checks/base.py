@@ -32,6 +32,10 @@ CANONICAL_NAMES = (
     "latency",
     "firmware_bitexact",
     "firmware_ram",
+    "npu_ops",
+    "npu_sram",
+    "npu_flash",
+    "npu_latency",
 )
 
 
@@ -117,6 +121,7 @@ class CheckInfo:
     direction: Direction = Direction.NONE
     threshold: str | None = None
     markers: tuple[str, ...] = ()
+    npu: bool = False  # items only for boards with an Ethos-U NPU (``npu:`` in boards.yaml)
 
 
 class DeclaredCheck:

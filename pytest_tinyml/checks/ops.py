@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml.analysis.vela import ETHOS_U_OP
 from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict
+from pytest_tinyml.errors import NotEvaluable
 from pytest_tinyml.kinds import OpStatus
 
 if TYPE_CHECKING:
@@ -66,4 +68,29 @@ class TflmOpsCheck(DeclaredCheck):
 
     def evaluate(self, m: Target) -> Verdict:
         info = m.model_info
+        if m.board.npu is not None and ETHOS_U_OP in info.op_names:
+            return judge_compiled_for_npu(m.tflm_ops, [op.name for op in info.ops])
         return judge_tflm_ops(m.tflm_allocation, m.tflm_ops, [op.name for op in info.ops])
+
+
+def judge_compiled_for_npu(report: list[Any], op_names: list[str]) -> Verdict:
+    """A model Vela already compiled, on a board with an Ethos-U NPU: host TFLM has no Ethos-U driver, so it
+    cannot allocate the model here; the operators left on the CPU are judged by name (TFLM has a kernel for
+    each, or not), and the item skips when they all have one."""
+    cpu = [r for r in report if r.op != ETHOS_U_OP]
+    missing = [r for r in cpu if r.status == OpStatus.UNSUPPORTED]
+    names = ", ".join(sorted({r.op for r in cpu})) or "none"
+    if missing:
+        return Verdict(
+            "tflm_ops", False, len(missing), 0, "unsupported ops",
+            f"tflm_ops: the CPU part of the Vela-compiled model has operators TFLM lacks: "
+            f"{', '.join(r.op for r in missing)}",
+            details=[f"{r.op} x{r.count}: {r.status}: {r.reason or 'no reason given'}" for r in missing],
+            fix="; ".join(sorted({r.fix for r in missing if r.fix})) or "convert with ops TFLM registers",
+            extra={"ops": sorted(set(op_names)), "report": [r.to_dict() for r in report]},
+        )
+    raise NotEvaluable(
+        f"the model was compiled by Vela (ethos-u operator) and host TFLM has no Ethos-U driver, so it cannot "
+        f"allocate it here; the operators left on the CPU ({names}) all have TFLM kernels",
+        "judge the model as it was before Vela compiled it for TFLM's own allocation",
+    )

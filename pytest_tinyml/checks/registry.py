@@ -9,6 +9,7 @@ from pytest_tinyml.checks.base import Check, Metric, metrics_of
 from pytest_tinyml.checks.firmware import FirmwareBitexactCheck, LatencyCheck
 from pytest_tinyml.checks.io import IoCheck
 from pytest_tinyml.checks.memory import ArenaCheck, FirmwareRamCheck, FlashCheck
+from pytest_tinyml.checks.npu import NpuFlashCheck, NpuLatencyCheck, NpuOpsCheck, NpuSramCheck
 from pytest_tinyml.checks.ops import TflmOpsCheck
 from pytest_tinyml.checks.size import SizeCheck
 
@@ -25,6 +26,10 @@ def builtin_checks() -> list[Check]:
         LatencyCheck(),
         FirmwareBitexactCheck(),
         FirmwareRamCheck(),
+        NpuOpsCheck(),
+        NpuSramCheck(),
+        NpuFlashCheck(),
+        NpuLatencyCheck(),
     ]
 
 

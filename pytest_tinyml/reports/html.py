@@ -24,6 +24,7 @@ from pytest_tinyml.reports._format import (
     one_line,
 )
 from pytest_tinyml.reports.baseline import Vocabulary
+from pytest_tinyml.reports.npu import html_section as npu_html_section
 from pytest_tinyml.reports.profile import html_section as profile_html_section
 from pytest_tinyml.reports.terminal import skip_reason
 
@@ -288,6 +289,7 @@ def _target_section(idx: int, t: dict[str, Any], plots: bool, charts: Any, vocab
     parts.append(_accuracy_table(t))
     if t.get("latency"):
         parts.append(profile_html_section(t["latency"]))
+    parts.append(npu_html_section(t["items"]))
     parts.append(_model_tables(t))
     if notes:
         parts.append("<ul class=notes>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")

@@ -22,6 +22,7 @@ from pytest_tinyml.reports._format import (
     one_line,
 )
 from pytest_tinyml.reports.baseline import Vocabulary
+from pytest_tinyml.reports.npu import markdown_lines as npu_markdown_lines
 from pytest_tinyml.reports.profile import markdown_lines as profile_markdown_lines
 from pytest_tinyml.reports.terminal import skip_reason
 
@@ -196,6 +197,8 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool, vocab: V
         lines.append("")
     if full and t.get("latency"):
         lines += profile_markdown_lines(t["latency"])
+    if full:
+        lines += npu_markdown_lines(t["items"])
     if full:
         for fact in _facts(t):
             lines.append(f"- {fact}")

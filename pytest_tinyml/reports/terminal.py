@@ -10,6 +10,7 @@ from pytest_tinyml.fmt import fmt_bytes
 from pytest_tinyml.kinds import Emulator, ItemStatus, Runtime
 from pytest_tinyml.reports._format import STATUS_MARK, fmt_delta, fmt_value, item_order, one_line
 from pytest_tinyml.reports.collect import firmware_runtime
+from pytest_tinyml.reports.npu import terminal_lines as npu_terminal_lines
 from pytest_tinyml.reports.profile import target_latency
 from pytest_tinyml.reports.profile import terminal_lines as profile_terminal_lines
 
@@ -112,6 +113,7 @@ def summary_lines(results: Iterable[Any], *, outcome: Any = None, report: dict[s
         section = target_latency(rows)
         if section is not None:
             lines.extend(profile_terminal_lines(section))
+        lines.extend(npu_terminal_lines([r.verdict for r in rows]))
         if comparison is not None:
             rest = [d for d in comparison.deltas.get(target, []) if d.metric not in shown]
             if rest:
@@ -213,5 +215,11 @@ def board_lines(boards: BoardRegistry) -> list[str]:
                      fmt_bytes(board.ram_bytes), ", ".join(emulators) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    for board in sorted(boards, key=lambda b: b.name):
+        if board.npu is not None:  # the npu_* items judge these with Arm's Vela
+            npu = board.npu
+            lines.append(f"{board.name}: Arm Ethos-U NPU {npu.accelerator} at {npu.clock_hz / 1e6:g} MHz (Vela "
+                         f"{npu.system_config}, {npu.memory_mode}; NPU SRAM {fmt_bytes(npu.sram_bytes)}, flash "
+                         f"{fmt_bytes(npu.flash_bytes)})")
     lines.append("(figures and datasheet sources: pytest_tinyml/boards.yaml; --tinyml-board NAME selects one)")
     return lines

@@ -1,0 +1,228 @@
+"""Ethos-U NPU targets (issue 21): boards with an ``npu:``, Arm's Vela run for real on models the tests build,
+the npu_* items, and Vela-compiled models on a plain Cortex-M board. No fake Vela: without ethos-u-vela the
+Vela tests skip and say which extra installs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from pytest_tinyml.analysis.model import parse_model
+from pytest_tinyml.analysis.vela import (
+    NPU_EXTRA,
+    VelaResult,
+    compile_for_npu,
+    compiled_model_facts,
+    parse_fallbacks,
+    vela_available,
+)
+from pytest_tinyml.boards import board_from_mapping, builtin_boards
+from pytest_tinyml.checks.npu import (
+    NPU_LIMITS,
+    judge_npu_flash,
+    judge_npu_latency,
+    judge_npu_ops,
+    judge_npu_sram,
+)
+from pytest_tinyml.errors import NotEvaluable, SpecError
+
+needs_vela = pytest.mark.skipif(vela_available() is None,
+                                reason=f"Arm's Vela is not installed: {NPU_EXTRA}")
+
+U55 = {"accelerator": "ethos-u55-128", "system_config": "Ethos_U55_High_End_Embedded", "memory_mode": "Shared_Sram"}
+
+
+def _vela_cli(tmp_path: Path, model: bytes) -> bytes:
+    """The model compiled by Vela's own command line (ethos-u55-128, Vela's defaults): ``m_vela.tflite``."""
+    (tmp_path / "m.tflite").write_bytes(model)
+    subprocess.run([sys.executable, "-c", "import sys; from ethosu.vela.vela import main; sys.exit(main())",
+                    "m.tflite", "--output-dir", "out", "--accelerator-config", "ethos-u55-128"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=300)
+    return (tmp_path / "out" / "m_vela.tflite").read_bytes()
+
+
+def _u55(model: bytes) -> VelaResult:
+    return compile_for_npu(model, accelerator=U55["accelerator"], system_config=U55["system_config"],
+                           memory_mode=U55["memory_mode"])
+
+
+def test_npu_boards_carry_their_vela_configuration() -> None:
+    boards = {b.name: b for b in builtin_boards()}
+    hp, he, u65 = boards["alif_e7_hp"].npu, boards["alif_e7_he"].npu, boards["imx93_m33"].npu
+    assert hp is not None and he is not None and u65 is not None
+    assert (hp.accelerator, he.accelerator, u65.accelerator) == ("ethos-u55-256", "ethos-u55-128", "ethos-u65-256")
+    assert hp.sram_bytes == 1 << 20 and he.sram_bytes == 256 << 10 and u65.memory_mode == "Dedicated_Sram_384KB"
+    assert all(n.source for n in (hp, he, u65))
+    assert boards["stm32f405"].npu is None and "npu" not in boards["stm32f405"].to_dict()
+
+
+def test_the_board_list_names_each_npu() -> None:
+    from pytest_tinyml.boards import BoardRegistry
+    from pytest_tinyml.reports.terminal import board_lines
+
+    lines = board_lines(BoardRegistry(builtin_boards()))
+    assert any(line.startswith("alif_e7_hp: Arm Ethos-U NPU ethos-u55-256 at 400 MHz") for line in lines)
+    assert any(line.startswith("imx93_m33: Arm Ethos-U NPU ethos-u65-256") for line in lines)
+    assert not any(line.startswith("stm32f405:") for line in lines)
+
+
+def test_a_board_with_an_unknown_accelerator_is_refused_naming_the_ones_vela_knows() -> None:
+    data = {"core": "cortex-m55", "clock": "100MHz", "flash": "1MiB", "ram": "256KiB",
+            "npu": {**U55, "accelerator": "ethos-u99", "clock": "100MHz", "sram": "128KiB", "flash": "1MiB"}}
+    with pytest.raises(SpecError, match="ethos-u99.*") as err:
+        board_from_mapping("x", data)
+    assert "ethos-u55-128" in str(err.value.fix)
+
+
+def test_cpu_fallback_lines_of_both_vela_formats_are_read_with_their_reason() -> None:
+    text = ("Warning (supported operators) operator: DEQUANTIZE, ofm: 'probs_float'\nReason: Unsupported opType\n\n"
+            "Warning: CONV_2D 'conv/out' is not supported on the NPU. Placing on CPU instead\n"
+            " - Stride values for both width and height must be in the range [1, 3]\n   Op has stride WxH as: 4x4\n\n"
+            "Network summary for model\n")
+    found = parse_fallbacks(text)
+    assert [(f.op, f.tensor) for f in found] == [("DEQUANTIZE", "probs_float"), ("CONV_2D", "conv/out")]
+    assert found[0].reason == "Unsupported opType"
+    assert "range [1, 3]" in found[1].reason and "4x4" in found[1].reason
+
+
+@needs_vela
+def test_vela_places_every_operator_of_an_int8_cnn_on_the_npu(tflite_factory: ModuleType) -> None:
+    v = _u55(tflite_factory.int8_cnn(0))
+    assert v.cpu_ops == 0 and not v.fallbacks and v.npu_ops > 0 and v.cpu_op_types == ()
+    assert 0 < v.sram_bytes < 4096 and v.flash_bytes > 0 and v.compiled_model_bytes > v.flash_bytes
+    assert v.cycles_total > 0 and v.macs > 0
+    assert {layer.original_op for layer in v.layers} >= {"Conv2D", "DepthwiseConv2D", "FullyConnected"}
+    npu = next(b for b in builtin_boards() if b.name == "alif_e7_he").npu
+    assert judge_npu_ops(v, npu).passed
+    assert judge_npu_sram(v, npu, 1000, 0).passed and not judge_npu_sram(v, npu, 16, 0).passed
+    assert judge_npu_flash(v, npu, 1 << 20, 0).passed and not judge_npu_flash(v, npu, 100, 0).passed
+    info = judge_npu_latency(v, npu, None)
+    assert info.passed and info.limit == "information" and NPU_LIMITS in info.message
+    assert info.measured == pytest.approx(v.cycles_total / 160e6)
+    assert len(info.extra["layers"]) == len(v.layers)
+    assert not judge_npu_latency(v, npu, 1e-9).passed
+
+
+@needs_vela
+def test_a_model_built_to_need_a_cpu_fallback_gets_vela_s_reason(tflite_factory: ModuleType) -> None:
+    v = _u55(tflite_factory.int8_cnn(0, float_output=True))
+    assert v.cpu_ops == 1 and v.cpu_op_types == ("DEQUANTIZE",)
+    assert [(f.op, f.tensor, f.reason) for f in v.fallbacks] == [("DEQUANTIZE", "probs_float", "Unsupported opType")]
+    npu = next(b for b in builtin_boards() if b.name == "alif_e7_hp").npu
+    verdict = judge_npu_ops(v, npu)
+    assert not verdict.passed and verdict.measured == 1
+    assert "CPU fallback: DEQUANTIZE (probs_float): Unsupported opType" in verdict.details
+
+
+@needs_vela
+def test_vela_compiles_at_the_board_s_npu_clock(tflite_factory: ModuleType) -> None:
+    model = tflite_factory.int8_cnn(0)
+    default = _u55(model)
+    board = compile_for_npu(model, accelerator=U55["accelerator"], system_config=U55["system_config"],
+                            memory_mode=U55["memory_mode"], clock_hz=160_000_000)
+    assert default.vela_clock_hz == 500e6 and board.vela_clock_hz == 160e6  # Vela's own summary says so
+    assert board.inference_seconds == pytest.approx(board.cycles_total / 160e6, rel=1e-3)
+
+
+@needs_vela
+def test_an_ethos_u65_configuration_compiles(tflite_factory: ModuleType) -> None:
+    v = compile_for_npu(tflite_factory.int8_cnn(0), accelerator="ethos-u65-256", system_config="Ethos_U65_High_End",
+                        memory_mode="Dedicated_Sram_384KB")
+    assert v.cpu_ops == 0 and v.sram_bytes > 0 and v.compiled_model_bytes > 0
+
+
+@needs_vela
+def test_audit_on_an_npu_board_runs_cpu_and_npu_items(tflite_factory: ModuleType, pytester: pytest.Pytester,
+                                                      run_pytest) -> None:  # type: ignore[no-untyped-def]
+    (pytester.path / "mixed.tflite").write_bytes(tflite_factory.int8_cnn(0, float_output=True))
+    result = run_pytest("--tinyml-model=mixed.tflite", "--tinyml-board", "alif_e7_hp", "-m", "not firmware",
+                        "--tinyml-report", "report")
+    outcomes = run_pytest.outcomes(result)
+    assert outcomes["mixed.tflite::tflm_ops"] == "PASSED"  # the CPU part (DEQUANTIZE) runs with TFLM
+    assert outcomes["mixed.tflite::npu_ops"] == "FAILED"
+    assert outcomes["mixed.tflite::npu_sram"] == outcomes["mixed.tflite::npu_flash"] == "PASSED"
+    assert outcomes["mixed.tflite::npu_latency"] == "PASSED"
+    text = result.stdout.str()
+    assert "CPU fallback: DEQUANTIZE (probs_float): Unsupported opType" in text
+    report = (pytester.path / "report" / "report.json").read_text()
+    assert "npu_latency" in report and "original_op" in report and "not checked bit-exact" in report
+    md = (pytester.path / "report" / "report.md").read_text()
+    assert "NPU latency, Vela's estimate" in md and "| 0 | Conv2D | Conv2D |" in md
+    assert "NPU latency, Vela&#x27;s estimate" in (pytester.path / "report" / "report.html").read_text()
+
+
+@needs_vela
+def test_no_npu_items_on_a_board_without_an_npu(tflite_factory: ModuleType, pytester: pytest.Pytester,
+                                                run_pytest) -> None:  # type: ignore[no-untyped-def]
+    (pytester.path / "m.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    result = run_pytest("--tinyml-model=m.tflite", "--tinyml-board", "stm32f405", "-m", "not firmware")
+    assert not any("npu" in nodeid for nodeid in run_pytest.outcomes(result))
+
+
+@needs_vela
+def test_a_vela_compiled_model_on_a_plain_board_needs_an_ethos_u_npu(
+    tflite_factory: ModuleType, pytester: pytest.Pytester, tmp_path: Path, run_pytest  # type: ignore[no-untyped-def]
+) -> None:
+    (pytester.path / "compiled.tflite").write_bytes(_vela_cli(tmp_path, tflite_factory.int8_cnn(0)))
+    result = run_pytest("--tinyml-model=compiled.tflite", "-k", "tflm_ops")
+    assert run_pytest.outcomes(result)["compiled.tflite::tflm_ops"] == "FAILED"
+    text = result.stdout.str()
+    assert "compiled by Arm's Vela for an Ethos-U NPU" in text and "alif_e7_hp" in text
+
+
+@needs_vela
+def test_a_vela_compiled_model_on_an_npu_board_is_judged_from_its_ethos_u_operator(
+    tflite_factory: ModuleType, tmp_path: Path
+) -> None:
+    model = tflite_factory.int8_cnn(0, float_output=True)
+    vela = _u55(model)
+    compiled = _vela_cli(tmp_path, model)
+    facts = compiled_model_facts(parse_model(compiled, "compiled"), len(compiled), accelerator=U55["accelerator"],
+                                 system_config=U55["system_config"], memory_mode=U55["memory_mode"])
+    assert facts.precompiled and facts.npu_ops == 1 and facts.cpu_op_types == ("DEQUANTIZE",)
+    assert (facts.sram_bytes, facts.flash_bytes) == (vela.sram_bytes, vela.flash_bytes)  # Vela's own figures
+    npu = next(b for b in builtin_boards() if b.name == "alif_e7_he").npu
+    verdict = judge_npu_ops(facts, npu)
+    assert not verdict.passed and "not stored in the file" in verdict.details[0]
+    with pytest.raises(NotEvaluable, match="not stored"):
+        judge_npu_latency(facts, npu, None)
+
+
+def test_without_vela_the_npu_measurement_skips_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_tinyml.analysis import vela as vela_module
+
+    monkeypatch.setattr(vela_module, "vela_available", lambda: None)
+    with pytest.raises(NotEvaluable) as err:
+        vela_module.require_vela()
+    assert "pytest-tinyml[npu]" in err.value.enable and "not installed" in err.value.reason
+
+
+@needs_vela
+def test_tflm_ops_of_a_vela_compiled_model_on_an_npu_board_judges_its_cpu_part(
+    tflite_factory: ModuleType, pytester: pytest.Pytester, tmp_path: Path, run_pytest  # type: ignore[no-untyped-def]
+) -> None:
+    (pytester.path / "compiled.tflite").write_bytes(_vela_cli(tmp_path, tflite_factory.int8_cnn(0, float_output=True)))
+    result = run_pytest("--tinyml-model=compiled.tflite", "--tinyml-board", "alif_e7_he", "-m", "not firmware")
+    outcomes = run_pytest.outcomes(result)  # skips are listed as "SKIPPED [1] file:line: item: reason"
+    assert outcomes["compiled.tflite::npu_sram"] == outcomes["compiled.tflite::npu_flash"] == "PASSED"
+    assert outcomes["compiled.tflite::npu_ops"] == "FAILED"
+    text = result.stdout.str()
+    assert "tflm_ops: the model was compiled by Vela" in text and "npu_latency: the model was compiled by Vela" in text
+    assert "operators left on the CPU (DEQUANTIZE) all have TFLM kernels" in text
+
+
+@needs_vela
+def test_max_latency_of_a_spec_judges_vela_s_estimate(tflite_factory: ModuleType, pytester: pytest.Pytester,
+                                                      run_pytest) -> None:  # type: ignore[no-untyped-def]
+    (pytester.path / "cnn.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    (pytester.path / "npu.yaml").write_text(
+        "version: 1\nname: npu_cnn\nmodel:\n  tflite: cnn.tflite\nboard: alif_e7_he\n"
+        "constraints:\n  ops: tflm\n  max_latency: 1us\n  firmware: {enabled: false}\n")
+    result = run_pytest("--tinyml-spec", "npu.yaml")
+    outcomes = run_pytest.outcomes(result)
+    assert outcomes["npu.yaml::npu_latency"] == "FAILED" and outcomes["npu.yaml::npu_ops"] == "PASSED"
+    assert "limit 0.001 ms: Vela's estimate" in result.stdout.str()
