@@ -80,11 +80,12 @@ class Truncated(DownloadError):
 
 
 class DeadlineExceeded(DownloadError):
-    """The whole download took longer than its total deadline (``seconds``)."""
+    """The whole download took longer than its total deadline (``seconds``); ``got`` bytes had arrived
+    in ``elapsed`` seconds, when known."""
 
-    def __init__(self, seconds: float, got: int, elapsed: float) -> None:
-        super().__init__(f"not finished after {seconds:g} s ({got:,} bytes at {_rate(got, elapsed)}): "
-                         "the total deadline")
+    def __init__(self, seconds: float, got: int | None = None, elapsed: float = 0.0) -> None:
+        detail = f" ({got:,} bytes at {_rate(got, elapsed)})" if got is not None else ""
+        super().__init__(f"not finished after {seconds:g} s{detail}: the total deadline")
         self.seconds = seconds
 
 
@@ -225,8 +226,8 @@ def _reason(exc: BaseException) -> str:
     return _line(exc) or type(exc).__name__
 
 
-def _late(deadline: float) -> DownloadError:
-    return DownloadError(f"not finished after {deadline:g} s: the total deadline")
+def _late(deadline: float) -> DeadlineExceeded:
+    return DeadlineExceeded(deadline)
 
 
 def _rate(n: int, seconds: float) -> str:
