@@ -64,8 +64,11 @@ class PytestRunner:
     def __call__(
         self, *args: str, cache: bool = False, report: str | None = "A", timeout: float = 600
     ) -> pytest.RunResult:
+        import fuzz_harness
+
         pytester: pytest.Pytester = self._request.getfixturevalue("pytester")
-        head = [*([] if cache else ["-p", "no:cacheprovider"]), *([f"-r{report}"] if report else [])]
+        head = [*([] if cache else ["-p", "no:cacheprovider"]), *fuzz_harness.CHILD_PLUGINS_OFF,
+                *([f"-r{report}"] if report else [])]
         return pytester.runpytest_subprocess(*head, *args, timeout=timeout)
 
     @staticmethod

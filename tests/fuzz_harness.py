@@ -225,12 +225,18 @@ def load_spec_case(data: bytes, path: Path, *, timeout: float = 10.0) -> Outcome
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|INTERNALERROR|^\S+\.py:\d+: \w*(Error|Exception)\b", re.M)
 
 
+#: Plugins of the test environment that a child pytest run never uses: loading them costs about 0.7 s per
+#: child (hypothesis' pytest plugin, pytest-benchmark where installed); ``-p no:NAME`` is harmless when absent.
+CHILD_PLUGINS_OFF = ("-p", "no:hypothesispytest", "-p", "no:benchmark")
+
+
 def run_pytest(args: list[str], cwd: Path, *, timeout: float = 300.0) -> tuple[Outcome, str]:
     """Run ``python -m pytest ARGS`` in ``cwd``; a dead process, an internal error or a traceback is a bug."""
     env = dict(os.environ)
     env.pop("PYTEST_ADDOPTS", None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-q", *args]
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *CHILD_PLUGINS_OFF, "-q",
+           *args]
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
