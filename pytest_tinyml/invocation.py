@@ -292,6 +292,16 @@ def emulator_timeout(config: pytest.Config) -> float:
     return ini_seconds(config, "tinyml_emulator_timeout")
 
 
+def user_cache_limit(config: pytest.Config) -> int:
+    """ini ``tinyml_user_cache_size`` in bytes."""
+    from pytest_tinyml.spec.units import parse_size
+
+    try:
+        return parse_size(config.getini("tinyml_user_cache_size").strip() or "4GiB").bytes
+    except ValueError as exc:
+        raise pytest.UsageError(f"ini tinyml_user_cache_size: {exc} (e.g. 4GiB)") from None
+
+
 def inputs_keep_bytes(config: pytest.Config) -> int:
     """ini ``tinyml_input_blocks_keep`` in bytes."""
     from pytest_tinyml.spec.units import parse_size
@@ -313,6 +323,8 @@ def run_options(config: pytest.Config, environment: Environment | None = None) -
     report_dir = config.getoption("tinyml_report")
     baseline = config.getoption("tinyml_baseline")
     sources = config.getini("tinyml_tflm_sources")
+    user_cache = config.getini("tinyml_user_cache")
+    limit = user_cache_limit(config)
     return RunOptions.resolve(
         environment if environment is not None else Environment.read(),
         cache_dir=cache,
@@ -334,6 +346,8 @@ def run_options(config: pytest.Config, environment: Environment | None = None) -
         baseline=Path(baseline) if baseline else None,
         emulator_timeout=emulator_seconds,
         download_deadline=deadline,
+        user_cache=Path(user_cache).expanduser() if user_cache else None,
+        user_cache_limit=limit,
     )
 
 

@@ -22,12 +22,20 @@ OFFLINE_ENV = "TINYML_OFFLINE"  # non-empty and not "0": never download
 RUNTIME_ENV = "TINYML_FIRMWARE_RUNTIME"  # tflm or tinyml (--tinyml-firmware-runtime wins)
 FAULT_ENV = "PYTEST_TINYML_FAKE_CHILD_FAULT"  # tests only: a named fake fault in the host-TFLM child
 CC_ENV = "CC"  # the host C compiler for the QEMU instruction-class plugin
+USER_CACHE_ENV = "TINYML_USER_CACHE"  # the user-level tool cache (ini tinyml_user_cache wins)
+XDG_CACHE_ENV = "XDG_CACHE_HOME"  # its default parent (else ~/.cache)
+#: The user-level cache's folder name under $XDG_CACHE_HOME or ~/.cache.
+USER_CACHE_NAME = "pytest-tinyml"
 
 Progress = Callable[[str], None]
 
 
 def _flag(value: str) -> bool:
     return value not in ("", "0")
+
+
+def _path(value: str) -> Path | None:
+    return Path(value).expanduser() if value else None
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class Environment:
     firmware_runtime: str | None = None
     host_cc: str | None = None
     fake_child_fault: str = ""
+    user_cache: Path | None = None
+    xdg_cache_home: Path | None = None
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> Environment:
@@ -55,7 +65,18 @@ class Environment:
             firmware_runtime=env.get(RUNTIME_ENV, "") or None,
             host_cc=env.get(CC_ENV, "") or None,
             fake_child_fault=env.get(FAULT_ENV, ""),
+            user_cache=_path(env.get(USER_CACHE_ENV, "")),
+            xdg_cache_home=_path(env.get(XDG_CACHE_ENV, "")),
         )
+
+    def default_user_cache(self) -> Path:
+        """``$TINYML_USER_CACHE``, else ``$XDG_CACHE_HOME/pytest-tinyml`` (an absolute one, as the XDG
+        specification says), else ``~/.cache/pytest-tinyml``."""
+        if self.user_cache is not None:
+            return self.user_cache
+        if self.xdg_cache_home is not None and self.xdg_cache_home.is_absolute():
+            return self.xdg_cache_home / USER_CACHE_NAME
+        return Path.home() / ".cache" / USER_CACHE_NAME
 
 
 def child_environment(**overrides: str) -> dict[str, str]:
@@ -101,22 +122,30 @@ class RunOptions:
     environment: Environment = field(default_factory=Environment)
     emulator_timeout: float = 300.0  # seconds one emulator run may take (ini tinyml_emulator_timeout)
     download_deadline: float = 1800.0  # seconds one TFLM source archive may take to download (ini)
+    user_cache: Path | None = None  # the user-level tool cache (None: cache_dir / "tools", e.g. in tests)
+    user_cache_limit: int = 4 << 30  # its size bound in bytes (ini tinyml_user_cache_size)
 
     @classmethod
     def resolve(cls, environment: Environment, **settings: Any) -> RunOptions:
         """The options from explicit ``settings`` (command line and ini, already parsed) and
         ``environment``: an explicit setting wins, the environment fills what was not set (``offline`` is
-        either's, ``tflm_sources``/``firmware_runtime`` the setting's else the environment's,
-        ``tflm_root`` only the environment's)."""
+        either's, ``tflm_sources``/``firmware_runtime``/``user_cache`` the setting's else the
+        environment's, ``tflm_root`` only the environment's)."""
         settings["offline"] = bool(settings.get("offline")) or environment.offline
         settings["tflm_sources"] = settings.get("tflm_sources") or environment.tflm_sources
         settings["firmware_runtime"] = settings.get("firmware_runtime") or environment.firmware_runtime
+        settings["user_cache"] = settings.get("user_cache") or environment.default_user_cache()
         return cls(**settings, tflm_root=environment.tflm_root, environment=environment)
 
     @property
+    def tools_dir(self) -> Path:
+        """The user-level tool cache: TFLM libraries, the runtime, the QEMU plugin, source trees."""
+        return self.user_cache or self.cache_dir / "tools"
+
+    @property
     def sources_dir(self) -> Path:
-        """Where verified TFLM source trees are kept."""
-        return self.tflm_sources or self.cache_dir / "tflm-sources"
+        """Where verified TFLM source trees are kept (ini/env, else in the user-level cache)."""
+        return self.tflm_sources or self.tools_dir / "tflm-sources"
 
     @property
     def firmware_dir(self) -> Path:

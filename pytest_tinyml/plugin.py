@@ -117,7 +117,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "seconds; a unit s, min or h may follow (default 30min)",
         default="30min",
     )
-    parser.addini("tinyml_tflm_sources", "TFLM source cache directory (default: <cache dir>/tflm-sources)", default="")
+    parser.addini("tinyml_tflm_sources", "TFLM source cache directory (default: <user cache>/tflm-sources)", default="")
+    parser.addini(
+        "tinyml_user_cache",
+        "the user-level cache shared by every project (TFLM sources and libraries, the firmware runtime, the QEMU "
+        "plugin); default $TINYML_USER_CACHE, else $XDG_CACHE_HOME/pytest-tinyml, else ~/.cache/pytest-tinyml",
+        default="",
+    )
+    parser.addini(
+        "tinyml_user_cache_size",
+        "size bound of the user-level cache: least recently used entries go past it (default 4GiB)",
+        default="4GiB",
+    )
     parser.addini("tinyml_tflm_mirror", "base URL of TFLM source archives (default https://github.com)", default="")
     parser.addini("tinyml_offline", "never download TFLM sources (like --tinyml-offline)", type="bool", default=False)
     parser.addini(

@@ -9,6 +9,9 @@ when a user runs ``pytest --tinyml-spec specs/mnist.yaml`` from the repository r
 download the pinned TFLM sources as README says. The fixture runs only for the suite's own test
 functions (a tinyml item requests no fixtures), and pytester runs inherit the variable.
 
+Plugin runs the suite starts keep their user-level cache in the session's temporary folder
+(``_session_user_cache``), not in the developer's home.
+
 Helpers every test file shares come from here as fixtures: ``tflite_factory`` (the flatbuffer model
 builder of ``tests/tflite_factory.py``; pytest puts this folder on ``sys.path`` to import this conftest,
 in the main process and in every xdist worker, so no test file edits ``sys.path``) and ``run_pytest``
@@ -38,6 +41,21 @@ def _no_tflm_downloads() -> Iterator[None]:
         os.environ.pop("TINYML_OFFLINE", None)
     else:
         os.environ["TINYML_OFFLINE"] = before
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The user-level cache of every plugin run the suite starts: one folder per test session (shared by
+    the xdist workers of the session), never the developer's ``~/.cache/pytest-tinyml``, unless
+    ``$TINYML_USER_CACHE`` is already set (a developer keeping real-TFLM libraries between runs)."""
+    before = os.environ.get("TINYML_USER_CACHE")
+    if before is None:
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        os.environ["TINYML_USER_CACHE"] = str(shared / "user-cache")
+    yield
+    if before is None:
+        os.environ.pop("TINYML_USER_CACHE", None)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ Models are written directly as flatbuffers (tests/tflite_factory.py), so no Tens
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +26,6 @@ from pytest_tinyml.emulate import (
 from pytest_tinyml.emulate.build import elf_section_sizes, model_c_source
 from pytest_tinyml.emulate.export import tflm_method
 from pytest_tinyml.emulate.policy import RUNTIME_ENV, resolve_runtime
-from pytest_tinyml.emulate.tflm_select import select_sources
 from pytest_tinyml.emulate.tflm_tree import TFLM_ENV, TflmTree, tflm_tree
 from pytest_tinyml.errors import NotEvaluable, TinyMLError
 
@@ -303,12 +303,22 @@ def _real_tflm_or_skip() -> TflmTree:
         pytest.skip(f"real TFLM build: {exc.reason}; to enable: {exc.enable}")
 
 
-def test_tflm_source_selection_follows_the_resolver() -> None:
+@needs_toolchain
+def test_tflm_link_takes_what_the_resolver_registers(tflite_factory: ModuleType, firmware_cache: Path) -> None:
+    """The TFLM library holds every kernel; a model's link takes only what its resolver registers (the
+    link map names the library members it pulled)."""
+    from pytest_tinyml._util.toolcache import ToolCache
+    from pytest_tinyml.emulate.tflm_build import build_tflm_app
+
     tree = _real_tflm_or_skip()
-    chosen = {p.name for p in select_sources(tree, ["Conv2D", "MaxPool2D", "Softmax"]) or []}
-    assert {"conv.cc", "conv_common.cc", "pooling.cc", "pooling_common.cc", "softmax.cc", "kernel_util.cc"} <= chosen
-    assert "add.cc" not in chosen and "svdf.cc" not in chosen
-    assert "micro_interpreter.cc" in chosen and "test_helpers.cc" not in chosen
+    model = tflite_factory.int8_cnn(seed=6, fc_units=12)  # CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, FC, SOFTMAX
+    built = build_tflm_app(model, "mps2-an386", "cortex-m4", firmware_cache, tools=ToolCache(firmware_cache / "tools"),
+                           tree=tree)
+    text = (built.elf.parent / "app.map").read_text(errors="replace")
+    pulled = {m.rsplit("__", 1)[-1][:-2] + ".cc" for m in re.findall(r"libtflm\.a\(([^)]+\.o)\)", text)}
+    assert {"conv.cc", "conv_common.cc", "pooling.cc", "pooling_common.cc", "softmax.cc", "kernel_util.cc"} <= pulled
+    assert "add.cc" not in pulled and "svdf.cc" not in pulled
+    assert "micro_interpreter.cc" in pulled and "test_helpers.cc" not in pulled
 
 
 @needs_toolchain

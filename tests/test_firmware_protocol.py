@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pytest_tinyml._util.toolcache import ToolCache
 from pytest_tinyml.emulate import FirmwareError, run_firmware, toolchain_status
 from pytest_tinyml.emulate.build import GCC, build_library, core_cflags, elf_symbols, link_command
 from pytest_tinyml.emulate.protocol import input_block, parse_uart
@@ -99,8 +100,13 @@ def _hostile_elf(tmp_path: Path, cache: Path, script: Path | None = None,
                  source: str = HOSTILE_MAIN) -> tuple[Path, Path]:
     """The firmware whose main makes the semihosting SYS_SYSTEM call; returns (elf, marker path)."""
     marker = tmp_path / "marker-created-by-guest"
+    with build_library("cortex-m4", ToolCache(cache / "tools")) as entry:
+        lib = entry.path
+        return _link_hostile(tmp_path, lib, marker, script, source)
+
+
+def _link_hostile(tmp_path: Path, lib: Path, marker: Path, script: Path | None, source: str) -> tuple[Path, Path]:
     fw = firmware_dir()
-    lib, _ = build_library("cortex-m4", cache)
     src = tmp_path / "hostile.c"
     src.write_text(source.replace("MARKER", str(marker)))
     flags = core_cflags("cortex-m4")

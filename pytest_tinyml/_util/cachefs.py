@@ -135,17 +135,20 @@ class DigestIndex:
             return
         atomic_write(path, (digest + "\n").encode(), prefix=f".{key[:16]}-")
 
-    def matches(self, kind: str, key: str, digest: str) -> bool:
-        """True when the index holds ``digest`` for the entry (a missing or unreadable index entry: False)."""
+    def get(self, kind: str, key: str) -> str | None:
+        """The digest the index holds for the entry (None: missing or unreadable)."""
         path = self._path(kind, key)
         if path is None:
-            return False
+            return None
         try:
             with path.open("rb") as f:
-                kept = f.read(200).decode("ascii", "replace").strip()
+                return f.read(200).decode("ascii", "replace").strip()
         except OSError:
-            return False
-        return kept == digest
+            return None
+
+    def matches(self, kind: str, key: str, digest: str) -> bool:
+        """True when the index holds ``digest`` for the entry (a missing or unreadable index entry: False)."""
+        return self.get(kind, key) == digest
 
 
 __all__ = [

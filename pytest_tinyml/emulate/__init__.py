@@ -17,8 +17,8 @@ entry point), ``policy`` (the runtime choice and its one default), ``run`` (buil
 ``protocol`` (input block, UART frames), ``runner`` (one emulator run on the process supervisor
 ``pytest_tinyml._util.proc``), ``qemu``/``renode`` (adapters: command, script, counts), ``placement``
 (machine, memory map, UART), ``runcache`` and ``blocks`` (the run cache and the input blocks), ``build``
-(the project's runtime), ``tflm_tree``/``tflm_select``/``tflm_pch``/``tflm_build`` (real TFLM: sources,
-selection, precompiled header, compile and link), ``tflm_sources`` (pinned downloads).
+(the project's runtime), ``tflm_tree``/``tflm_pch``/``tflm_build`` (real TFLM: sources,
+the library once per core and kernel set, precompiled header, the model's link), ``tflm_sources`` (pinned downloads).
 """
 
 from pytest_tinyml.emulate.errors import FirmwareError

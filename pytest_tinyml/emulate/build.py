@@ -3,9 +3,12 @@
 The model is not linked in: the emulator writes it (and the input samples) into the input block at the end
 of the board's flash (protocol v1, see firmware/app/harness.h), so one ELF serves every model on a board.
 
-Cache layout under the caller's ``cache_dir``::
+The runtime library is kept once per user (the user-level cache, :mod:`pytest_tinyml._util.toolcache`)::
 
-    lib-<key>/      startup.o main.o libtinyrt.a     key = sources + flags + compiler
+    runtime/<core>-<key>/   startup.o harness.o main.o libtinyrt.a    key = sources + flags + compiler
+
+and each link under the caller's ``cache_dir`` (the project's)::
+
     fw-<key>/       board.ld app.elf app.map          key = lib key + generated linker script + sections.ld
 
 Directories are built under a temporary name and renamed into place, so concurrent builders (pytest-xdist)
@@ -14,6 +17,7 @@ never see half-written outputs; the loser of a race just uses the winner's copy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -24,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_tinyml._util.toolcache import Entry, ToolCache
 from pytest_tinyml.emulate.errors import FirmwareError
 from pytest_tinyml.emulate.toolchain import (
     CORES,
@@ -158,46 +163,45 @@ def core_cflags(core: str) -> list[str]:
     return [*CORES[core].cflags, *COMMON_CFLAGS]
 
 
-def build_library(core: str, cache_dir: Path) -> tuple[Path, bool]:
-    """Compile the runtime + harness for ``core`` (cached). Returns (directory, was_cached)."""
+def _make_library(core: str, flags: list[str], folder: Path) -> None:
+    """Compile the runtime and harness sources for ``core`` into ``folder`` (+ ``libtinyrt.a``)."""
     fw = firmware_dir()
-    flags = core_cflags(core)
-    key = content_digest(BUILD_FORMAT.encode(), _source_bytes(fw), " ".join(flags).encode(), compiler_version().encode())
-    final = cache_dir / f"lib-{core}-{key}"
-    if (final / "libtinyrt.a").is_file():
-        return final, True
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".lib-", dir=cache_dir))
-    try:
-        procs = []
-        for name in LIB_SOURCES:
-            src = fw / "runtime" / name
-            cmd = [GCC, *flags, "-I", str(fw / "runtime"), "-c", str(src), "-o", str(tmp / (src.stem + ".o"))]
+    procs = []
+    for sub, names in (("runtime", LIB_SOURCES), ("app", APP_SOURCES)):
+        for name in names:
+            src = fw / sub / name
+            cmd = [GCC, *flags, "-I", str(fw / "runtime"), "-c", str(src), "-o", str(folder / (src.stem + ".o"))]
             procs.append((cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
-        for name in APP_SOURCES:
-            src = fw / "app" / name
-            cmd = [GCC, *flags, "-I", str(fw / "runtime"), "-c", str(src), "-o", str(tmp / (src.stem + ".o"))]
-            procs.append((cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
-        failures = []
-        for cmd, proc in procs:
+    failures = []
+    for cmd, proc in procs:
+        try:
             out, _ = proc.communicate(timeout=600)
-            if proc.returncode != 0:
-                failures.append((cmd, out))
-        if failures:
-            cmd, out = failures[0]
-            lines = out.splitlines()
-            raise FirmwareError(
-                f"compiling {Path(cmd[-3]).name} failed: {lines[-1] if lines else ''}",
-                stage="compile",
-                output=lines[-20:],
-            )
-        objs = [str(tmp / (Path(n).stem + ".o")) for n in LIB_SOURCES]
-        run_tool(["arm-none-eabi-ar", "rcs", str(tmp / "libtinyrt.a"), *objs], "archive")
-        publish_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final, False
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        if proc.returncode != 0:
+            failures.append((cmd, out))
+    if failures:
+        cmd, out = failures[0]
+        lines = out.splitlines()
+        raise FirmwareError(
+            f"compiling {Path(cmd[-3]).name} failed: {lines[-1] if lines else ''}",
+            stage="compile",
+            output=lines[-20:],
+        )
+    objs = [str(folder / (Path(n).stem + ".o")) for n in LIB_SOURCES]
+    run_tool(["arm-none-eabi-ar", "rcs", str(folder / "libtinyrt.a"), *objs], "archive")
+    for obj in objs:
+        Path(obj).unlink()
+
+
+def build_library(core: str, tools: ToolCache) -> contextlib.AbstractContextManager[Entry]:
+    """The runtime + harness for ``core`` in the user-level cache (built once; held while the block runs):
+    ``startup.o``, ``harness.o``, ``main.o``, ``libtinyrt.a``."""
+    flags = core_cflags(core)
+    key = content_digest(BUILD_FORMAT.encode(), _source_bytes(firmware_dir()), " ".join(flags).encode(),
+                         compiler_version().encode())
+    return tools.entry("runtime", f"{core}-{key}", lambda folder: _make_library(core, flags, folder))
 
 
 def linker_script(memory: MemoryMap, uart: Uart, what: str) -> str:
@@ -235,26 +239,29 @@ def board_script(cache_dir: Path, memory: MemoryMap, uart: Uart, what: str = "")
     return path
 
 
-def build_app(core: str, cache_dir: Path, memory: MemoryMap, uart: Uart, what: str = "") -> BuildOutput:
-    """Link the tinyml-rt firmware for one memory map and UART (cached; independent of the model)."""
+def build_app(core: str, cache_dir: Path, memory: MemoryMap, uart: Uart, what: str = "", *,
+              tools: ToolCache) -> BuildOutput:
+    """Link the tinyml-rt firmware for one memory map and UART (cached under ``cache_dir``; independent of
+    the model); the runtime library comes from the user-level cache ``tools``."""
     fw = firmware_dir()
-    lib_dir, lib_cached = build_library(core, cache_dir)
     boards = fw / "boards"
     script_text = linker_script(memory, uart, what or memory.source)
-    key = content_digest(lib_dir.name.encode(), script_text.encode(), (boards / "sections.ld").read_bytes())
-    final = cache_dir / f"fw-{core}-{key}"
-    if (final / "app.elf").is_file():
-        return BuildOutput(final / "app.elf", True, lib_cached, final)
-    tmp = Path(tempfile.mkdtemp(prefix=".fw-", dir=cache_dir))
-    try:
-        (tmp / "board.ld").write_text(script_text)
-        objects = [lib_dir / "startup.o", lib_dir / "harness.o", lib_dir / "main.o", lib_dir / "libtinyrt.a"]
-        run_tool(link_command(GCC, core_cflags(core), boards, tmp / "board.ld", tmp, objects), "link")
-        publish_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return BuildOutput(final / "app.elf", False, lib_cached, final)
+    with build_library(core, tools) as lib:
+        key = content_digest(lib.path.name.encode(), script_text.encode(), (boards / "sections.ld").read_bytes())
+        final = cache_dir / f"fw-{core}-{key}"
+        if (final / "app.elf").is_file():
+            return BuildOutput(final / "app.elf", True, lib.cached, final)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".fw-", dir=cache_dir))
+        try:
+            (tmp / "board.ld").write_text(script_text)
+            objects = [lib.path / n for n in ("startup.o", "harness.o", "main.o", "libtinyrt.a")]
+            run_tool(link_command(GCC, core_cflags(core), boards, tmp / "board.ld", tmp, objects), "link")
+            publish_dir(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return BuildOutput(final / "app.elf", False, lib.cached, final)
 
 
 def _elf_sections(data: bytes) -> list[tuple[int, ...]]:

@@ -13,8 +13,10 @@ import functools
 import hashlib
 import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml._util.toolcache import ToolCache
 from pytest_tinyml.emulate.request import FirmwareRequest
 from pytest_tinyml.emulate.result import FirmwareResult
 from pytest_tinyml.emulate.runcache import RunCache, package_version, run_cache_key
@@ -171,6 +173,17 @@ def run_key(request: FirmwareRequest, tflm_root: object = None) -> str:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _tool_cache(root: str, limit: int) -> ToolCache:
+    return ToolCache(Path(root), limit)
+
+
+def tool_cache(options: RunOptions) -> ToolCache:
+    """The user-level cache of ``options`` (one object per folder and bound: entries it verified once in
+    this process are not hashed again unless they changed)."""
+    return _tool_cache(str(options.tools_dir), options.user_cache_limit)
+
+
 def run(request: FirmwareRequest, options: RunOptions) -> FirmwareResult:
     """``request`` built into firmware and run on its emulator, cached by content in the run cache.
 
@@ -192,7 +205,7 @@ def run(request: FirmwareRequest, options: RunOptions) -> FirmwareResult:
                           inputs_keep=options.inputs_keep_bytes)
             return hit
     result = execute(request, cache_dir=options.firmware_dir, progress=options.progress,
-                     inputs_keep=options.inputs_keep_bytes)
+                     inputs_keep=options.inputs_keep_bytes, tools=tool_cache(options))
     runs.save_firmware(key, result)
     return result
 
@@ -211,7 +224,8 @@ def divergence(request: FirmwareRequest, sample: int, options: RunOptions) -> st
     def on_target(model: bytes, s: Any) -> tuple[Any, ...]:
         one = dataclasses.replace(request, model=model, inputs=(s,), clock_hz=None, flash_cache=(16, 1, 0),
                                   arena_bytes=0, runtime_note="")
-        res = execute(one, cache_dir=options.firmware_dir, inputs_keep=options.inputs_keep_bytes)
+        res = execute(one, cache_dir=options.firmware_dir, inputs_keep=options.inputs_keep_bytes,
+                      tools=tool_cache(options))
         return tuple(res.all_outputs[0])
 
     def on_host(model: bytes, s: Any, n: int) -> tuple[Any, ...]:

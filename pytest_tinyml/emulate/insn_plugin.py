@@ -12,14 +12,15 @@ The firmware marks inference and operator boundaries with no-op moves the plugin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+from pytest_tinyml._util.toolcache import Entry, ToolCache
 
 #: Classes in the order the plugin writes them (checked against the file's ``classes`` line).
 CLASSES = (
@@ -141,8 +142,28 @@ def host_compiler(cc: str | None = None) -> str | None:
     return None
 
 
-def build_plugin(cache_dir: Path) -> Path:
-    """The compiled plugin (built once per source digest and compiler, then reused)."""
+#: The plugin's file name inside its user-level cache entry.
+PLUGIN_FILE = "insn_plugin.so"
+
+
+def _compile_plugin(cc: str, source: bytes, folder: Path) -> None:
+    src = folder / "insn_plugin.c"
+    src.write_bytes(source)
+    try:
+        proc = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(folder / PLUGIN_FILE), str(src)],
+                              capture_output=True, text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise PluginUnavailable(f"host C compiler {cc} timed out building the QEMU plugin") from exc
+    except OSError as exc:
+        raise PluginUnavailable(f"host C compiler {cc} does not run: {exc}") from exc
+    if proc.returncode != 0:
+        first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[-200:])
+        raise PluginUnavailable(f"host C compiler {cc} failed on the QEMU plugin: {first}")
+
+
+def build_plugin(tools: ToolCache) -> contextlib.AbstractContextManager[Entry]:
+    """The compiled plugin (``<entry>/insn_plugin.so``) in the user-level cache: built once per source
+    digest and host compiler, held while the block runs."""
     cc = host_compiler()
     if cc is None:
         raise PluginUnavailable("no host C compiler (cc, gcc or clang) to build the QEMU instruction-class plugin")
@@ -152,34 +173,7 @@ def build_plugin(cache_dir: Path) -> Path:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PluginUnavailable(f"host C compiler {cc} does not run: {exc}") from exc
     key = hashlib.sha256(source + b"\0" + version.encode()).hexdigest()[:20]
-    cache_dir = Path(cache_dir)
-    final = cache_dir / f"qemu-plugin-{key}.so"
-    if final.is_file():
-        return final
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".qemu-plugin-", suffix=".so", dir=cache_dir)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    src = tmp.with_suffix(".c")
-    try:
-        src.write_bytes(source)
-        proc = subprocess.run(
-            [cc, "-shared", "-fPIC", "-O2", "-o", str(tmp), str(src)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if proc.returncode != 0:
-            first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[-200:])
-            raise PluginUnavailable(f"host C compiler {cc} failed on the QEMU plugin: {first}")
-        os.replace(tmp, final)
-    except subprocess.TimeoutExpired as exc:
-        raise PluginUnavailable(f"host C compiler {cc} timed out building the QEMU plugin") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-        src.unlink(missing_ok=True)
-    return final
+    return tools.entry("qemu-plugin", key, lambda folder: _compile_plugin(cc, source, folder))
 
 
 def _escape(text: str) -> str:

@@ -9,11 +9,13 @@ executed instruction. The firmware reads SysTick (clocked by the emulated core c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from pytest_tinyml._util.toolcache import ToolCache
 from pytest_tinyml.emulate.toolchain import QEMU
 from pytest_tinyml.kinds import Emulator
 
@@ -52,16 +54,18 @@ def qemu_command(machine: str, elf: Path, block: Path, block_addr: int, serial: 
 CLASS_SAMPLES = 8
 
 
-def counting_plugin(wanted: bool, emulator: str, cache_dir: Path) -> tuple[Path | None, str]:
-    """The compiled instruction-class plugin, or None and the reason."""
+def counting_plugin(wanted: bool, emulator: str, tools: ToolCache,
+                    held: contextlib.ExitStack) -> tuple[Path | None, str]:
+    """The compiled instruction-class plugin (held in the user-level cache until ``held`` closes), or None
+    and the reason."""
     if not wanted:
         return None, "instruction-class counting not requested"
     if emulator != Emulator.QEMU:
         return None, f"{emulator} has no instruction-class plugin: only the total instruction count is known"
-    from pytest_tinyml.emulate.insn_plugin import PluginUnavailable, build_plugin
+    from pytest_tinyml.emulate.insn_plugin import PLUGIN_FILE, PluginUnavailable, build_plugin
 
     try:
-        return build_plugin(cache_dir / "qemu-plugins"), ""
+        return held.enter_context(build_plugin(tools)).path / PLUGIN_FILE, ""
     except PluginUnavailable as exc:
         return None, str(exc)
 

@@ -18,6 +18,7 @@ Netduino; Renode: see renode.py). The timer-read overhead is measured and subtra
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import tempfile
 import time
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_tinyml._util.toolcache import ToolCache
 from pytest_tinyml.emulate.blocks import use_block
 from pytest_tinyml.emulate.build import board_script, build_app, elf_symbols, footprint
 from pytest_tinyml.emulate.errors import FirmwareError, emulator_timeout
@@ -78,6 +80,7 @@ def run_firmware(
     count_classes: bool = True,
     flash_cache: tuple[int, int, int] = (16, 1, 0),
     inputs_keep: int | None = None,
+    tools: ToolCache | None = None,
 ) -> FirmwareResult:
     """Build (cached) and run the model on an emulated Cortex-M for every input sample.
 
@@ -92,6 +95,8 @@ def run_firmware(
     flash region of the memory map are counted through ``flash_cache``, the board's flash read cache as
     (line bytes, lines, ways)). ``inputs_keep``: bytes of input blocks kept under ``cache_dir/inputs`` for
     rerunning the recorded command by hand (:mod:`pytest_tinyml.emulate.blocks`; None: 256 MiB).
+    ``tools``: the user-level cache for the TFLM library, the runtime and the QEMU plugin (None: a
+    ``tools`` folder under ``cache_dir``).
     """
     check_args(machine, core, emulator)
     chosen = resolve_runtime(runtime)
@@ -101,11 +106,11 @@ def run_firmware(
         flash_cache=flash_cache, arena_bytes=arena_bytes, count_classes=count_classes, timeout=timeout,
         extra_args=tuple(extra_args),
     )
-    return execute(request, cache_dir=cache_dir, progress=progress, inputs_keep=inputs_keep)
+    return execute(request, cache_dir=cache_dir, progress=progress, inputs_keep=inputs_keep, tools=tools)
 
 
 def execute(request: FirmwareRequest, *, cache_dir: Path, progress: Any = None,
-            inputs_keep: int | None = None) -> FirmwareResult:
+            inputs_keep: int | None = None, tools: ToolCache | None = None) -> FirmwareResult:
     """Build (cached) and run ``request`` on its emulator for every input sample (not the run cache: see
     :func:`pytest_tinyml.emulate.firmware.run`)."""
     start = time.perf_counter()
@@ -142,14 +147,16 @@ def execute(request: FirmwareRequest, *, cache_dir: Path, progress: Any = None,
     out_per_sample = sum(int(np.prod(s.shape)) * np.dtype(DTYPES.get(s.dtype, np.int8)).itemsize for s in out_specs)
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
+    tools = tools if tools is not None else ToolCache(cache_dir / "tools")
     if runtime == Runtime.TFLM:
         from pytest_tinyml.emulate.tflm_build import build_tflm_app
 
         script = board_script(cache_dir, target.memory, target.uart, f"{target.note}, UART {target.uart.kind}")
-        built = build_tflm_app(data, machine, core, cache_dir, arena_bytes=arena_bytes, tree=tree, progress=progress,
-                               script=script)
+        built = build_tflm_app(data, machine, core, cache_dir, tools=tools, arena_bytes=arena_bytes, tree=tree,
+                               progress=progress, script=script)
     else:
-        built = build_app(core, cache_dir, target.memory, target.uart, f"{target.note}, UART {target.uart.kind}")
+        built = build_app(core, cache_dir, target.memory, target.uart, f"{target.note}, UART {target.uart.kind}",
+                          tools=tools)
     syms = elf_symbols(built.elf, ("__tm_input_start", "__tm_input_end"))
     if len(syms) != 2:
         raise FirmwareError("the firmware has no input block symbols (__tm_input_start/__tm_input_end)", stage="link")
@@ -166,7 +173,8 @@ def execute(request: FirmwareRequest, *, cache_dir: Path, progress: Any = None,
             fix="pick a board with more flash or make the model smaller",
         )
     per_run = max(1, (capacity - model_room) // sample_bytes) if sample_bytes else max(1, count)
-    plugin, counts_note = counting_plugin(request.count_classes, target.emulator, cache_dir)
+    held = contextlib.ExitStack()  # the plugin's user-cache entry stays while the emulator runs
+    plugin, counts_note = counting_plugin(request.count_classes, target.emulator, tools, held)
     # the instruction-class plugin slows QEMU about 4x: it counts the first CLASS_SAMPLES inferences in a run
     # of their own, the other samples run without it (their outputs and SysTick counts are used as before)
     first = min(count, CLASS_SAMPLES, per_run) if plugin is not None else 0
@@ -184,7 +192,7 @@ def execute(request: FirmwareRequest, *, cache_dir: Path, progress: Any = None,
     deadline = time.perf_counter() + timeout
     flash = (target.memory.flash.origin, target.memory.flash.origin + target.memory.flash.length)
     counts_runs: list[Any] = []
-    with tempfile.TemporaryDirectory(prefix="run-", dir=cache_dir) as tmp:
+    with held, tempfile.TemporaryDirectory(prefix="run-", dir=cache_dir) as tmp:
         for lo, hi in chunks:
             io_dir = Path(tmp) / f"io-{lo}"
             cwd = Path(tmp) / f"cwd-{lo}"  # empty working directory of the emulator
