@@ -296,3 +296,32 @@ def test_tflm_ops_on_an_npu_board_judges_only_the_operators_vela_leaves_on_the_c
     assert verdict.details[0].startswith("DEQUANTIZE x1: unsupported") and "(on the CPU)" in verdict.details[0]
     assert "the CPU runs 1 with TFLM (DEQUANTIZE)" in verdict.message
     assert verdict.extra["placement"] == where
+
+
+@needs_vela
+def test_shards_split_by_item_merge_into_the_one_run_s_npu_section(
+    tflite_factory: ModuleType, pytester: pytest.Pytester, run_pytest  # type: ignore[no-untyped-def]
+) -> None:
+    import os
+    import re
+
+    (pytester.path / "cnn.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    pytester.makeini("[pytest]\n")
+    common = ("--tinyml-model=cnn.tflite", "--tinyml-board", "alif_e7_he", "-m", "not firmware",
+              "-o", "tinyml_cache_dir=cache")
+    assert run_pytest(*common, "--tinyml-report", "all", report=None).ret == 0
+    for shard, keep in (("s1", "npu_latency or size"), ("s2", "not (npu_latency or size)")):
+        assert run_pytest(*common, "-k", keep, "--tinyml-report", shard, report=None).ret == 0
+    s1 = load_report(pytester.path / "s1" / "report.json")["targets"][0]["npu"]
+    assert s1["placement"] is None and s1["layers"]  # this shard ran npu_latency, not npu_ops
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "pytest_tinyml.cli", "merge", "joined", "s1", "s2"],
+                          cwd=pytester.path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stamp = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+    for name in ("report.json", "report.md", "report.html"):
+        joined, whole = (stamp.sub(b"", (pytester.path / d / name).read_bytes()) for d in ("joined", "all"))
+        assert joined == whole, name
+    npu = load_report(pytester.path / "joined" / "report.json")["targets"][0]["npu"]
+    assert npu["placement"] == {"npu": npu["placement"]["npu"], "cpu": {}} and npu["layers"] == s1["layers"]
