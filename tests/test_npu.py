@@ -325,3 +325,38 @@ def test_shards_split_by_item_merge_into_the_one_run_s_npu_section(
         assert joined == whole, name
     npu = load_report(pytester.path / "joined" / "report.json")["targets"][0]["npu"]
     assert npu["placement"] == {"npu": npu["placement"]["npu"], "cpu": {}} and npu["layers"] == s1["layers"]
+
+
+def _emulates_the_m55() -> bool:
+    import shutil
+
+    from pytest_tinyml.emulate import insn_plugin
+    from pytest_tinyml.emulate.toolchain import toolchain_status
+
+    if not toolchain_status().ok or insn_plugin.host_compiler() is None or shutil.which("qemu-system-arm") is None:
+        return False
+    out = subprocess.run(["qemu-system-arm", "-M", "help"], capture_output=True, text=True, check=False).stdout
+    return any(line.split(" ", 1)[0] == "mps3-an547" for line in out.splitlines())
+
+
+@needs_vela
+def test_a_model_with_a_cpu_fallback_gets_the_cpu_only_firmware_run_and_vela_s_npu_estimate(
+    tflite_factory: ModuleType, pytester: pytest.Pytester, run_pytest  # type: ignore[no-untyped-def]
+) -> None:
+    if not _emulates_the_m55():
+        pytest.skip("needs arm-none-eabi-gcc, a host C compiler and qemu-system-arm with the mps3-an547 machine")
+    (pytester.path / "mixed.tflite").write_bytes(tflite_factory.int8_cnn(0, float_output=True))
+    result = run_pytest("--tinyml-model=mixed.tflite", "--tinyml-board", "alif_e7_he", "-k",
+                        "firmware_bitexact or npu_latency", "--tinyml-firmware-runtime", "tinyml",
+                        "--tinyml-firmware-samples", "2", "-o", "tinyml_cache_dir=c", "--tinyml-report", "rep")
+    outcomes = run_pytest.outcomes(result)
+    assert outcomes["mixed.tflite::firmware_bitexact"] == outcomes["mixed.tflite::npu_latency"] == "PASSED"
+    (target,) = load_report(pytester.path / "rep" / "report.json")["targets"]
+    cpu, npu = target["latency"], target["npu"]  # both sets of numbers: the CPU-only run and Vela's NPU estimate
+    assert cpu["seconds"] > 0 and cpu["core"] == "cortex-m55" and npu["seconds"] > 0
+    assert cpu["ran_where"].startswith("CPU-only run: the firmware ran every operator on the cortex-m55 (emulated)")
+    assert "Vela puts CONV_2D" in cpu["ran_where"] and cpu["ran_where"].endswith("leaves DEQUANTIZE on the CPU")
+    items = {i["check"]: i for i in target["items"]}
+    assert f"ran where: {cpu['ran_where']}" in items["firmware_bitexact"]["details"]
+    assert f"Ran where: {cpu['ran_where']}" in (pytester.path / "rep" / "report.md").read_text()
+    assert "CPU-only run: the firmware ran every operator" in result.stdout.str()
