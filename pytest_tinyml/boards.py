@@ -259,6 +259,12 @@ def builtin_boards() -> list[Board]:
     return [board_from_mapping(name, fields, "boards.yaml") for name, fields in data["boards"].items()]
 
 
+def npu_board_names() -> str:
+    """The boards of boards.yaml that have an Arm Ethos-U NPU, each with its accelerator, for messages."""
+    found = [f"{b.name} ({b.npu.accelerator})" for b in builtin_boards() if b.npu is not None]
+    return ", ".join(found) or "none in boards.yaml"
+
+
 def _norm(name: str) -> str:
     return name.strip().lower().replace("-", "_").replace(" ", "_")
 

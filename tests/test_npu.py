@@ -29,6 +29,7 @@ from pytest_tinyml.checks.npu import (
     judge_npu_sram,
 )
 from pytest_tinyml.errors import NotEvaluable, SpecError
+from pytest_tinyml.reports.baseline import load_report
 
 needs_vela = pytest.mark.skipif(vela_available() is None,
                                 reason=f"Arm's Vela is not installed: {NPU_EXTRA}")
@@ -153,6 +154,23 @@ def test_audit_on_an_npu_board_runs_cpu_and_npu_items(tflite_factory: ModuleType
     md = (pytester.path / "report" / "report.md").read_text()
     assert "NPU latency, Vela's estimate" in md and "| 0 | Conv2D | Conv2D |" in md
     assert "NPU latency, Vela&#x27;s estimate" in (pytester.path / "report" / "report.html").read_text()
+    # tflm_ops judged the operators Vela left on the CPU, and says which ran where
+    doc = load_report(pytester.path / "report" / "report.json")  # report.schema.json allows the npu section
+    (target,) = doc["targets"]
+    npu = target["npu"]
+    assert npu["estimate"] == "Vela's estimate (no NPU emulator ran)" and "not checked bit-exact" in npu["limits_note"]
+    assert npu["accelerator"] == "ethos-u55-256" and npu["judged"] is False and npu["seconds"] > 0
+    assert [x["original_op"] for x in npu["layers"]][:1] == ["Conv2D"] and any(x["cycles"] > 0 for x in npu["layers"])
+    assert npu["placement"]["cpu"] == {"DEQUANTIZE": 1} and npu["placement"]["npu"]["CONV_2D"] >= 1
+    assert npu["cpu_fallbacks"] == [{"op": "DEQUANTIZE", "tensor": "probs_float", "reason": "Unsupported opType"}]
+    items = {i["check"]: i for i in target["items"]}
+    message = items["tflm_ops"]["message"]
+    assert message.startswith("tflm_ops: on alif_e7_hp the NPU runs") and "the CPU runs 1 with TFLM (DEQUANTIZE)" in message
+    assert items["tflm_ops"]["extra"]["placement"] == items["npu_ops"]["extra"]["placement"] == npu["placement"]
+    assert items["tflm_ops"]["extra"]["judged_on_cpu"] == ["DEQUANTIZE"]
+    assert "Ran where: NPU CONV_2D" in md and "CPU (TFLM) DEQUANTIZE" in md
+    assert "Per NPU operation (Vela's estimate (no NPU emulator ran)):" in md
+    assert "Ran where: NPU CONV_2D" in (pytester.path / "report" / "report.html").read_text()
 
 
 @needs_vela
@@ -172,6 +190,11 @@ def test_a_vela_compiled_model_on_a_plain_board_needs_an_ethos_u_npu(
     assert run_pytest.outcomes(result)["compiled.tflite::tflm_ops"] == "FAILED"
     text = result.stdout.str()
     assert "compiled by Arm's Vela for an Ethos-U NPU" in text and "alif_e7_hp" in text
+    assert "tflm_ops: the model needs an Arm Ethos-U NPU" in text and "custom operator 'ethos-u' x1" in text
+    assert "has none; boards with one:" in text
+    for board in builtin_boards():
+        if board.npu is not None:
+            assert f"{board.name} ({board.npu.accelerator})" in text
 
 
 @needs_vela
@@ -184,6 +207,7 @@ def test_a_vela_compiled_model_on_an_npu_board_is_judged_from_its_ethos_u_operat
     facts = compiled_model_facts(parse_model(compiled, "compiled"), len(compiled), accelerator=U55["accelerator"],
                                  system_config=U55["system_config"], memory_mode=U55["memory_mode"])
     assert facts.precompiled and facts.npu_ops == 1 and facts.cpu_op_types == ("DEQUANTIZE",)
+    assert facts.cpu_op_counts == (("DEQUANTIZE", 1),) and facts.vela_version.endswith("(compiled before this run)")
     assert (facts.sram_bytes, facts.flash_bytes) == (vela.sram_bytes, vela.flash_bytes)  # Vela's own figures
     npu = next(b for b in builtin_boards() if b.name == "alif_e7_he").npu
     verdict = judge_npu_ops(facts, npu)
@@ -226,3 +250,113 @@ def test_max_latency_of_a_spec_judges_vela_s_estimate(tflite_factory: ModuleType
     outcomes = run_pytest.outcomes(result)
     assert outcomes["npu.yaml::npu_latency"] == "FAILED" and outcomes["npu.yaml::npu_ops"] == "PASSED"
     assert "limit 0.001 ms: Vela's estimate" in result.stdout.str()
+
+
+@needs_vela
+def test_a_compiled_model_on_a_plain_board_names_the_operators_vela_left_on_the_cpu(
+    tflite_factory: ModuleType, pytester: pytest.Pytester, tmp_path: Path, run_pytest  # type: ignore[no-untyped-def]
+) -> None:
+    (pytester.path / "compiled.tflite").write_bytes(_vela_cli(tmp_path, tflite_factory.int8_cnn(0, float_output=True)))
+    result = run_pytest("--tinyml-model=compiled.tflite", "--tinyml-board", "stm32f405", "-k", "tflm_ops")
+    assert run_pytest.outcomes(result)["compiled.tflite::tflm_ops"] == "FAILED"
+    text = result.stdout.str()
+    assert "tflm_ops: the model needs an Arm Ethos-U NPU" in text
+    assert "operators Vela left on the CPU: DEQUANTIZE" in text
+
+
+@needs_vela
+def test_tflm_ops_on_an_npu_board_judges_only_the_operators_vela_leaves_on_the_cpu(
+    tflite_factory: ModuleType,
+) -> None:
+    from dataclasses import replace
+
+    from pytest_tinyml.analysis import tflm
+    from pytest_tinyml.analysis.vela import placement
+    from pytest_tinyml.checks.ops import judge_cpu_part
+    from pytest_tinyml.kinds import OpStatus
+
+    model = tflite_factory.int8_cnn(0, float_output=True)
+    info = parse_model(model, "mixed")
+    where = placement(info, _u55(model))  # Vela for real: DEQUANTIZE stays on the CPU
+    assert where["cpu"] == {"DEQUANTIZE": 1} and "DEQUANTIZE" not in where["npu"] and where["npu"]
+    alloc = tflm.allocate(model, timeout=120)
+    report = tflm.tflm_op_report(info, alloc)
+    names = [op.name for op in info.ops]
+    assert judge_cpu_part(alloc, report, names, where, "alif_e7_hp").passed
+
+    def lacking(op: str) -> list:  # type: ignore[type-arg]
+        return [replace(r, status=OpStatus.UNSUPPORTED, reason=f"TFLM has no kernel for builtin op {op}")
+                if r.op == op else r for r in report]
+
+    on_npu = sorted(where["npu"])[0]  # an operator Vela put on the NPU: TFLM need not run it
+    verdict = judge_cpu_part(alloc, lacking(on_npu), names, where, "alif_e7_hp")
+    assert verdict.passed and any(d.startswith(f"note: {on_npu} runs on the NPU") for d in verdict.details)
+    verdict = judge_cpu_part(alloc, lacking("DEQUANTIZE"), names, where, "alif_e7_hp")  # the CPU must run it
+    assert not verdict.passed and verdict.measured == 1
+    assert verdict.details[0].startswith("DEQUANTIZE x1: unsupported") and "(on the CPU)" in verdict.details[0]
+    assert "the CPU runs 1 with TFLM (DEQUANTIZE)" in verdict.message
+    assert verdict.extra["placement"] == where
+
+
+@needs_vela
+def test_shards_split_by_item_merge_into_the_one_run_s_npu_section(
+    tflite_factory: ModuleType, pytester: pytest.Pytester, run_pytest  # type: ignore[no-untyped-def]
+) -> None:
+    import os
+    import re
+
+    (pytester.path / "cnn.tflite").write_bytes(tflite_factory.int8_cnn(0))
+    pytester.makeini("[pytest]\n")
+    common = ("--tinyml-model=cnn.tflite", "--tinyml-board", "alif_e7_he", "-m", "not firmware",
+              "-o", "tinyml_cache_dir=cache")
+    assert run_pytest(*common, "--tinyml-report", "all", report=None).ret == 0
+    for shard, keep in (("s1", "npu_latency or size"), ("s2", "not (npu_latency or size)")):
+        assert run_pytest(*common, "-k", keep, "--tinyml-report", shard, report=None).ret == 0
+    s1 = load_report(pytester.path / "s1" / "report.json")["targets"][0]["npu"]
+    assert s1["placement"] is None and s1["layers"]  # this shard ran npu_latency, not npu_ops
+    repo = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "pytest_tinyml.cli", "merge", "joined", "s1", "s2"],
+                          cwd=pytester.path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stamp = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+    for name in ("report.json", "report.md", "report.html"):
+        joined, whole = (stamp.sub(b"", (pytester.path / d / name).read_bytes()) for d in ("joined", "all"))
+        assert joined == whole, name
+    npu = load_report(pytester.path / "joined" / "report.json")["targets"][0]["npu"]
+    assert npu["placement"] == {"npu": npu["placement"]["npu"], "cpu": {}} and npu["layers"] == s1["layers"]
+
+
+def _emulates_the_m55() -> bool:
+    import shutil
+
+    from pytest_tinyml.emulate import insn_plugin
+    from pytest_tinyml.emulate.toolchain import toolchain_status
+
+    if not toolchain_status().ok or insn_plugin.host_compiler() is None or shutil.which("qemu-system-arm") is None:
+        return False
+    out = subprocess.run(["qemu-system-arm", "-M", "help"], capture_output=True, text=True, check=False).stdout
+    return any(line.split(" ", 1)[0] == "mps3-an547" for line in out.splitlines())
+
+
+@needs_vela
+def test_a_model_with_a_cpu_fallback_gets_the_cpu_only_firmware_run_and_vela_s_npu_estimate(
+    tflite_factory: ModuleType, pytester: pytest.Pytester, run_pytest  # type: ignore[no-untyped-def]
+) -> None:
+    if not _emulates_the_m55():
+        pytest.skip("needs arm-none-eabi-gcc, a host C compiler and qemu-system-arm with the mps3-an547 machine")
+    (pytester.path / "mixed.tflite").write_bytes(tflite_factory.int8_cnn(0, float_output=True))
+    result = run_pytest("--tinyml-model=mixed.tflite", "--tinyml-board", "alif_e7_he", "-k",
+                        "firmware_bitexact or npu_latency", "--tinyml-firmware-runtime", "tinyml",
+                        "--tinyml-firmware-samples", "2", "-o", "tinyml_cache_dir=c", "--tinyml-report", "rep")
+    outcomes = run_pytest.outcomes(result)
+    assert outcomes["mixed.tflite::firmware_bitexact"] == outcomes["mixed.tflite::npu_latency"] == "PASSED"
+    (target,) = load_report(pytester.path / "rep" / "report.json")["targets"]
+    cpu, npu = target["latency"], target["npu"]  # both sets of numbers: the CPU-only run and Vela's NPU estimate
+    assert cpu["seconds"] > 0 and cpu["core"] == "cortex-m55" and npu["seconds"] > 0
+    assert cpu["ran_where"].startswith("CPU-only run: the firmware ran every operator on the cortex-m55 (emulated)")
+    assert "Vela puts CONV_2D" in cpu["ran_where"] and cpu["ran_where"].endswith("leaves DEQUANTIZE on the CPU")
+    items = {i["check"]: i for i in target["items"]}
+    assert f"ran where: {cpu['ran_where']}" in items["firmware_bitexact"]["details"]
+    assert f"Ran where: {cpu['ran_where']}" in (pytester.path / "rep" / "report.md").read_text()
+    assert "CPU-only run: the firmware ran every operator" in result.stdout.str()

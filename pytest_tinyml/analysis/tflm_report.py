@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml.analysis.tflm_host import TflmAllocation, reason_lines
+from pytest_tinyml.boards import npu_board_names
 from pytest_tinyml.kinds import OpStatus
 
 if TYPE_CHECKING:
@@ -148,8 +149,8 @@ def tflm_op_report(info: ModelInfo, alloc: TflmAllocation | None = None) -> list
                 if name == "ethos-u":  # the command stream Arm's Vela compiler writes
                     reason = ("the model was compiled by Arm's Vela for an Ethos-U NPU: it needs a board with an "
                               "Ethos-U NPU and TFLM built with the Ethos-U driver; " + reason)
-                    fix = ("judge it on a board with an Ethos-U NPU (e.g. --tinyml-board alif_e7_hp, alif_e7_he, "
-                           "imx93_m33), or audit the model as it was before Vela compiled it")
+                    fix = (f"judge it on a board with an Ethos-U NPU (--tinyml-board with one of {npu_board_names()}), "
+                           "or audit the model as it was before Vela compiled it")
                 report.append(OpSupport(name, count, OpStatus.UNSUPPORTED, reason, fix, True))
             continue
         if name not in tflm_ops.TFLM_BUILTIN_OPS:

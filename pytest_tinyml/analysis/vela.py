@@ -43,6 +43,9 @@ _LEGACY_RE = re.compile(r"^Warning: (?:Unsupported TensorFlow Lite semantics for
                         r"(?:\. Placing on CPU instead| is not supported on the NPU)")
 _CPU_ONLY_RE = re.compile(r"^Info: (\S+) '(.*)' is a CPU only op")
 _COUNT_RE = re.compile(r"^(CPU|NPU) operators = (\d+)")
+#: The model description Vela gives a compiled model: ``f"Vela {__version__} Optimised"`` from its Python
+#: ``tflite_writer``, ``Vela Optimised`` (no version) from 5.x's default C++ compiler.
+_DESCRIPTION_RE = re.compile(r"^Vela (?:(\S+) )?Optimised$")
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class VelaResult:
     fallbacks: tuple[CpuFallback, ...] = ()
     layers: tuple[VelaLayer, ...] = ()
     cpu_op_types: tuple[str, ...] = ()  # operator types left in the compiled model besides ethos-u
+    cpu_op_counts: tuple[tuple[str, int], ...] = ()  # (type, how many) of those operators
     summary: dict[str, str] = field(default_factory=dict)
     precompiled: bool = False  # read from a model Vela had already compiled (no cycles, no reasons)
 
@@ -199,12 +203,11 @@ def compile_for_npu(model: bytes, *, accelerator: str, system_config: str, memor
         compiled = out / "model_vela.tflite"
         compiled_bytes = compiled.read_bytes() if compiled.is_file() else b""
     counts = {kind: int(n) for kind, n in (m.groups() for m in map(_COUNT_RE.match, text.splitlines()) if m)}
-    cpu_types: tuple[str, ...] = ()
+    cpu_counts: tuple[tuple[str, int], ...] = ()
     if compiled_bytes:
         from pytest_tinyml.analysis.model import parse_model
 
-        info = parse_model(compiled_bytes, "vela output")
-        cpu_types = tuple(sorted({op.name for op in info.ops} - {ETHOS_U_OP}))
+        cpu_counts = _cpu_counts(parse_model(compiled_bytes, "vela output"))
     flash_kib = _number(summary, "off_chip_flash_memory_used") + _number(summary, "on_chip_flash_memory_used")
     return VelaResult(
         accelerator=accelerator, system_config=system_config, memory_mode=memory_mode, vela_version=version,
@@ -216,8 +219,38 @@ def compile_for_npu(model: bytes, *, accelerator: str, system_config: str, memor
         vela_clock_hz=_number(summary, "core_clock"),
         macs=int(_number(summary, "nn_macs")),
         npu_ops=counts.get("NPU", 0), cpu_ops=counts.get("CPU", 0),
-        fallbacks=parse_fallbacks(text), layers=layers, cpu_op_types=cpu_types, summary=summary,
+        fallbacks=parse_fallbacks(text), layers=layers, cpu_op_types=tuple(op for op, _ in cpu_counts),
+        cpu_op_counts=cpu_counts, summary=summary,
     )
+
+
+def _cpu_counts(info: Any) -> tuple[tuple[str, int], ...]:
+    """(operator type, count) of the operators of a compiled model that are not ``ethos-u``, by type."""
+    counts: dict[str, int] = {}
+    for op in info.ops:
+        if op.name != ETHOS_U_OP:
+            counts[op.name] = counts.get(op.name, 0) + 1
+    return tuple(sorted(counts.items()))
+
+
+def compiled_by(info: Any) -> str | None:
+    """The Vela version that compiled the model, from the description Vela's writer gives it, else None (also
+    for Vela 5.x's default compiler, whose description names no version)."""
+    m = _DESCRIPTION_RE.match(str(getattr(info, "description", "") or ""))
+    return m.group(1) if m else None
+
+
+def placement(original: Any, v: VelaResult) -> dict[str, dict[str, int]]:
+    """Which operators of the model ``original`` (a ModelInfo, before Vela) run where: ``{"npu": {type: n},
+    "cpu": {type: n}}``. The CPU part is what Vela left in its compiled model besides ``ethos-u`` (Vela keeps
+    those operators as they were); every other operator of the model went into the NPU's command stream."""
+    cpu = dict(v.cpu_op_counts)
+    npu: dict[str, int] = {}
+    for op in original.ops:
+        npu[op.name] = npu.get(op.name, 0) + 1
+    for name, n in cpu.items():
+        npu[name] = npu.get(name, 0) - n
+    return {"npu": {k: n for k, n in sorted(npu.items()) if n > 0}, "cpu": dict(sorted(cpu.items()))}
 
 
 def compiled_model_facts(info: Any, model_size: int, *, accelerator: str, system_config: str,
@@ -238,13 +271,14 @@ def compiled_model_facts(info: Any, model_size: int, *, accelerator: str, system
         sizes = [t.nbytes if t is not None else 0 for t in tensors] + [0] * (4 - len(tensors))
         flash += sizes[1]  # the read-only area: Vela's own flash figure (the command stream is apart)
         sram = max(sram, sizes[3] or sizes[2])
-    cpu = tuple(sorted({op.name for op in info.ops} - {ETHOS_U_OP}))
+    counts = _cpu_counts(info)
+    version = compiled_by(info)
     return VelaResult(
         accelerator=accelerator, system_config=system_config, memory_mode=memory_mode,
-        vela_version="(compiled before this run)", sram_bytes=sram, flash_bytes=flash,
+        vela_version=f"{version or 'unknown'} (compiled before this run)", sram_bytes=sram, flash_bytes=flash,
         compiled_model_bytes=model_size, cycles_total=0, inference_seconds=0.0, vela_clock_hz=0.0, macs=0,
-        npu_ops=npu_ops, cpu_ops=sum(1 for op in info.ops if op.name != ETHOS_U_OP), cpu_op_types=cpu,
-        precompiled=True,
+        npu_ops=npu_ops, cpu_ops=sum(n for _, n in counts), cpu_op_types=tuple(op for op, _ in counts),
+        cpu_op_counts=counts, precompiled=True,
     )
 
 
@@ -280,5 +314,5 @@ def _config_file(config: str) -> Path:
                       fix="name a file `vela --list-config-files` lists in the board's npu.config")
 
 
-__all__ = ["ETHOS_U_OP", "NPU_EXTRA", "CpuFallback", "VelaLayer", "VelaResult", "compile_for_npu", "compiled_model_facts",
-           "parse_fallbacks", "require_vela", "vela_available"]
+__all__ = ["ETHOS_U_OP", "NPU_EXTRA", "CpuFallback", "VelaLayer", "VelaResult", "compile_for_npu", "compiled_by",
+           "compiled_model_facts", "parse_fallbacks", "placement", "require_vela", "vela_available"]

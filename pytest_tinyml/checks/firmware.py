@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_tinyml._util.durations import format_seconds
 from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict
-from pytest_tinyml.errors import NotEvaluable
+from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.kinds import Direction, Emulator, KernelSet, Runtime
 
 if TYPE_CHECKING:
@@ -195,6 +195,10 @@ class FirmwareBitexactCheck(DeclaredCheck):
                 info = None
             if info is not None:
                 verdict.extra.update(info, latency_informational=True, latency_note=informational)
+        placed = ran_where(m)
+        if placed:
+            verdict.extra.update(placed)
+            verdict.details.append(f"ran where: {placed['ran_where']}")
         return with_runtime(verdict, fw)
 
 
@@ -298,6 +302,30 @@ def _top_ops(profile: Any, n: int = 5) -> list[str]:
     return ["slowest operators: " + "; ".join(f"#{r['index']} {r['op']} {float(r.get('share', 0)) * 100:.0f} %" for r in ops)]
 
 
+def ran_where(m: Measurements) -> dict[str, Any]:
+    """On a board with an Ethos-U NPU: ``{"ran_where": text}`` saying that the firmware figures are a CPU-only
+    run (every operator on the core, emulated) and which operators Vela puts on the NPU instead
+    (whose figures are the npu_* items': Vela's estimate). Empty on boards without an NPU."""
+    if m.board.npu is None:
+        return {}
+    from pytest_tinyml.analysis.vela import placement
+
+    head = (f"CPU-only run: the firmware ran every operator on the {m.board.core} (emulated), the NPU "
+            f"unused")
+    try:
+        vela = m.vela
+    except (NotEvaluable, TinyMLError):
+        return {"ran_where": f"{head}; which operators Vela would put on {m.board.name}'s Ethos-U NPU is not known "
+                             "(Vela did not run)"}
+    where = placement(m.model_info, vela)
+
+    def names(ops: dict[str, int]) -> str:
+        return ", ".join(ops) or "none"
+
+    return {"ran_where": f"{head}; on {m.board.name} Vela puts {names(where['npu'])} on the Ethos-U NPU (npu_latency: "
+                         f"Vela's estimate, no NPU emulator) and leaves {names(where['cpu'])} on the CPU"}
+
+
 class LatencyCheck(DeclaredCheck):
     info = CheckInfo(
         name="latency",
@@ -339,6 +367,8 @@ class LatencyCheck(DeclaredCheck):
             info["cpi"] or 0.0,
             info["clock_hz"],
             info["method"],
-            extra=info,
+            extra=info | ran_where(m),
         )
+        if verdict.extra.get("ran_where"):
+            verdict.details.append(f"ran where: {verdict.extra['ran_where']}")
         return with_runtime(verdict, m.firmware)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pytest_tinyml.analysis.vela import placement
 from pytest_tinyml.checks.base import CheckInfo, DeclaredCheck, Verdict, fmt_bytes
 from pytest_tinyml.errors import NotEvaluable
 
@@ -38,18 +39,29 @@ def _where(v: VelaResult) -> str:
     return f"[Vela {v.vela_version}, {v.accelerator}, {v.system_config}, {v.memory_mode}]"
 
 
-def judge_npu_ops(v: VelaResult, board_npu: Any) -> Verdict:
+def _placement_line(where: dict[str, dict[str, int]]) -> str:
+    def counted(ops: dict[str, int]) -> str:
+        return ", ".join(f"{op} x{n}" if n > 1 else op for op, n in ops.items()) or "none"
+
+    return f"ran where: NPU {counted(where['npu'])}; CPU (TFLM) {counted(where['cpu'])}"
+
+
+def judge_npu_ops(v: VelaResult, board_npu: Any, where: dict[str, dict[str, int]] | None = None) -> Verdict:
+    """``where``: which of the model's operators run on the NPU and which on the CPU
+    (:func:`~pytest_tinyml.analysis.vela.placement`), recorded in ``extra.placement`` and shown."""
     fallbacks = [f"{f.op} ({f.tensor}): {f.reason}" for f in v.fallbacks]
+    if where is None:  # a compiled model: the NPU part is its ethos-u operator(s)
+        where = {"npu": {"ethos-u": v.npu_ops} if v.npu_ops else {}, "cpu": dict(v.cpu_op_counts)}
     extra = _vela_facts(v, board_npu) | {
         "npu_operations": v.npu_ops, "cpu_operations": v.cpu_ops,
         "cpu_fallbacks": [{"op": f.op, "tensor": f.tensor, "reason": f.reason} for f in v.fallbacks],
-        "cpu_op_types": list(v.cpu_op_types),
+        "cpu_op_types": list(v.cpu_op_types), "placement": where,
     }
     cpu = max(v.cpu_ops, len(v.fallbacks))
     if cpu == 0:
         return Verdict("npu_ops", True, 0, 0, "CPU fallbacks",
                        f"npu_ops: every operator runs on the NPU ({v.npu_ops} NPU operations) {_where(v)}",
-                       extra=extra)
+                       details=[_placement_line(where)], extra=extra)
     names = ", ".join(sorted({f.op for f in v.fallbacks} | set(v.cpu_op_types)))
     if v.precompiled:
         fallbacks = [f"{op}: on the CPU in the compiled model (Vela's reason is not stored in the file)"
@@ -58,7 +70,7 @@ def judge_npu_ops(v: VelaResult, board_npu: Any) -> Verdict:
         "npu_ops", False, cpu, 0, "CPU fallbacks",
         f"npu_ops: {cpu} operator(s) fall back to the CPU ({names}); {v.npu_ops} NPU operations {_where(v)}",
         details=[f"CPU fallback: {line}" for line in fallbacks]
-        + ["the CPU part runs with TFLM: see the tflm_ops item for these operators"],
+        + [_placement_line(where), "the CPU part runs with TFLM: see the tflm_ops item for these operators"],
         fix="replace the CPU operators with ones Vela places on the NPU (its reason is given per operator; "
             "`vela --supported-ops-report` lists the constraints), or accept the fallback with ops: any",
         extra=extra,
@@ -140,7 +152,8 @@ class NpuOpsCheck(_NpuCheck):
     def evaluate(self, m: Target) -> Verdict:
         npu = m.board.npu
         assert npu is not None
-        return judge_npu_ops(m.vela, npu)
+        v = m.vela
+        return judge_npu_ops(v, npu, None if v.precompiled else placement(m.model_info, v))
 
 
 class NpuSramCheck(_NpuCheck):

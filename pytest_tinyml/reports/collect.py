@@ -24,6 +24,7 @@ from pytest_tinyml.errors import NotEvaluable, TinyMLError
 from pytest_tinyml.kinds import ItemStatus, Runtime
 from pytest_tinyml.records import ESCAPED_NAME, ItemRecord, TargetRecord
 from pytest_tinyml.reports._format import item_order, one_line
+from pytest_tinyml.reports.npu import npu_section
 from pytest_tinyml.reports.profile import target_latency
 
 log = logging.getLogger(__name__)
@@ -352,6 +353,8 @@ def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = Tru
     if values.get("latency_seconds") is None and latency:
         values["latency_seconds"] = latency["seconds"]  # the estimate, shown as information
     runtime, runtime_note = firmware_runtime(verdicts.values())
+    items = sorted((_item(r) for r in rows), key=lambda i: item_order(i["check"], i["name"]))
+    npu = _guard(notes, "npu", lambda: npu_section(items))
     return {
         "label": info.label,
         "kind": info.kind,
@@ -364,7 +367,7 @@ def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = Tru
         "model_path": str(path) if path is not None else None,
         "sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
         "size_bytes": size,
-        "items": sorted((_item(r) for r in rows), key=lambda i: item_order(i["check"], i["name"])),
+        "items": items,
         "metrics": values,
         "regression_thresholds": _thresholds(info, metrics),
         "model": model,
@@ -372,6 +375,7 @@ def _target(rows: list[ItemRecord], metrics: dict[str, Metric], read: bool = Tru
         "flash": flash,
         "accuracy": accuracy,
         "latency": latency,
+        **({"npu": npu} if npu is not None else {}),  # targets without an NPU item: unchanged
         "notes": notes,
         "baseline": None,
     }

@@ -289,7 +289,7 @@ def _target_section(idx: int, t: dict[str, Any], plots: bool, charts: Any, vocab
     parts.append(_accuracy_table(t))
     if t.get("latency"):
         parts.append(profile_html_section(t["latency"]))
-    parts.append(npu_html_section(t["items"]))
+    parts.append(npu_html_section(t.get("npu")))
     parts.append(_model_tables(t))
     if notes:
         parts.append("<ul class=notes>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")

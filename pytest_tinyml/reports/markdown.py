@@ -198,7 +198,7 @@ def _target_section(t: dict[str, Any], with_baseline: bool, full: bool, vocab: V
     if full and t.get("latency"):
         lines += profile_markdown_lines(t["latency"])
     if full:
-        lines += npu_markdown_lines(t["items"])
+        lines += npu_markdown_lines(t.get("npu"))
     if full:
         for fact in _facts(t):
             lines.append(f"- {fact}")

@@ -37,6 +37,7 @@ from pytest_tinyml.reports.baseline import (
     metric_table,
 )
 from pytest_tinyml.reports.collect import SCHEMA_ID, SCHEMA_VERSION
+from pytest_tinyml.reports.npu import npu_section
 
 _FIX = "pass the folders each shard's --tinyml-report wrote (or their report.json)"
 
@@ -121,6 +122,12 @@ def _join(label: str, parts: list[tuple[str, dict[str, Any]]], metrics: dict[str
         out[key] = next((t[key] for _, t in parts if t.get(key) is not None), None)
     items = [item for _, t in parts for item in t.get("items") or []]
     out["items"] = sorted(items, key=lambda i: item_order(str(i["check"]), str(i["name"])))
+    npu = npu_section(out["items"])  # from the joined items: its parts may come from several shards
+    out = {k: v for k, v in out.items() if k != "npu"}
+    if npu is not None:  # where one run's report has it: after latency
+        keys = list(out)
+        at = keys.index("latency") + 1 if "latency" in keys else len(keys)
+        out = {**{k: out[k] for k in keys[:at]}, "npu": npu, **{k: out[k] for k in keys[at:]}}
     checks = {str(i["check"]) for i in items}
     values: dict[str, Any] = {}
     for name in first.get("metrics") or {}:

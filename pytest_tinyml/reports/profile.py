@@ -38,6 +38,8 @@ def latency_section(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, Any] | N
                 "cycle_breakdown": extra.get("cycle_breakdown"),
                 "profile": extra.get("profile"),
             }
+            if isinstance(extra.get("ran_where"), str):  # on a board with an Ethos-U NPU: a CPU-only run
+                found["ran_where"] = extra["ran_where"]
     return found
 
 
@@ -98,6 +100,8 @@ def _op_rows(ops: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 
 def terminal_lines(section: Mapping[str, Any], indent: str = "  ") -> list[str]:
     lines = [indent + headline(section)]
+    if section.get("ran_where"):
+        lines.append(indent + f"({section['ran_where']})")
     ops = top_operators(section)
     if ops:
         total = len((section.get("profile") or {}).get("operators") or [])
@@ -110,6 +114,8 @@ def terminal_lines(section: Mapping[str, Any], indent: str = "  ") -> list[str]:
 
 def markdown_lines(section: Mapping[str, Any]) -> list[str]:
     lines = [f"**{headline(section)}**", ""]
+    if section.get("ran_where"):
+        lines += [f"Ran where: {section['ran_where']}", ""]
     if section.get("method"):
         lines += [f"Method: {section['method']}", ""]
     ops = (section.get("profile") or {}).get("operators") or []
@@ -126,6 +132,8 @@ def html_section(section: Mapping[str, Any]) -> str:
     """A heading line and one horizontal bar per operator (cycles), widths relative to the slowest."""
     esc = html.escape
     parts = [f"<h3>{esc(headline(section))}</h3>"]
+    if section.get("ran_where"):
+        parts.append(f"<p class='method'>Ran where: {esc(str(section['ran_where']))}</p>")
     if section.get("method"):
         parts.append(f"<p class='method'>{esc(str(section['method']))}</p>")
     ops = [o for o in (section.get("profile") or {}).get("operators") or [] if isinstance(o, Mapping)]
